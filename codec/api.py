@@ -1,0 +1,219 @@
+"""Public codec API: encode/decode single images and batches, inspect blobs.
+
+The learned path serves 8-bit L, LA, RGB and RGBA (alpha is coded as an extra gray plane group);
+every other mode, and any image where the learned path loses, is stored by the best classical
+codec (flagged in the header), so a blob is never worse than the PNG we compare against on the
+images we check (see `fallback`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import xxhash
+
+from codec import classical, container, learned, varints
+from codec.colour import forward_rgb, inverse_rgb
+from codec.errors import CodecError
+from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
+from codec.model import WEIGHTS_DIR, Model, default_model, load_model_file
+
+LEARNED_MODES = ("L", "LA", "RGB", "RGBA")
+FALLBACKS = ("auto", "always", "never")
+# "auto" compares with classical codecs only where the learned path can plausibly lose:
+# synthetic content (very low bpsp, where LZ matching wins), noise (very high bpsp) and small
+# images (cheap to check). benchmarks/peers.py reports the worst case against PNG per set.
+AUTO_LOW_BPSP = 1.5
+AUTO_HIGH_BPSP = 6.0
+AUTO_SMALL_SAMPLES = 1 << 16
+
+ImageLike = RasterImage | np.ndarray | object
+
+
+def checksum(pixels: np.ndarray) -> int:
+    """xxh3-64 of the raw pixels (C order, little-endian samples)."""
+    px = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(px).data)
+
+
+def _to_groups(img: RasterImage) -> list[np.ndarray]:
+    """Plane groups the learned path codes for this image."""
+    px = img.pixels
+    if img.mode == "L":
+        return [px[None]]
+    if img.mode == "LA":
+        return [px[None, :, :, 0], px[None, :, :, 1]]
+    groups = [forward_rgb(px[:, :, :3])]
+    if img.mode == "RGBA":
+        groups.append(px[None, :, :, 3])
+    return [np.ascontiguousarray(g) for g in groups]
+
+
+def _from_groups(mode: str, groups: list[np.ndarray]) -> np.ndarray:
+    if mode == "L":
+        return groups[0][0]
+    if mode == "LA":
+        return np.stack([groups[0][0], groups[1][0]], axis=-1)
+    rgb = inverse_rgb(groups[0])
+    if mode == "RGBA":
+        return np.concatenate([rgb, groups[1][0][:, :, None]], axis=-1)
+    return rgb
+
+
+def _group_shapes(mode: str, height: int, width: int) -> list[tuple[int, int, int]]:
+    return {
+        "L": [(1, height, width)],
+        "LA": [(1, height, width)] * 2,
+        "RGB": [(3, height, width)],
+        "RGBA": [(3, height, width), (1, height, width)],
+    }[mode]
+
+
+def _header(img: RasterImage, codec: str, model_id: str | None = None) -> container.Header:
+    h, w = img.pixels.shape[:2]
+    return container.Header(
+        codec=codec, mode=img.mode, width=w, height=h, checksum=checksum(img.pixels),
+        model_id=model_id, icc_profile=img.icc_profile, exif=img.exif, text=dict(img.text),
+    )
+
+
+def _needs_check(fallback: str, bpsp: float, samples: int) -> bool:
+    if fallback == "always":
+        return True
+    if fallback == "never":
+        return False
+    return bpsp < AUTO_LOW_BPSP or bpsp > AUTO_HIGH_BPSP or samples <= AUTO_SMALL_SAMPLES
+
+
+def encode_batch(
+    images: Sequence[ImageLike], *, fallback: str = "auto", model: Model | None = None
+) -> list[bytes]:
+    """Encode many images; all learned-path tiles share one network and coder pass."""
+    if fallback not in FALLBACKS:
+        raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
+    imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
+    model = model or default_model()
+    learned_ids = [i for i, im in enumerate(imgs) if im.mode in LEARNED_MODES]
+    groups, owners = [], []
+    for i in learned_ids:
+        for g in _to_groups(imgs[i]):
+            groups.append(g)
+            owners.append(i)
+    payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
+    for owner, payload in zip(owners, learned.encode_groups(model, groups) if groups else [],
+                              strict=True):
+        payloads[owner].append(payload)
+    out = []
+    for i, img in enumerate(imgs):
+        best = None
+        if i in payloads:
+            parts = payloads[i]
+            body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(
+                parts
+            )
+            best = container.pack(_header(img, "learned", model.model_id), body)
+            bpsp = 8 * len(best) / img.pixels.size
+            if not _needs_check(fallback, bpsp, img.pixels.size):
+                out.append(best)
+                continue
+        kind, payload = classical.encode_classical(img)
+        blob = container.pack(_header(img, kind), payload)
+        out.append(blob if best is None or len(blob) < len(best) else best)
+    return out
+
+
+def encode(image: ImageLike, *, fallback: str = "auto", model: Model | None = None) -> bytes:
+    """Encode one image (array, PIL image, RasterImage, path or file bytes) to a blob."""
+    return encode_batch([image], fallback=fallback, model=model)[0]
+
+
+@lru_cache(maxsize=8)
+def model_for(model_id: str) -> Model:
+    """The model a blob names: the shipped one, or another .npz in the weights folder."""
+    model = default_model()
+    if model.model_id == model_id:
+        return model
+    extra = os.environ.get("PILC_WEIGHTS_DIR")
+    for folder in filter(None, [extra, str(WEIGHTS_DIR)]):
+        for path in sorted(os.scandir(folder), key=lambda e: e.name):
+            if path.name.endswith(".npz"):
+                candidate = load_model_file(path.path)
+                if candidate.model_id == model_id:
+                    return candidate
+    raise CodecError(f"blob was made with model {model_id}, which this installation lacks")
+
+
+def _split_learned(mode: str, payload: memoryview) -> list[bytes]:
+    if mode in ("L", "RGB"):
+        return [bytes(payload)]
+    r = varints.Reader(payload, "learned payload")
+    first = r.take(r.varint(r.remaining))
+    return [first, r.take(r.remaining)]
+
+
+def decode_image_batch(
+    blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES
+) -> list[RasterImage]:
+    """Decode many blobs; learned ones of the same model share one network and coder pass."""
+    parsed = [container.parse(b) for b in blobs]
+    pixels: dict[int, np.ndarray] = {}
+    by_model: dict[str, list[int]] = {}
+    for i, (h, payload) in enumerate(parsed):
+        shape = mode_shape(h.mode, h.height, h.width)
+        if int(np.prod(shape)) > max_samples:
+            raise CodecError(f"image of {shape} exceeds the {max_samples}-sample limit")
+        if h.codec == "learned":
+            if h.mode not in LEARNED_MODES:
+                raise CodecError(f"learned blob with non-learned mode {h.mode}")
+            by_model.setdefault(h.model_id, []).append(i)
+        else:
+            pixels[i] = classical.decode_classical_image(h.codec, bytes(payload), h.mode, shape)
+    for mid, members in by_model.items():
+        model = model_for(mid)
+        groups, shapes, owners = [], [], []
+        for i in members:
+            h, payload = parsed[i]
+            for part, shape in zip(_split_learned(h.mode, payload),
+                                   _group_shapes(h.mode, h.height, h.width), strict=True):
+                groups.append(part)
+                shapes.append(shape)
+                owners.append(i)
+        planes = learned.decode_groups(model, groups, shapes)
+        for i in members:
+            mine = [p for p, o in zip(planes, owners, strict=True) if o == i]
+            pixels[i] = _from_groups(parsed[i][0].mode, mine)
+    out = []
+    for i, (h, _) in enumerate(parsed):
+        got = pixels[i]
+        img = got if isinstance(got, RasterImage) else RasterImage(got, h.mode)
+        if checksum(img.pixels) != h.checksum:
+            raise CodecError("checksum mismatch: the blob is corrupt (decoded pixels differ)")
+        img.icc_profile, img.exif, img.text = h.icc_profile, h.exif, dict(h.text)
+        out.append(img)
+    return out
+
+
+def decode_image(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> RasterImage:
+    """Blob -> RasterImage (pixels, mode, ICC, Exif, text, palette)."""
+    return decode_image_batch([blob], max_samples=max_samples)[0]
+
+
+def decode(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> np.ndarray:
+    """Blob -> pixel array (H,W) or (H,W,C), exactly what was encoded."""
+    return decode_image(blob, max_samples=max_samples).pixels
+
+
+def decode_batch(blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES):
+    """Many blobs -> list of pixel arrays."""
+    return [im.pixels for im in decode_image_batch(blobs, max_samples=max_samples)]
+
+
+def info(blob: bytes) -> dict:
+    """Header fields of a blob as a dict (no pixel decoding)."""
+    header, payload = container.parse(blob)
+    d = header.to_dict()
+    d.update(blob_bytes=len(blob), payload_bytes=len(payload))
+    return d

@@ -1,0 +1,131 @@
+"""The blob container: a small versioned header, then the learned or classical payload.
+
+Layout (docs/FORMAT.md is the spec): magic "PILC", version, codec, mode, flags, varint width and
+height, xxh3-64 of the raw pixels, the model id (learned blobs), optional metadata entries (ICC,
+Exif, text), then the payload. `parse` checks every field against hard limits and the bytes
+actually present before anything is sized from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from codec import varints
+from codec.errors import CodecError
+from codec.imagefile import MODES
+
+MAGIC = b"PILC"
+VERSION = 1
+CODECS = ("learned", "png", "webp", "jxl", "zlib")
+MAX_SIDE = 1 << 20
+FLAG_METADATA = 1
+_META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
+_MAX_META_ENTRIES = 3
+
+
+@dataclass
+class Header:
+    """Everything before the payload."""
+
+    codec: str
+    mode: str
+    width: int
+    height: int
+    checksum: int
+    model_id: str | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    text: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": VERSION,
+            "codec": self.codec,
+            "mode": self.mode,
+            "width": self.width,
+            "height": self.height,
+            "checksum": f"{self.checksum:016x}",
+            "model_id": self.model_id,
+            "icc_profile_bytes": len(self.icc_profile or b""),
+            "exif_bytes": len(self.exif or b""),
+            "text": dict(self.text),
+        }
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    """Header + payload -> blob."""
+    meta = []
+    if header.icc_profile:
+        meta.append((_META_ICC, header.icc_profile))
+    if header.exif:
+        meta.append((_META_EXIF, header.exif))
+    if header.text:
+        meta.append((_META_TEXT, json.dumps(header.text, sort_keys=True).encode()))
+    out = bytearray(MAGIC)
+    out += bytes(
+        [VERSION, CODECS.index(header.codec), MODES.index(header.mode),
+         FLAG_METADATA if meta else 0]
+    )
+    out += varints.encode_one(header.width) + varints.encode_one(header.height)
+    out += header.checksum.to_bytes(8, "little")
+    if header.codec == "learned":
+        out += bytes.fromhex(header.model_id or "")
+    if meta:
+        out += varints.encode_one(len(meta))
+        for key, value in meta:
+            out += bytes([key]) + varints.encode_one(len(value)) + value
+    return bytes(out) + payload
+
+
+def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
+    """Blob -> (header, payload view). CodecError on anything malformed."""
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise CodecError(f"blob must be bytes, got {type(blob).__name__}")
+    r = varints.Reader(memoryview(blob).cast("B") if not isinstance(blob, bytes) else blob)
+    if r.remaining < 4 or r.take(4) != MAGIC:
+        raise CodecError("not a pilc blob (bad magic)")
+    version = r.u8()
+    if version != VERSION:
+        raise CodecError(f"unsupported format version {version} (this build reads {VERSION})")
+    codec_id, mode_id, flags = r.u8(), r.u8(), r.u8()
+    if codec_id >= len(CODECS):
+        raise CodecError(f"unknown codec id {codec_id}")
+    if mode_id >= len(MODES):
+        raise CodecError(f"unknown mode id {mode_id}")
+    if flags & ~FLAG_METADATA:
+        raise CodecError(f"unknown header flags {flags:#x}")
+    width = r.varint(MAX_SIDE)
+    height = r.varint(MAX_SIDE)
+    if width < 1 or height < 1:
+        raise CodecError(f"invalid image size {width}x{height}")
+    header = Header(CODECS[codec_id], MODES[mode_id], width, height, r.u64())
+    if header.codec == "learned":
+        header.model_id = r.take(8).hex()
+    if flags & FLAG_METADATA:
+        seen = set()
+        for _ in range(r.varint(_MAX_META_ENTRIES)):
+            key = r.u8()
+            value = r.sized_bytes(r.remaining)
+            if key in seen or key not in (_META_ICC, _META_EXIF, _META_TEXT):
+                raise CodecError(f"bad or repeated metadata entry {key}")
+            seen.add(key)
+            if key == _META_ICC:
+                header.icc_profile = value
+            elif key == _META_EXIF:
+                header.exif = value
+            else:
+                header.text = _parse_text(value)
+    return header, r.data[r.pos :]
+
+
+def _parse_text(value: bytes) -> dict[str, str]:
+    try:
+        text = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CodecError(f"metadata text is not JSON: {e}") from e
+    if not isinstance(text, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in text.items()
+    ):
+        raise CodecError("metadata text must map strings to strings")
+    return text

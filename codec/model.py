@@ -1,0 +1,182 @@
+"""The VQ-VAE: a float encoder (runs only when encoding) and an integer-exact decoder.
+
+Decoder determinism: embeddings, weights and activations are int8-valued; convolutions run as
+float32 GEMMs whose every product and partial sum is an integer below 2**24, so any summation
+order (BLAS blocking, threads, GPU, TF32 input rounding, which keeps 10 mantissa bits >= 7 needed)
+gives the same exact integers; requantisation is int64 multiply-add-shift. Bounds are checked
+when weights load (`_check_exact_bounds`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from codec import rans
+from codec.context import N_ACTIVITY, N_CROSS
+from codec.errors import CodecError
+from codec.layout import CELL
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "pilc-default.npz"
+EXACT_LIMIT = 1 << 24  # float32 represents every integer up to this exactly
+N_CH = 3  # the model codes 1 (gray) or 3 (colour-transformed) planes
+OUT_BLOCK = 2  # the decoder predicts one scale per OUT_BLOCK x OUT_BLOCK pixels
+N_OUT = N_CH * (CELL // OUT_BLOCK) ** 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_codes: int  # K
+    latent_dim: int  # D
+    hidden: int  # decoder width
+    n_scales: int  # S residual tables; table S codes VQ indices
+    log_sigma_min: float
+    log_sigma_step: float
+    n_buckets: int  # cross-channel context buckets
+    shift: int  # requantisation shift
+
+
+def _conv3x3_cols(x: np.ndarray) -> np.ndarray:
+    """(N,C,h,w) -> (N*h*w, C*9) im2col with zero padding, (c, ky, kx) order."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # N,C,h,w,3,3
+    return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * h * w, c * 9)
+
+
+def _requant(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, lo: int, hi: int):
+    """Exact integer requantisation: clip((acc * M + B) >> shift, lo, hi)."""
+    a = acc.astype(np.int64)
+    return np.clip((a * mult + bias) >> shift, lo, hi)
+
+
+class Model:
+    """Loaded weights plus the integer decoder and float encoder that use them."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        cfg = arrays["config"]
+        self.config = ModelConfig(
+            n_codes=int(cfg[0]),
+            latent_dim=int(cfg[1]),
+            hidden=int(cfg[2]),
+            n_scales=int(cfg[3]),
+            log_sigma_min=float(arrays["log_sigma"][0]),
+            log_sigma_step=float(arrays["log_sigma"][1]),
+            n_buckets=int(cfg[4]),
+            shift=int(cfg[5]),
+        )
+        self.model_id = model_id(arrays)
+        self.freqs = arrays["freqs"].astype(np.uint32)
+        self.lut = arrays["lut"].astype(np.uint8)
+        self._check()
+        self._check_exact_bounds()
+        self.tables = rans.RansTables.from_freqs(self.freqs)
+
+    # ---- validation -------------------------------------------------------------------------
+    def _check(self) -> None:
+        c = self.config
+        a = self.arrays
+        expect = {
+            "emb": (c.n_codes, c.latent_dim),
+            "d1_w": (c.hidden, c.latent_dim * 9),
+            "d2_w": (c.hidden, c.hidden * 9),
+            "d3_w": (N_OUT, c.hidden),
+            "freqs": (c.n_scales + 1, 256),
+            "lut": (N_CH, c.n_scales, N_ACTIVITY, N_CROSS),
+            "codebook": (c.n_codes, c.latent_dim),
+        }
+        for name, shape in expect.items():
+            if a[name].shape != shape:
+                raise CodecError(f"weights: {name} has shape {a[name].shape}, expected {shape}")
+        if c.n_scales + 1 > 256 or c.n_codes > 256:
+            raise CodecError("weights: too many tables or codes for one-byte symbols")
+        if int(self.lut.max()) >= c.n_scales:
+            raise CodecError("weights: lookup names a table that does not exist")
+
+    def _check_exact_bounds(self) -> None:
+        a = self.arrays
+        for name in ("emb", "d1_w", "d2_w", "d3_w"):
+            if np.abs(a[name]).max() > 127:
+                raise CodecError(f"weights: {name} is not int8-valued")
+        for name in ("d1_w", "d2_w", "d3_w"):
+            worst = int(np.abs(a[name].astype(np.int64)).sum(axis=1).max()) * 127
+            if worst >= EXACT_LIMIT:
+                raise CodecError(f"weights: {name} could exceed float32-exact accumulation")
+
+    # ---- decoder (integer exact) -----------------------------------------------------------
+    def decode_scales(self, indices: np.ndarray) -> np.ndarray:
+        """(N,lh,lw) code indices of whole tiles -> (N, 3, lh*8, lw*8) uint8 scale indices.
+
+        Tiles of one call share a latent shape; the zero padding of each 3x3 conv is the tile
+        border, so a tile's output never depends on its neighbours or on the batch.
+        """
+        a = self.arrays
+        c = self.config
+        n, lh, lw = indices.shape
+        x = a["emb"][indices].astype(np.float32).transpose(0, 3, 1, 2)
+        for layer in ("d1", "d2"):
+            acc = _conv3x3_cols(x) @ a[f"{layer}_w"].astype(np.float32).T
+            y = _requant(acc, a[f"{layer}_m"], a[f"{layer}_b"], c.shift, 0, 127)
+            x = y.reshape(n, lh, lw, -1).transpose(0, 3, 1, 2).astype(np.float32)
+        cols = x.transpose(0, 2, 3, 1).reshape(n * lh * lw, -1)
+        acc = cols @ a["d3_w"].astype(np.float32).T
+        s = _requant(acc, a["d3_m"], a["d3_b"], c.shift, 0, c.n_scales - 1).astype(np.uint8)
+        sub = CELL // OUT_BLOCK
+        s = s.reshape(n, lh, lw, N_CH, sub, sub).transpose(0, 3, 1, 4, 2, 5)
+        s = np.ascontiguousarray(s).reshape(n, N_CH, lh * sub, lw * sub)
+        return s.repeat(OUT_BLOCK, axis=2).repeat(OUT_BLOCK, axis=3)
+
+    # ---- encoder (float, encode side only) -------------------------------------------------
+    def encode_latents(self, feats: np.ndarray) -> np.ndarray:
+        """(N, 3, lh*8, lw*8) float32 residual features -> (N, lh, lw) uint8 code indices."""
+        a = self.arrays
+        n, ch, hh, ww = feats.shape
+        lh, lw = hh // CELL, ww // CELL
+        s2d = feats.reshape(n, ch, lh, CELL, lw, CELL).transpose(0, 2, 4, 1, 3, 5)
+        x = s2d.reshape(n * lh * lw, ch * CELL * CELL) @ a["e1_w"].T + a["e1_b"]
+        x = np.maximum(x, 0).reshape(n, lh, lw, -1).transpose(0, 3, 1, 2)
+        x = _conv3x3_cols(x) @ a["e2_w"].T + a["e2_b"]
+        x = np.maximum(x, 0)
+        z = x @ a["e3_w"].T + a["e3_b"]
+        cb = a["codebook"]
+        d = (z * z).sum(1, keepdims=True) - 2 * z @ cb.T + (cb * cb).sum(1)[None]
+        return d.argmin(1).astype(np.uint8).reshape(n, lh, lw)
+
+
+def residual_features(signed_res: np.ndarray) -> np.ndarray:
+    """What the encoder sees: log2(1 + |r|), float32."""
+    return np.log2(1.0 + np.abs(signed_res).astype(np.float32))
+
+
+def model_id(arrays: dict[str, np.ndarray]) -> str:
+    """Stable 16-hex-digit id: hash of every array's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        v = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{v.dtype.str}|{v.shape}|".encode())
+        h.update(v.tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_model_file(path: str | Path) -> Model:
+    """Load a weights .npz (no pickles) into a Model."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise CodecError(f"cannot read weights {path}: {e}") from e
+    return Model(arrays)
+
+
+@lru_cache(maxsize=4)
+def default_model() -> Model:
+    """The shipped model, loaded once per process."""
+    if not DEFAULT_WEIGHTS.exists():
+        raise CodecError(f"no shipped weights at {DEFAULT_WEIGHTS}; run `pilc train`")
+    return load_model_file(DEFAULT_WEIGHTS)

@@ -1,0 +1,119 @@
+"""`pilc` command line: codec tools (encode, decode, info, train, bench) and the demo job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import codec
+from codec.errors import CodecError
+
+
+def _cmd_encode(a: argparse.Namespace) -> int:
+    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback)
+    Path(a.output).write_bytes(blob)
+    info = codec.info(blob)
+    raw = info["width"] * info["height"]
+    print(f"{a.input} -> {a.output}: {len(blob)} bytes, codec {info['codec']}, "
+          f"{8 * len(blob) / raw:.3f} bits/pixel")
+    return 0
+
+
+def _cmd_decode(a: argparse.Namespace) -> int:
+    img = codec.decode_image(Path(a.input).read_bytes())
+    Path(a.output).write_bytes(codec.to_png_bytes(img))
+    print(f"{a.input} -> {a.output}: {img.mode} {img.pixels.shape}")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    print(json.dumps(codec.info(Path(a.blob).read_bytes()), indent=2))
+    return 0
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from codec.train import train
+
+    print(train(a))
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "peers.py"
+    if not script.exists():
+        print("pilc bench needs the source checkout (benchmarks/peers.py)", file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *a.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from pilc_ray.samples import sample_images
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = sample_images(a.count)
+    start = time.perf_counter()
+    blobs = codec.encode_batch([img for _, img in images])
+    enc = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = codec.decode_batch(blobs)
+    dec = time.perf_counter() - start
+    raw = sum(img.pixels.nbytes for _, img in images)
+    for (name, img), blob, back in zip(images, blobs, decoded, strict=True):
+        if not (back == img.pixels).all():
+            raise SystemExit(f"round trip failed for {name}")
+        (out / f"{name}.pilc").write_bytes(blob)
+    total = sum(len(b) for b in blobs)
+    print(f"{len(images)} images, {raw} raw bytes -> {total} bytes "
+          f"({8 * total / raw:.3f} bpsp), encode {raw / enc / 1e6:.1f} MB/s, "
+          f"decode {raw / dec / 1e6:.1f} MB/s, all round trips exact; blobs in {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from codec.train import add_arguments
+
+    p = argparse.ArgumentParser(prog="pilc", description="learned lossless image compression")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("encode", help="compress one image file to a blob")
+    e.add_argument("input")
+    e.add_argument("output")
+    e.add_argument("--fallback", choices=("auto", "always", "never"), default="auto")
+    e.set_defaults(fn=_cmd_encode)
+    d = sub.add_parser("decode", help="decompress a blob to PNG")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.set_defaults(fn=_cmd_decode)
+    i = sub.add_parser("info", help="print a blob's header")
+    i.add_argument("blob")
+    i.set_defaults(fn=_cmd_info)
+    t = sub.add_parser("train", help="train the model and export shipped weights")
+    add_arguments(t)
+    t.set_defaults(fn=_cmd_train)
+    b = sub.add_parser("bench", help="side-by-side benchmark against peer codecs")
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    b.set_defaults(fn=_cmd_bench)
+    m = sub.add_parser("demo", help="compress and verify generated sample images")
+    m.add_argument("--out", default="out/demo")
+    m.add_argument("--count", type=int, default=12)
+    m.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except CodecError as e:
+        print(f"pilc: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Regenerate tests/golden/codec_vectors.npz after retraining (a deliberate step: the vectors pin
+the shipped model's exact integer outputs and the exact blob bytes).
+
+    python tests/golden/make_codec_vectors.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import codec
+from codec.model import default_model
+
+OUT = Path(__file__).with_name("codec_vectors.npz")
+
+
+def inputs() -> dict[str, np.ndarray]:
+    """Fixed images: smooth+noise RGB, gray, RGBA, odd sizes crossing tile edges, 1x1."""
+    rng = np.random.default_rng(1234)
+    y, x = np.mgrid[0:150, 0:200]
+    base = (128 + 60 * np.sin(x / 17.0) * np.cos(y / 23.0)).astype(np.int64)
+    rgb = np.stack([base, base // 2 + 40, 255 - base], -1) + rng.integers(-4, 5, (150, 200, 3))
+    return {
+        "rgb": np.clip(rgb, 0, 255).astype(np.uint8),
+        "gray": np.clip(base[:37, :129] + rng.integers(-2, 3, (37, 129)), 0, 255).astype(np.uint8),
+        "rgba": np.clip(rgb[:64, :70], 0, 255).astype(np.uint8)[..., [0, 1, 2, 0]],
+        "tiny": np.array([[[7, 8, 9]]], dtype=np.uint8),
+    }
+
+
+def network_inputs(n_codes: int) -> np.ndarray:
+    """Fixed code-index grids for the decoder network vector."""
+    return np.random.default_rng(99).integers(0, n_codes, (3, 16, 16)).astype(np.uint8)
+
+
+def main() -> None:
+    model = default_model()
+    arrays = {"model_id": np.frombuffer(bytes.fromhex(model.model_id), dtype=np.uint8)}
+    for name, px in inputs().items():
+        arrays[f"in_{name}"] = px
+        blob = codec.encode(px, fallback="never")
+        arrays[f"blob_{name}"] = np.frombuffer(blob, dtype=np.uint8)
+    idx = network_inputs(model.config.n_codes)
+    arrays["net_indices"] = idx
+    arrays["net_scales"] = model.decode_scales(idx)
+    np.savez_compressed(OUT, **arrays)
+    print(f"wrote {OUT} for model {model.model_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The codec end to end: exact round trips, batches, fallback, metadata, hostile blobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import codec
+from codec import container
+from codec.imagefile import RasterImage
+
+
+def _smooth(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 50 * np.sin(x / 9.0 + y / 13.0)
+    px = base[..., None] + rng.normal(0, 3, (h, w, c)) + np.arange(c) * 20
+    px = np.clip(px, 0, 255).astype(np.uint8)
+    return px[..., 0] if c == 1 else px
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 3), (1, 200, 3), (200, 1, 3), (129, 257, 3), (7, 5, 1), (300, 140, 4), (33, 40, 2)]
+)
+def test_learned_round_trip_shapes_and_modes(shape):
+    px = _smooth(shape[0], shape[1], shape[2])
+    blob = codec.encode(px, fallback="never")
+    assert codec.info(blob)["codec"] == "learned"
+    assert np.array_equal(codec.decode(blob), px)
+
+
+def test_batch_matches_single_and_mixes_sizes():
+    images = [_smooth(64, 64, 3, 1), _smooth(130, 20, 1, 2), _smooth(5, 300, 4, 3)]
+    blobs = codec.encode_batch(images, fallback="never")
+    assert blobs == [codec.encode(im, fallback="never") for im in images]
+    for im, back in zip(images, codec.decode_batch(blobs), strict=True):
+        assert np.array_equal(im, back)
+
+
+def test_fallback_flags_classical_and_never_loses_to_png():
+    flat = np.zeros((300, 300, 3), dtype=np.uint8)
+    flat[100:200, 50:250] = (10, 200, 30)
+    blob = codec.encode(flat, fallback="always")
+    assert codec.info(blob)["codec"] in ("png", "webp")
+    png = codec.RasterImage(flat, "RGB")
+    from codec.classical import encode_kind
+
+    assert len(blob) <= len(encode_kind(png, "png")) + 64
+    assert np.array_equal(codec.decode(blob), flat)
+
+
+@pytest.mark.parametrize("mode,dtype,channels", [("L;16", np.uint16, 0), ("CMYK", np.uint8, 4)])
+def test_other_modes_use_classical_exactly(mode, dtype, channels):
+    rng = np.random.default_rng(5)
+    shape = (40, 50) if channels == 0 else (40, 50, channels)
+    px = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    img = RasterImage(px, mode)
+    blob = codec.encode(img)
+    back = codec.decode_image(blob)
+    assert back.mode == mode and np.array_equal(back.pixels, px)
+
+
+def test_metadata_survives():
+    img = RasterImage(_smooth(20, 30, 3), "RGB", icc_profile=b"\x00icc" * 10, exif=b"Exif-ish",
+                      text={"Title": "t", "Author": "a"})
+    back = codec.decode_image(codec.encode(img, fallback="never"))
+    assert back.icc_profile == img.icc_profile
+    assert back.exif == img.exif
+    assert back.text == img.text
+
+
+def test_checksum_detects_corruption_in_payload():
+    px = _smooth(64, 64, 3)
+    blob = bytearray(codec.encode(px, fallback="never"))
+    for pos in (len(blob) - 1, len(blob) // 2, 40):
+        bad = bytearray(blob)
+        bad[pos] ^= 0x5A
+        with pytest.raises(codec.CodecError):
+            codec.decode(bytes(bad))
+
+
+def test_truncations_all_raise_codec_error():
+    blob = codec.encode(_smooth(40, 40, 3), fallback="never")
+    for n in range(0, len(blob), max(1, len(blob) // 97)):
+        with pytest.raises(codec.CodecError):
+            codec.decode(blob[:n])
+
+
+def test_oversized_header_is_refused_before_allocation():
+    header = container.Header("learned", "RGB", 1 << 20, 1 << 20, 0, model_id="00" * 8)
+    blob = container.pack(header, b"\x00" * 16)
+    with pytest.raises(codec.CodecError, match="limit|truncated|need"):
+        codec.decode(blob, max_samples=1 << 24)
+    with pytest.raises(codec.CodecError):
+        codec.decode(blob)  # passes the size limit, fails on the missing streams
+
+
+def test_unknown_model_id_is_a_clear_error():
+    blob = bytearray(codec.encode(_smooth(8, 8, 3), fallback="never"))
+    header, _ = container.parse(bytes(blob))
+    start = bytes(blob).index(bytes.fromhex(header.model_id))
+    blob[start : start + 8] = b"\xff" * 8
+    with pytest.raises(codec.CodecError, match="model"):
+        codec.decode(bytes(blob))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400))
+def test_fuzz_random_bytes(data):
+    for blob in (data, b"PILC\x01" + data):
+        try:
+            codec.decode(blob)
+        except codec.CodecError:
+            pass
+
+
+_SEED_BLOB = None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6))
+def test_fuzz_mutated_valid_blob(edits):
+    global _SEED_BLOB
+    if _SEED_BLOB is None:
+        _SEED_BLOB = codec.encode(_smooth(40, 150, 4), fallback="never")
+    blob = bytearray(_SEED_BLOB)
+    for pos, val in edits:
+        blob[pos % len(blob)] = val
+    try:
+        out = codec.decode(bytes(blob))
+    except codec.CodecError:
+        return
+    assert bytes(blob) == _SEED_BLOB or out.shape  # a surviving blob passed the checksum
+
+
+def test_rejects_non_bytes_and_bad_fallback():
+    with pytest.raises(codec.CodecError):
+        codec.decode("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(codec.CodecError):
+        codec.encode(_smooth(4, 4, 3), fallback="sometimes")
