@@ -213,6 +213,10 @@ class RansTables:
         freq = _check_freqs(freqs)
         return cls(freq, _cum_of(freq), _slot2sym_of(freq))
 
+    def __reduce__(self) -> tuple:
+        """Pickle only ``freq`` (a few KiB; Ray ships tables to workers), rebuild the rest."""
+        return (RansTables.from_freqs, (np.array(self.freq),))
+
     @property
     def n_tables(self) -> int:
         """Number of tables T (valid table ids are 0..T-1)."""
@@ -383,16 +387,19 @@ def _get_state(data, rp):  # noqa: ANN001, ANN202
 
 @njit(cache=True)
 def _dec_sym(x, rp, rend, t, bk, fc, data):  # noqa: ANN001, ANN202
-    """Decode one symbol with table t; returns (symbol, x, rp, overrun 0/1).
+    """Decode one symbol with table t; returns (symbol, x, rp).
 
     slot = x & 0xFFFF; the symbol is found from a coarse slot->symbol table (one entry per
-    2^_BK_SHIFT slots: the symbol owning the bucket's first slot, small enough to stay in
-    L1/L2 for 64 tables, unlike the 64 KiB-per-table slot2sym) plus a short forward walk over
-    cum. Then x = f * (x >> 16) + slot - c and, if x < RANS_L, x = x << 16 | next word. The
-    word is read branch-free from min(rp, rend - 2), always inside the stream (streams are
-    >= 4 bytes); a word that is needed but missing only raises the overrun flag, so a corrupt
-    stream costs bounded work and never reads outside its bytes. Every value stays < 2^32
-    (even from a bad initial state) and every table index stays in range.
+    2^_BK_SHIFT slots: the symbol owning the bucket's first slot; 2 KiB per table, so 64
+    tables stay in L2, unlike the 64 KiB-per-table slot2sym) plus a short forward walk over
+    cum (rarely taken: only in buckets that straddle a symbol boundary). Then
+    x = f * (x >> 16) + slot - c and, if x < RANS_L, x = x << 16 | next word.
+
+    The word is read branch-free from min(rp, rend - 2), always inside the stream (streams
+    are >= 4 bytes), and rp advances by 2 whenever a word is needed, available or not: so a
+    stream overran iff its final rp > rend, and corrupt input costs bounded work and never
+    reads outside its bytes. Every state stays < 2^32 (even from a bad initial state) and
+    every table index stays in range.
     """
     slot = x & _MASK
     s = np.int64(bk[_u((t << (PREC - _BK_SHIFT)) | (slot >> _BK_SHIFT))])
@@ -406,18 +413,15 @@ def _dec_sym(x, rp, rend, t, bk, fc, data):  # noqa: ANN001, ANN202
     w = np.int64(data[_u(rc)]) | (np.int64(data[_u(rc + 1)]) << 8)
     mask = -need
     x = (((x << 16) | w) & mask) | (x & ~mask)
-    over = need & np.int64(rp + 2 > rend)
-    return s, x, rp + 2 * need, over
+    return s, x, rp + 2 * need
 
 
 @njit(cache=True)
-def _dec_rest(data, rp, rend, x, over, table_ids, lo, hi, bk, fc, out):  # noqa: ANN001, ANN202
-    """Decode symbols lo..hi-1 of one stream from state x / read pointer rp; return err code."""
-    for i in range(lo, hi):
-        s, x, rp, o = _dec_sym(x, rp, rend, np.int64(table_ids[_u(i)]), bk, fc, data)
-        out[_u(i)] = s
-        over |= o
-    if over:
+def _status(x0, x, rp, rend):  # noqa: ANN001, ANN202
+    """Error code of a fully decoded stream (initial state x0, final state x, read ptr rp)."""
+    if x0 < RANS_L:
+        return _ERR_INIT_STATE
+    if rp > rend:
         return _ERR_OVERRUN
     if x != RANS_L:
         return _ERR_FINAL_STATE
@@ -427,9 +431,12 @@ def _dec_rest(data, rp, rend, x, over, table_ids, lo, hi, bk, fc, out):  # noqa:
 
 
 @njit(cache=True)
-def _init_err(code, x0):  # noqa: ANN001, ANN202
-    """A below-range initial state outranks whatever decoding it produced."""
-    return _ERR_INIT_STATE if x0 < RANS_L else code
+def _dec_rest(data, rp, rend, x0, x, table_ids, lo, hi, bk, fc, out):  # noqa: ANN001, ANN202
+    """Decode symbols lo..hi-1 of one stream from state x / read pointer rp; return err code."""
+    for i in range(lo, hi):
+        s, x, rp = _dec_sym(x, rp, rend, np.int64(table_ids[_u(i)]), bk, fc, data)
+        out[_u(i)] = s
+    return _status(x0, x, rp, rend)
 
 
 @njit(cache=True, parallel=True)
@@ -442,10 +449,9 @@ def _decode_kernel(data, bb, sb, table_ids, bk, fc, out, err):  # noqa: ANN001, 
         if s0 + 4 > n_streams:
             for s in range(s0, n_streams):
                 x = _get_state(data, bb[s])
-                code = _dec_rest(
-                    data, bb[s] + 4, bb[s + 1], x, 0, table_ids, sb[s], sb[s + 1], bk, fc, out
+                err[s] = _dec_rest(
+                    data, bb[s] + 4, bb[s + 1], x, x, table_ids, sb[s], sb[s + 1], bk, fc, out
                 )
-                err[s] = _init_err(code, x)
             continue
         lo0 = sb[s0]
         lo1 = sb[s0 + 1]
@@ -464,32 +470,23 @@ def _decode_kernel(data, bb, sb, table_ids, bk, fc, out, err):  # noqa: ANN001, 
         i1 = x1 = _get_state(data, re0)
         i2 = x2 = _get_state(data, re1)
         i3 = x3 = _get_state(data, re2)
-        ov0 = ov1 = ov2 = ov3 = np.int64(0)
         for t in range(m):  # the first m symbols of each lane, in lock-step
             i = lo0 + t
-            s, x0, rp0, o = _dec_sym(x0, rp0, re0, np.int64(table_ids[_u(i)]), bk, fc, data)
+            s, x0, rp0 = _dec_sym(x0, rp0, re0, np.int64(table_ids[_u(i)]), bk, fc, data)
             out[_u(i)] = s
-            ov0 |= o
             i = lo1 + t
-            s, x1, rp1, o = _dec_sym(x1, rp1, re1, np.int64(table_ids[_u(i)]), bk, fc, data)
+            s, x1, rp1 = _dec_sym(x1, rp1, re1, np.int64(table_ids[_u(i)]), bk, fc, data)
             out[_u(i)] = s
-            ov1 |= o
             i = lo2 + t
-            s, x2, rp2, o = _dec_sym(x2, rp2, re2, np.int64(table_ids[_u(i)]), bk, fc, data)
+            s, x2, rp2 = _dec_sym(x2, rp2, re2, np.int64(table_ids[_u(i)]), bk, fc, data)
             out[_u(i)] = s
-            ov2 |= o
             i = lo3 + t
-            s, x3, rp3, o = _dec_sym(x3, rp3, re3, np.int64(table_ids[_u(i)]), bk, fc, data)
+            s, x3, rp3 = _dec_sym(x3, rp3, re3, np.int64(table_ids[_u(i)]), bk, fc, data)
             out[_u(i)] = s
-            ov3 |= o
-        c = _dec_rest(data, rp0, re0, x0, ov0, table_ids, lo0 + m, lo1, bk, fc, out)
-        err[s0] = _init_err(c, i0)
-        c = _dec_rest(data, rp1, re1, x1, ov1, table_ids, lo1 + m, lo2, bk, fc, out)
-        err[s0 + 1] = _init_err(c, i1)
-        c = _dec_rest(data, rp2, re2, x2, ov2, table_ids, lo2 + m, lo3, bk, fc, out)
-        err[s0 + 2] = _init_err(c, i2)
-        c = _dec_rest(data, rp3, re3, x3, ov3, table_ids, lo3 + m, sb[s0 + 4], bk, fc, out)
-        err[s0 + 3] = _init_err(c, i3)
+        err[s0] = _dec_rest(data, rp0, re0, i0, x0, table_ids, lo0 + m, lo1, bk, fc, out)
+        err[s0 + 1] = _dec_rest(data, rp1, re1, i1, x1, table_ids, lo1 + m, lo2, bk, fc, out)
+        err[s0 + 2] = _dec_rest(data, rp2, re2, i2, x2, table_ids, lo2 + m, lo3, bk, fc, out)
+        err[s0 + 3] = _dec_rest(data, rp3, re3, i3, x3, table_ids, lo3 + m, sb[s0 + 4], bk, fc, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,7 +565,7 @@ def encode_streams(
     n_streams = sb.shape[0] - 1
     buf = np.empty(4 * n_streams + 2 * n, dtype=np.uint8)
     starts = np.empty(n_streams, dtype=np.int64)
-    _encode_kernel(sym, tid, sb, buf, starts, tables._fc, tables._inv)
+    _encode_kernel(sym, tid, sb, buf, starts, _ro(tables._fc), _ro(tables._inv))
     ends = 4 * np.arange(1, n_streams + 1, dtype=np.int64) + 2 * sb[1:]
     ob = np.zeros(n_streams + 1, dtype=np.int64)
     np.cumsum(ends - starts, out=ob[1:])
@@ -623,7 +620,7 @@ def decode_streams(
     _check_table_ids(tid, sb, tables.n_tables)
     out = np.empty(n, dtype=np.uint8)
     err = np.zeros(sb.shape[0] - 1, dtype=np.int64)
-    _decode_kernel(buf, bb, sb, tid, tables._bk, tables._fc, out, err)
+    _decode_kernel(buf, bb, sb, tid, _ro(tables._bk), _ro(tables._fc), out, err)
     badk = np.flatnonzero(err)
     if badk.size:
         s = int(badk[0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import pickle
 import struct
 from pathlib import Path
 
@@ -532,6 +533,14 @@ def test_tables_from_freqs() -> None:
             lo, hi = tabs.cum[t, s], tabs.cum[t, s + 1]
             assert np.all(tabs.slot2sym[t, lo:hi] == s)
     assert RansTables.from_freqs(uniform_table()).n_tables == 1  # 1-D accepted
+    clone = pickle.loads(pickle.dumps(tabs))
+    for name in ("freq", "cum", "slot2sym"):
+        np.testing.assert_array_equal(getattr(clone, name), getattr(tabs, name))
+    syms = np.arange(256, dtype=np.uint8)
+    ids = np.ones(256, np.uint8)
+    a = encode_streams(syms, ids, [0, 256], tabs)
+    b = encode_streams(syms, ids, [0, 256], clone)
+    assert a[0].tobytes() == b[0].tobytes()
     with pytest.raises(ValueError):
         tabs.freq[0, 0] = 5  # read-only, shareable
 
