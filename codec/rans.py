@@ -180,8 +180,12 @@ class RansTables:
     freq: np.ndarray
     cum: np.ndarray
     slot2sym: np.ndarray
-    # Packed kernel tables: fc = freq | cum << 16 (cum[s] <= 2^16 - 1 for s < 256 as freqs >= 1),
-    # inv = 1/freq as float64 (exact-division trick in the encoder), both flattened (T*256,).
+    # Packed kernel tables, read-only, flattened; layouts are stable for in-package kernels
+    # (codec/context.py uses _fc):
+    #   _fc  uint32 (T*256,): freq | cum << 16 (cum[s] <= 2^16 - 1 for s < 256 as freqs >= 1)
+    #   _inv float64 (T*256,): 1 / freq (exact-division trick in the encoder)
+    #   _bk  uint8 (T*2^(PREC-_BK_SHIFT),): symbol owning slot k << _BK_SHIFT; decode with
+    #        s = _bk[t, slot >> 5]; while slot >= cum[s] + freq[s]: s += 1   (see _dec_sym)
     _fc: np.ndarray = field(init=False, repr=False)
     _inv: np.ndarray = field(init=False, repr=False)
     _bk: np.ndarray = field(init=False, repr=False)
