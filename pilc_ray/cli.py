@@ -76,6 +76,32 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compress(a: argparse.Namespace) -> int:
+    from pilc_ray.jobcli import run_compress
+
+    return run_compress(a)
+
+
+def _cmd_samples(a: argparse.Namespace) -> int:
+    from pilc_ray.jobcli import write_samples
+
+    paths = write_samples(a.out, a.count)
+    print(f"wrote {len(paths)} sample images under {a.out}")
+    return 0
+
+
+def _cmd_lookup(a: argparse.Namespace) -> int:
+    from pilc_ray.jobcli import run_lookup
+
+    return run_lookup(a)
+
+
+def _cmd_verify(a: argparse.Namespace) -> int:
+    from pilc_ray.jobcli import run_verify
+
+    return run_verify(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from codec.train import add_arguments
 
@@ -103,6 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="out/demo")
     m.add_argument("--count", type=int, default=12)
     m.set_defaults(fn=_cmd_demo)
+    from pilc_ray.jobcli import add_compress_arguments, add_store_arguments
+
+    c = sub.add_parser("compress", help="batch job: compress a folder/manifest/S3 prefix on Ray")
+    add_compress_arguments(c)
+    c.set_defaults(fn=_cmd_compress)
+    s = sub.add_parser("samples", help="write generated sample images (for the first job)")
+    s.add_argument("out")
+    s.add_argument("--count", type=int, default=24)
+    s.set_defaults(fn=_cmd_samples)
+    lk = sub.add_parser("lookup", help="print one image's index row (reads one row group)")
+    lk.add_argument("dest", help="job output (folder or s3:// prefix) or its index.parquet")
+    lk.add_argument("id")
+    lk.add_argument("--output", help="also decode the image and write it here as PNG")
+    add_store_arguments(lk)
+    lk.set_defaults(fn=_cmd_lookup)
+    v = sub.add_parser("verify", help="decode every indexed image alone and check checksums")
+    v.add_argument("dest")
+    add_store_arguments(v)
+    v.set_defaults(fn=_cmd_verify)
     return p
 
 

@@ -1,0 +1,71 @@
+"""The same job on Ray Data: an actor pool running `BatchCompressor` through `map_batches`.
+
+Kept as `engine="data"` so the choice stays measurable (benchmarks/pipeline_throughput.py).
+Ray Data restarts killed actors and retries their blocks itself (max_restarts/max_task_retries
+-1); each output row carries one batch's index and error rows as JSON, so the driver handles
+results exactly as with the hand-made pool. In-memory refs are not supported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pilc_ray.sources import Item
+from pilc_ray.worker import BatchCompressor
+
+if TYPE_CHECKING:
+    from pilc_ray.index import PartWriter
+    from pilc_ray.job import Driver
+    from pilc_ray.progress import Progress
+
+
+class DataWorker:
+    """Ray Data callable class: one instance per pool actor, model loaded once."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.worker = BatchCompressor(config)
+        self.worker.warm_up()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        items = [Item(str(i), str(u), int(s))
+                 for i, u, s in zip(batch["id"], batch["uri"], batch["size"], strict=True)]
+        out = self.worker.compress(items)
+        return {"result": np.array([json.dumps(out)], dtype=object)}
+
+
+def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartWriter,
+                    progress: Progress) -> None:
+    import ray
+
+    from codec.model import default_model
+
+    cfg = driver.cfg
+    from pilc_ray.job import _pool_size
+
+    n, cpus, gpus = _pool_size(cfg)
+    threads = cfg.threads_per_worker or max(1, math.ceil(cpus))
+    items = [{"id": it.id, "uri": it.uri, "size": it.size} for b in batches for it in b]
+    driver.counts["attempted"] += len(items)
+    driver.pool = {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
+                   "threads_per_worker": threads, "engine": "data"}
+    driver.model_id = default_model().model_id
+    driver.workers = [f"ray-data-actor-{i}" for i in range(n)]
+    if not items:
+        return
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    blocks = max(1, min(len(items) // max(1, cfg.batch_size), 4 * n * 8))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(DataWorker, batch_size=cfg.batch_size, batch_format="numpy",
+                        fn_constructor_kwargs={"config": driver.worker_config(threads)},
+                        concurrency=n, num_cpus=cpus, num_gpus=gpus)
+    progress.started()
+    for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+        for payload in out["result"]:
+            driver.handle_result(json.loads(payload), writer, progress)

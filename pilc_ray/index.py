@@ -1,0 +1,379 @@
+"""The Parquet index (one row per image) and the errors table: write, resume, compact, look up.
+
+While a job runs, the driver appends small sorted *parts* (``index/parts/*.parquet``), each
+written atomically, so a driver killed at any moment leaves only whole parts behind. At job end
+`compact` merges the compacted index and all parts into ``index/index.parquet``: one row per id
+(duplicates from a crash between writing the index and deleting the parts are dropped here),
+sorted by id, in row groups with min/max statistics. A lookup then binary-searches the row-group
+statistics and reads one row group.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pilc_ray import storage as st
+
+INDEX_FILE = "index/index.parquet"
+ERRORS_FILE = "index/errors.parquet"
+PARTS_DIR = "index/parts"
+ERROR_PARTS_DIR = "index/error-parts"
+ROW_GROUP_SIZE = 4096
+TS = pa.timestamp("us", tz="UTC")
+
+INDEX_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("source_uri", pa.string()),
+    ("blob_uri", pa.string()),
+    ("offset", pa.int64()),
+    ("length", pa.int64()),
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("channels", pa.int16()),
+    ("mode", pa.string()),
+    ("codec", pa.string()),
+    ("passthrough", pa.bool_()),
+    ("model_id", pa.string()),
+    ("raw_bytes", pa.int64()),
+    ("compressed_bytes", pa.int64()),
+    ("samples", pa.int64()),
+    ("bpsp", pa.float32()),
+    ("checksum", pa.uint64()),
+    ("worker", pa.string()),
+    ("attempt", pa.int16()),
+    ("read_s", pa.float32()),
+    ("decode_input_s", pa.float32()),
+    ("encode_s", pa.float32()),
+    ("write_s", pa.float32()),
+    ("batch_s", pa.float32()),
+    ("created", TS),
+    ("run_id", pa.string()),
+])
+
+ERRORS_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("source_uri", pa.string()),
+    ("stage", pa.string()),
+    ("error", pa.string()),
+    ("error_type", pa.string()),
+    ("worker", pa.string()),
+    ("attempt", pa.int16()),
+    ("time", TS),
+    ("run_id", pa.string()),
+])
+
+
+def _timestamps(values: Sequence[float]) -> pa.Array:
+    us = (np.asarray(values, dtype=np.float64) * 1e6).astype(np.int64)
+    return pa.array(us, type=pa.int64()).cast(TS)
+
+
+def rows_to_table(rows: Sequence[dict], schema: pa.Schema, run_id: str) -> pa.Table:
+    """Plain dict rows (from workers) -> a table of `schema`, sorted by id."""
+    cols = {}
+    for f in schema:
+        if f.name == "run_id":
+            cols[f.name] = pa.array([run_id] * len(rows), pa.string())
+        elif f.type == TS:
+            cols[f.name] = _timestamps([r.get(f.name, r.get("created", 0.0)) for r in rows])
+        else:
+            cols[f.name] = pa.array([r.get(f.name) for r in rows], type=f.type)
+    t = pa.table(cols, schema=schema)
+    return t.sort_by("id") if len(t) else t
+
+
+def table_bytes(table: pa.Table, row_group_size: int = ROW_GROUP_SIZE) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
+    return buf.getvalue()
+
+
+def read_table(uri: str, options: Any = None, columns: list[str] | None = None) -> pa.Table:
+    storage = st.open_storage(uri, options)
+    if st.is_s3(uri):
+        return pq.read_table(storage.open_read(uri), columns=columns)
+    return pq.read_table(st.local_path(uri), columns=columns)
+
+
+# --------------------------------------------------------------------------------------------
+# writing parts
+
+
+class PartWriter:
+    """Buffers rows and writes them as small sorted Parquet parts, atomically."""
+
+    def __init__(self, dest: str, run_id: str, options: Any = None, flush_rows: int = 50_000,
+                 flush_seconds: float = 30.0) -> None:
+        self.dest = st.normalize(dest)
+        self.run_id = run_id
+        self.options = options
+        self.storage = st.open_storage(self.dest, options)
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.rows: list[dict] = []
+        self.errors: list[dict] = []
+        self.seq = 0
+        self.last_flush = time.monotonic()
+        self.rows_written = 0
+        self.errors_written = 0
+
+    def add(self, rows: Iterable[dict], errors: Iterable[dict]) -> None:
+        self.rows.extend(rows)
+        self.errors.extend(errors)
+        due = time.monotonic() - self.last_flush > self.flush_seconds
+        if len(self.rows) + len(self.errors) >= self.flush_rows or due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered (rows before errors: an error never hides a good row)."""
+        if self.rows:
+            t = rows_to_table(self.rows, INDEX_SCHEMA, self.run_id)
+            self.storage.put(st.join(self.dest, PARTS_DIR, f"{self.run_id}-{self.seq:06d}.parquet"),
+                             table_bytes(t))
+            self.rows_written += len(self.rows)
+            self.rows = []
+        if self.errors:
+            t = rows_to_table(self.errors, ERRORS_SCHEMA, self.run_id)
+            self.storage.put(
+                st.join(self.dest, ERROR_PARTS_DIR, f"{self.run_id}-{self.seq:06d}.parquet"),
+                table_bytes(t))
+            self.errors_written += len(self.errors)
+            self.errors = []
+        self.seq += 1
+        self.last_flush = time.monotonic()
+
+
+# --------------------------------------------------------------------------------------------
+# resume
+
+
+def _part_uris(dest: str, folder: str, options: Any) -> list[str]:
+    storage = st.open_storage(dest, options)
+    prefix = st.join(dest, folder) + ("/" if st.is_s3(dest) else "")
+    return sorted(o.uri for o in storage.list(prefix) if o.uri.endswith(".parquet"))
+
+
+def indexed_ids(dest: str, options: Any = None) -> pa.Array:
+    """Every id already in the index or its pending parts (what a rerun skips)."""
+    dest = st.normalize(dest)
+    storage = st.open_storage(dest, options)
+    chunks = []
+    main = st.join(dest, INDEX_FILE)
+    if storage.exists(main):
+        chunks.extend(read_table(main, options, ["id"]).column("id").chunks)
+    for uri in _part_uris(dest, PARTS_DIR, options):
+        chunks.extend(read_table(uri, options, ["id"]).column("id").chunks)
+    if not chunks:
+        return pa.array([], pa.string())
+    return pa.concat_arrays([c.cast(pa.string()) for c in chunks])
+
+
+# --------------------------------------------------------------------------------------------
+# compaction
+
+
+@dataclass
+class CompactResult:
+    rows: int
+    errors: int
+    duplicates_dropped: int
+    row_groups: int
+    bytes: int
+    seconds: float
+
+
+def _first_per_id(table: pa.Table, keep_last: bool = False) -> tuple[pa.Table, pa.Table]:
+    """(one row per id, sorted by id; the dropped rows). Ties keep the earliest row."""
+    n = len(table)
+    order = np.arange(n, dtype=np.int64)
+    if keep_last:
+        order = -order
+    t = table.append_column("_ord", pa.array(order))
+    t = t.sort_by([("id", "ascending"), ("_ord", "ascending")])
+    ids = t.column("id").combine_chunks()
+    if n:
+        first = pc.not_equal(ids.slice(1), ids.slice(0, n - 1))
+        keep = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
+    else:
+        keep = pa.array([], pa.bool_())
+    kept = t.filter(keep).drop_columns(["_ord"])
+    dropped = t.filter(pc.invert(keep)).drop_columns(["_ord"])
+    return kept, dropped
+
+
+def _write_sorted(table: pa.Table, uri: str, options: Any, row_group_size: int) -> int:
+    """Write `table` (already sorted) with statistics; returns its size. Atomic on all stores."""
+    storage = st.open_storage(uri, options)
+    fd, tmp = tempfile.mkstemp(suffix=".parquet")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
+                       write_statistics=True)
+        storage.put_file(tmp, uri)
+        return os.path.getsize(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+def compact(dest: str, options: Any = None, row_group_size: int = ROW_GROUP_SIZE,
+            run_id: str = "compact") -> CompactResult:
+    """Merge index parts into the sorted, deduplicated index; same for the errors table.
+
+    Crash-safe in any order: parts are deleted only after the new index is in place, and a
+    rerun of `compact` drops the duplicates such a crash can leave.
+    """
+    t0 = time.perf_counter()
+    dest = st.normalize(dest)
+    storage = st.open_storage(dest, options)
+    main = st.join(dest, INDEX_FILE)
+    parts = _part_uris(dest, PARTS_DIR, options)
+    tables = [read_table(main, options)] if storage.exists(main) else []
+    tables += [read_table(u, options) for u in parts]
+    table = (pa.concat_tables(tables, promote_options="permissive") if tables
+             else INDEX_SCHEMA.empty_table())
+    table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+    index, dropped = _first_per_id(table)
+    size = 0
+    if parts or not storage.exists(main) or len(dropped):
+        size = _write_sorted(index, main, options, row_group_size)
+    else:
+        size = storage.size(main)
+
+    # errors: keep the latest error per id that is still not indexed, plus real duplicate ids
+    main_err = st.join(dest, ERRORS_FILE)
+    err_parts = _part_uris(dest, ERROR_PARTS_DIR, options)
+    etables = [read_table(main_err, options)] if storage.exists(main_err) else []
+    etables += [read_table(u, options) for u in err_parts]
+    errors = (pa.concat_tables(etables, promote_options="permissive") if etables
+              else ERRORS_SCHEMA.empty_table())
+    errors = errors.select(ERRORS_SCHEMA.names).cast(ERRORS_SCHEMA)
+    if len(errors):
+        errors = errors.filter(pc.invert(pc.is_in(errors.column("id"), index.column("id"))))
+    dup = dropped.filter(pc.not_equal(dropped.column("source_uri"), _kept_uri(index, dropped)))
+    if len(dup):
+        now = time.time()
+        errors = pa.concat_tables([errors, rows_to_table([{
+            "id": r["id"], "source_uri": r["source_uri"], "stage": "duplicate-id",
+            "error": f"id {r['id']!r} also names another input; that one was indexed, this one "
+                     "was not (give each input a unique id)",
+            "error_type": "DuplicateId", "worker": "driver", "attempt": 0, "time": now,
+        } for r in dup.select(["id", "source_uri"]).to_pylist()], ERRORS_SCHEMA, run_id)])
+    errors, _ = _first_per_id(errors, keep_last=True)
+    if err_parts or len(dup) or storage.exists(main_err) or len(errors):
+        _write_sorted(errors, main_err, options, row_group_size)
+    for uri in parts + err_parts:
+        storage.delete(uri)
+    pf_meta = pq.ParquetFile(storage.open_read(main)).metadata
+    return CompactResult(len(index), len(errors), len(dropped), pf_meta.num_row_groups, size,
+                         time.perf_counter() - t0)
+
+
+def _kept_uri(index: pa.Table, dropped: pa.Table) -> pa.Array:
+    """For each dropped row, the source_uri of the row kept for its id."""
+    if not len(dropped):
+        return pa.array([], pa.string())
+    pos = pc.index_in(dropped.column("id"), index.column("id"))
+    return pc.take(index.column("source_uri"), pos)
+
+
+# --------------------------------------------------------------------------------------------
+# lookup
+
+
+class IndexReader:
+    """An open compacted index: footer parsed once, then one row group read per lookup."""
+
+    def __init__(self, index_uri: str, options: Any = None) -> None:
+        self.uri = resolve_index_uri(index_uri)
+        self.storage = st.open_storage(self.uri, options)
+        self.stamp = self.storage.stat(self.uri)
+        self.file = st.RangedReader(self.storage, self.uri, self.stamp.size)
+        self.pf = pq.ParquetFile(self.file)
+        self.footer_bytes = self.file.bytes_read
+        meta = self.pf.metadata
+        col = self.pf.schema_arrow.get_field_index("id")
+        self.mins: list[str | None] = []
+        self.maxs: list[str | None] = []
+        for i in range(meta.num_row_groups):
+            s = meta.row_group(i).column(col).statistics
+            ok = s is not None and s.has_min_max
+            self.mins.append(s.min if ok else None)
+            self.maxs.append(s.max if ok else None)
+        self.sorted = all(m is not None for m in self.mins) and all(
+            self.maxs[i] <= self.mins[i + 1] for i in range(len(self.mins) - 1))
+        self.lock = threading.Lock()
+        self.opened = time.monotonic()
+
+    def candidates(self, image_id: str) -> list[int]:
+        """Row groups that may hold `image_id` (one, for a compacted index)."""
+        if self.sorted:
+            import bisect
+
+            i = bisect.bisect_right(self.mins, image_id) - 1
+            return [i] if i >= 0 and image_id <= self.maxs[i] else []
+        return [i for i, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))
+                if lo is None or hi is None or lo <= image_id <= hi]
+
+    def get(self, image_id: str) -> dict:
+        """The row for `image_id`; KeyError when the index has none."""
+        with self.lock:
+            for rg in self.candidates(image_id):
+                t = self.pf.read_row_group(rg)
+                hit = pc.index(t.column("id"), image_id).as_py()
+                if hit >= 0:
+                    return t.slice(hit, 1).to_pylist()[0]
+        raise KeyError(image_id)
+
+
+def resolve_index_uri(uri: str) -> str:
+    """A job folder or the index file itself -> the index file's URI."""
+    uri = st.normalize(uri)
+    return uri if uri.endswith(".parquet") else st.join(uri, INDEX_FILE)
+
+
+_readers: dict[tuple[str, str], IndexReader] = {}
+_readers_lock = threading.Lock()
+_RECHECK_S = 5.0
+
+
+def open_index(index_uri: str, options: Any = None) -> IndexReader:
+    """A cached IndexReader; reopened when the file's size changed (a new compaction)."""
+    key = (resolve_index_uri(index_uri), repr(st.StorageOptions.from_any(options)))
+    with _readers_lock:
+        r = _readers.get(key)
+    if r is not None:
+        if st.is_s3(key[0]) and time.monotonic() - r.opened < _RECHECK_S:
+            return r  # a HEAD per lookup would double S3 latency; recheck every few seconds
+        stamp = r.storage.stat(r.uri)
+        if (stamp.size, stamp.mtime) == (r.stamp.size, r.stamp.mtime):
+            r.opened = time.monotonic()
+            return r
+    try:
+        r = IndexReader(key[0], options)
+    except st.NotFound as e:
+        raise FileNotFoundError(f"no compacted index at {key[0]}") from e
+    with _readers_lock:
+        _readers[key] = r
+    return r
+
+
+def lookup(index_uri: str, image_id: str, storage_options: Any = None) -> dict:
+    """The index row of one image (KeyError if absent), reading one row group."""
+    return open_index(index_uri, storage_options).get(image_id)
+
+
+def read_blob(row: dict, storage_options: Any = None) -> bytes:
+    """The stored blob of an index row: one ranged read."""
+    uri = row["blob_uri"]
+    return st.open_storage(uri, storage_options).get_range(uri, row["offset"], row["length"])

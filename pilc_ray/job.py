@@ -1,0 +1,520 @@
+"""The driver: enumerate the source, skip what is indexed, feed worker actors, write the index.
+
+The driver only moves (id, uri) batches out and small index rows back; workers read inputs and
+write blobs themselves. Batches are retried on another (or the restarted) actor when a worker
+dies; a batch that keeps killing workers is split to single images so one poison image ends up
+in the errors table instead of stalling the job.
+
+Why hand-made actors and not Ray Data's actor-pool `map_batches`: see docs/pipeline.md (measured
+in benchmarks/pipeline_throughput.py; `engine="data"` runs the Ray Data variant).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from pilc_ray import index as ix
+from pilc_ray import storage as st
+from pilc_ray.progress import Progress
+from pilc_ray.sources import Item, ObjectsSource, Source, open_source
+from pilc_ray.worker import SHARD_SUFFIX, BatchCompressor, WorkerConfig
+
+log = logging.getLogger("pilc_ray.job")
+
+
+@dataclass
+class JobConfig:
+    """A compression job. Every field has a CLI flag and a key in jobs/example_job.yaml."""
+
+    source: Any
+    dest: str
+    workers: int | None = None  # default: one per GPU, else cluster CPUs / cpus_per_worker
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    threads_per_worker: int | None = None  # codec threads; default ceil(cpus_per_worker)
+    batch_size: int = 16
+    batch_max_bytes: int = 256 << 20  # a batch closes early past this many input bytes
+    layout: str = "shards"
+    engine: str = "actors"  # "actors" (hand-made pool) or "data" (Ray Data map_batches)
+    ray_address: str | None = None
+    num_cpus: int | None = None  # for the embedded local Ray only
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    fallback: str = "auto"
+    jpeg: str = "passthrough"
+    all_files: bool = False
+    verify: bool = False
+    max_attempts: int = 3
+    in_flight_per_worker: int = 2
+    progress: str = "bar"  # "bar", "log" (a line every log_every_s; for jobs) or "none"
+    log_every_s: float = 30.0
+    flush_rows: int = 50_000
+    flush_seconds: float = 30.0
+    row_group_size: int = ix.ROW_GROUP_SIZE
+    gc_orphans: bool = True
+    retry_backoff_s: float = 1.0
+
+    def describe(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not isinstance(self.source, (str, os.PathLike)):
+            d["source"] = f"<{type(self.source).__name__} of in-memory images/refs>"
+        else:
+            d["source"] = os.fspath(self.source)
+        return d
+
+
+class JobError(RuntimeError):
+    """The job could not run at all (bad source, unreachable store, no workers)."""
+
+
+# --------------------------------------------------------------------------------------------
+# resume: exact membership in a compact form (8 bytes of hash + the arrow ids, no Python set)
+
+
+class IdSet:
+    """Ids already indexed. Hash-sorted uint64 for speed; hits are confirmed against the ids."""
+
+    def __init__(self, ids: pa.Array) -> None:
+        self.ids = ids
+        hashes = np.zeros(len(ids), np.uint64)
+        for start in range(0, len(ids), 65536):  # chunks: never all ids as Python strings
+            chunk = ids.slice(start, 65536).to_pylist()
+            hashes[start : start + len(chunk)] = [xxhash.xxh3_64_intdigest(s.encode())
+                                                  for s in chunk]
+        self.order = np.argsort(hashes, kind="stable")
+        self.hashes = hashes[self.order]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def contains(self, ids: list[str]) -> np.ndarray:
+        if not len(self.ids) or not ids:
+            return np.zeros(len(ids), dtype=bool)
+        h = np.fromiter((xxhash.xxh3_64_intdigest(s.encode()) for s in ids), dtype=np.uint64,
+                        count=len(ids))
+        lo = np.searchsorted(self.hashes, h, "left")
+        hi = np.searchsorted(self.hashes, h, "right")
+        out = np.zeros(len(ids), dtype=bool)
+        for i in np.nonzero(hi > lo)[0]:
+            for j in range(lo[i], hi[i]):  # confirm: a 64-bit collision must not skip an image
+                if self.ids[int(self.order[j])].as_py() == ids[i]:
+                    out[i] = True
+                    break
+        return out
+
+
+def pending_items(source: Source, done: IdSet, counts: dict[str, int]) -> Iterator[Item]:
+    """Items of `source` not yet indexed (checked 8192 at a time against the index's ids)."""
+    chunk: list[Item] = []
+
+    def drain(chunk: list[Item]) -> Iterator[Item]:
+        skip = done.contains([it.id for it in chunk])
+        counts["already_indexed"] += int(skip.sum())
+        yield from (it for it, s in zip(chunk, skip, strict=True) if not s)
+
+    for it in source:
+        counts["source_items"] += 1
+        chunk.append(it)
+        if len(chunk) >= 8192:
+            yield from drain(chunk)
+            chunk = []
+    yield from drain(chunk)
+
+
+def batched(items: Iterator[Item], batch_size: int, max_bytes: int) -> Iterator[list[Item]]:
+    """Batches by count, closed early by bytes where input sizes are known."""
+    batch: list[Item] = []
+    nbytes = 0
+    for it in items:
+        batch.append(it)
+        nbytes += max(0, it.size)
+        if len(batch) >= batch_size or nbytes >= max_bytes:
+            yield batch
+            batch, nbytes = [], 0
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------------------------
+# Ray
+
+
+def ensure_ray(cfg: JobConfig) -> bool:
+    """Connect to the given cluster, the job's cluster (RAY_ADDRESS), or start a local one.
+
+    Returns True when this call started Ray (so the job shuts it down at the end).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if cfg.ray_address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=cfg.ray_address, **quiet)
+        return True
+    # Embedded: bound to loopback, no dashboard. Ray's default token auth stays on.
+    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+             **quiet)
+    return True
+
+
+class CompressActor:
+    """One per GPU (or per `cpus_per_worker` CPUs): holds the model; compresses batches."""
+
+    def __init__(self, config: dict[str, Any], index: int) -> None:
+        self.worker = BatchCompressor(config, name=f"{socket.gethostname()}:{os.getpid()}/w{index}")
+        self.worker.warm_up()
+
+    def ready(self) -> dict[str, Any]:
+        return {"name": self.worker.name, "pid": os.getpid(), "model_id": self.worker.model_id}
+
+    def compress(self, items: list[Item], attempt: int) -> dict[str, list[dict]]:
+        return self.worker.compress(items, attempt)
+
+
+def _pool_size(cfg: JobConfig) -> tuple[int, float, float]:
+    import ray
+
+    res = ray.cluster_resources()
+    gpus = cfg.gpus_per_worker
+    if gpus is None:
+        gpus = 1.0 if res.get("GPU", 0) > 0 else 0.0
+    if cfg.workers:
+        n = cfg.workers
+    elif gpus > 0:
+        n = max(1, int(res.get("GPU", 0) // gpus))
+    else:
+        n = max(1, int(res.get("CPU", 1) // max(cfg.cpus_per_worker, 1e-3)))
+    return n, cfg.cpus_per_worker, gpus
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+
+
+@dataclass
+class JobResult:
+    """What `run_job` returns (the same as the job record written beside the index)."""
+
+    record: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.record["status"] == "complete"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.record[key]
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class Driver:
+    def __init__(self, cfg: JobConfig) -> None:
+        if cfg.layout not in ("shards", "objects"):
+            raise JobError(f"layout must be 'shards' or 'objects', not {cfg.layout!r}")
+        if cfg.engine not in ("actors", "data"):
+            raise JobError(f"engine must be 'actors' or 'data', not {cfg.engine!r}")
+        if cfg.batch_size < 1 or cfg.max_attempts < 1:
+            raise JobError("batch_size and max_attempts must be at least 1")
+        self.cfg = cfg
+        self.dest = st.normalize(cfg.dest)
+        self.opts = st.StorageOptions.from_any(cfg.storage_options)
+        self.storage = st.open_storage(self.dest, self.opts)
+        self.run_id = _new_run_id()
+        self.counts = dict.fromkeys(
+            ("source_items", "already_indexed", "attempted", "compressed", "errors",
+             "ignored_files", "retried_batches", "worker_failures", "split_batches"), 0)
+        self.bytes = {"raw": 0, "compressed": 0}
+        self.failures: list[dict] = []
+        self.durations: dict[str, float] = {}
+        self.worker_pids: list[int] = []
+        self.in_flight: dict[int, int] = {}  # worker pid -> batches it is working on
+
+    # ------------------------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        cfg = self.cfg
+        t_start = time.time()
+        t0 = time.perf_counter()
+        status, error = "complete", None
+        started_ray = False
+        try:
+            source = open_source(cfg.source, self.opts, cfg.all_files)
+        except Exception as e:
+            raise JobError(f"cannot open source: {e}") from e
+        if isinstance(source, ObjectsSource) and cfg.engine == "data":
+            raise JobError("engine 'data' reads files and URIs; use engine 'actors' for refs")
+        self.source = source
+        done = IdSet(ix.indexed_ids(self.dest, self.opts))
+        total = self._count(source)
+        self.durations["enumerate_s"] = time.perf_counter() - t0
+        items = pending_items(source, done, self.counts)
+        first = next(items, None)  # nothing pending (empty source, all indexed): no Ray at all
+        writer = ix.PartWriter(self.dest, self.run_id, self.opts, cfg.flush_rows,
+                               cfg.flush_seconds)
+        progress = self.progress = Progress(total, len(done), cfg.progress, cfg.log_every_s)
+        t1 = time.perf_counter()
+        try:
+            if first is None:
+                from codec.model import default_model
+
+                self.model_id = default_model().model_id
+                self.pool = {"workers": 0, "engine": cfg.engine}
+            else:
+                started_ray = ensure_ray(cfg)
+                import ray
+
+                self.ray_info = {"address": ray.get_runtime_context().gcs_address,
+                                 "resources": ray.cluster_resources()}
+                batches = batched(itertools.chain([first], items),
+                                  self._batch_size(total, len(done)), cfg.batch_max_bytes)
+                if isinstance(source, ObjectsSource):
+                    batches = self._put_objects(batches)
+                if cfg.engine == "data":
+                    from pilc_ray.data_engine import run_data_engine
+
+                    run_data_engine(self, batches, writer, progress)
+                else:
+                    self._run_actors(batches, writer, progress)
+            writer.flush()
+        except BaseException as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            try:
+                writer.flush()  # keep every finished image: the rerun skips them
+            except Exception:  # noqa: BLE001
+                log.exception("could not flush the index after a failure")
+            raise
+        finally:
+            progress.close()
+            self.durations["compress_s"] = time.perf_counter() - t1
+            if status == "failed":
+                self._write_record(t_start, status, error, None, 0)
+                if started_ray:
+                    import ray
+
+                    ray.shutdown()
+        t2 = time.perf_counter()
+        compacted = ix.compact(self.dest, self.opts, cfg.row_group_size, self.run_id)
+        self.durations["compact_s"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        orphans = self._gc_orphans(t_start) if cfg.gc_orphans else 0
+        self.durations["gc_s"] = time.perf_counter() - t3
+        self.durations["total_s"] = time.perf_counter() - t0
+        self.counts["ignored_files"] = getattr(source, "ignored", 0)
+        record = self._write_record(t_start, status, error, compacted, orphans)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        return JobResult(record)
+
+    def _batch_size(self, total: int | None, done: int) -> int:
+        """The configured size, smaller for small jobs so every worker gets work."""
+        if total is None:
+            return self.cfg.batch_size
+        n = _pool_size(self.cfg)[0] * max(1, self.cfg.in_flight_per_worker)
+        return max(1, min(self.cfg.batch_size, math.ceil(max(0, total - done) / n)))
+
+    def _count(self, source: Source) -> int | None:
+        """Source size for the progress bar's ETA (a cheap listing pass; None for refs)."""
+        if isinstance(source, ObjectsSource):
+            v = source.values
+            return len(v) if hasattr(v, "__len__") else None
+        n = 0
+        for _ in source:
+            n += 1
+        return n
+
+    def _put_objects(self, batches: Iterator[list[Item]]) -> Iterator[list[Item]]:
+        """Put in-driver images into the object store, so workers fetch them by ref."""
+        import ray
+
+        for batch in batches:
+            yield [it if isinstance(it.ref, ray.ObjectRef)
+                   else Item(it.id, it.uri, it.size, ray.put(it.ref)) for it in batch]
+
+    # ------------------------------------------------------------------------------------
+
+    def worker_config(self, threads: int) -> dict[str, Any]:
+        cfg = self.cfg
+        return WorkerConfig(dest=self.dest, layout=cfg.layout, fallback=cfg.fallback,
+                            jpeg=cfg.jpeg, storage_options=self.opts.to_dict(), threads=threads,
+                            verify=cfg.verify).to_dict()
+
+    def _start_pool(self) -> list[Any]:
+        import ray
+
+        n, cpus, gpus = _pool_size(self.cfg)
+        threads = self.cfg.threads_per_worker or max(1, math.ceil(cpus))
+        remote = ray.remote(CompressActor).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
+        actors = [remote.remote(self.worker_config(threads), i) for i in range(n)]
+        infos = ray.get([a.ready.remote() for a in actors])
+        self.workers = [i["name"] for i in infos]
+        self.worker_pids = [i["pid"] for i in infos]
+        self.model_id = infos[0]["model_id"]
+        self.pool = {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
+                     "threads_per_worker": threads, "engine": "actors"}
+        return actors
+
+    def handle_result(self, result: dict, writer: ix.PartWriter, progress: Progress) -> None:
+        rows, errors = result["rows"], result["errors"]
+        writer.add(rows, errors)
+        raw = sum(r["raw_bytes"] for r in rows)
+        comp = sum(r["compressed_bytes"] for r in rows)
+        self.counts["compressed"] += len(rows)
+        self.counts["errors"] += len(errors)
+        self.bytes["raw"] += raw
+        self.bytes["compressed"] += comp
+        if len(self.failures) < 100:
+            self.failures.extend({k: e[k] for k in ("id", "source_uri", "stage", "error")}
+                                 for e in errors[: 100 - len(self.failures)])
+        progress.update(len(rows) + len(errors), raw, comp, len(errors))
+
+    def batch_failed(self, batch: list[Item], attempt: int, reason: str,
+                     retry: deque, writer: ix.PartWriter, progress: Progress) -> None:
+        """Retry a failed batch; after max_attempts split it, then give up per image."""
+        if attempt < self.cfg.max_attempts:
+            self.counts["retried_batches"] += 1
+            delay = self.cfg.retry_backoff_s * 2 ** (attempt - 1)
+            retry.append((time.monotonic() + delay, batch, attempt + 1))
+            return
+        if len(batch) > 1:
+            self.counts["split_batches"] += 1
+            for it in batch:
+                retry.append((time.monotonic(), [it], 1))
+            return
+        it = batch[0]
+        err = {"id": it.id, "source_uri": it.uri, "stage": "worker",
+               "error": f"failed {attempt} times: {reason}"[:2000], "error_type": "WorkerFailure",
+               "worker": "driver", "attempt": attempt, "time": time.time()}
+        self.handle_result({"rows": [], "errors": [err]}, writer, progress)
+
+    def _run_actors(self, batches: Iterator[list[Item]], writer: ix.PartWriter,
+                    progress: Progress) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        actors = self._start_pool()
+        progress.started()
+        load = [0] * len(actors)
+        slots = len(actors) * max(1, self.cfg.in_flight_per_worker)
+        pending: dict[Any, tuple[list[Item], int, int]] = {}
+        retry: deque = deque()
+        exhausted = False
+        while True:
+            while len(pending) < slots:
+                if retry and retry[0][0] <= time.monotonic():
+                    _, batch, attempt = retry.popleft()
+                elif not exhausted:
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                        continue
+                    attempt = 1
+                else:
+                    break
+                a = min(range(len(actors)), key=load.__getitem__)
+                ref = actors[a].compress.remote(batch, attempt)
+                pending[ref] = (batch, attempt, a)
+                load[a] += 1
+                self.in_flight[self.worker_pids[a]] = load[a]
+                self.counts["attempted"] += len(batch) if attempt == 1 else 0
+            if not pending and exhausted and not retry:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+            for ref in ready:
+                batch, attempt, a = pending.pop(ref)
+                load[a] -= 1
+                self.in_flight[self.worker_pids[a]] = load[a]
+                try:
+                    result = ray.get(ref)
+                except RayActorError as e:
+                    self.counts["worker_failures"] += 1
+                    self.batch_failed(batch, attempt, f"worker died: {str(e)[:300]}", retry,
+                                      writer, progress)
+                except RayTaskError as e:
+                    self.batch_failed(batch, attempt, f"{type(e.cause).__name__}: {e.cause}",
+                                      retry, writer, progress)
+                else:
+                    self.handle_result(result, writer, progress)
+            progress.tick()
+        for a in actors:
+            ray.kill(a)
+
+    # ------------------------------------------------------------------------------------
+
+    def _gc_orphans(self, since: float) -> int:
+        """Delete shards no index row names (left by a killed run); never ones from this run."""
+        if self.cfg.layout != "shards":
+            return 0
+        prefix = st.join(self.dest, "shards") + "/"
+        try:
+            reader = ix.read_table(ix.resolve_index_uri(self.dest), self.opts, ["blob_uri"])
+        except st.NotFound:
+            return 0
+        used = set(reader.column("blob_uri").unique().to_pylist())
+        removed = 0
+        for obj in self.storage.list(prefix if st.is_s3(prefix) else prefix.rstrip("/")):
+            if obj.uri.endswith(SHARD_SUFFIX) and obj.uri not in used and obj.mtime < since:
+                self.storage.delete(obj.uri)
+                removed += 1
+        return removed
+
+    def _write_record(self, t_start: float, status: str, error: str | None,
+                      compacted: ix.CompactResult | None, orphans: int) -> dict[str, Any]:
+        compress_s = self.durations.get("compress_s", 0.0) or 1e-9
+        done = self.counts["compressed"]
+        record = {
+            "run_id": self.run_id, "status": status, "error": error,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "dest": self.dest, "index": ix.resolve_index_uri(self.dest),
+            "errors_table": st.join(self.dest, ix.ERRORS_FILE),
+            "config": self.cfg.describe(), "model_id": getattr(self, "model_id", None),
+            "source": getattr(getattr(self, "source", None), "description", None),
+            "pool": getattr(self, "pool", None), "workers": getattr(self, "workers", []),
+            "ray": getattr(self, "ray_info", None),
+            "counts": dict(self.counts, orphans_removed=orphans,
+                           index_rows=compacted.rows if compacted else None,
+                           errors_table_rows=compacted.errors if compacted else None,
+                           duplicates_dropped=compacted.duplicates_dropped if compacted else None),
+            "bytes": dict(self.bytes),
+            "bpsp": None, "durations": self.durations,
+            "throughput": {"images_per_s": done / compress_s,
+                           "raw_mb_per_s": self.bytes["raw"] / compress_s / 1e6},
+            "index_file": asdict(compacted) if compacted else None,
+            "failures": self.failures,
+        }
+        if self.bytes["raw"]:
+            record["bpsp"] = 8 * self.bytes["compressed"] / self.bytes["raw"]
+        body = json.dumps(record, indent=2, default=str).encode()
+        try:
+            self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), body)
+            self.storage.put(st.join(self.dest, "job.json"), body)
+        except Exception:  # noqa: BLE001
+            log.exception("could not write the job record")
+            print(body.decode(), file=sys.stderr)
+        return record
+
+
+def run_job(cfg: JobConfig) -> JobResult:
+    """Run (or resume) a compression job; returns its record."""
+    return Driver(cfg).run()

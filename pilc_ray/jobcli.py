@@ -1,0 +1,175 @@
+"""Command-line glue for the batch job, shared by `pilc compress` and jobs/compress.py.
+
+A YAML job config (jobs/example_job.yaml) gives defaults; flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the job needs the `ray` extra; `pilc encode` and friends do not
+    from pilc_ray.job import JobConfig
+
+_STORE_KEYS = ("endpoint_url", "region")
+
+
+def add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS / environment)")
+    p.add_argument("--region", help="S3 region")
+
+
+def add_compress_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?",
+                   help="folder, manifest (.txt/.csv/.parquet with a uri column) or s3://prefix/")
+    p.add_argument("--out", dest="dest", help="destination folder or s3://bucket/prefix/")
+    p.add_argument("--config", help="YAML job config (flags override its keys)")
+    p.add_argument("--workers", type=int, help="worker actors (default: one per GPU, else per "
+                   "--cpus-per-worker CPUs)")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS or start a "
+                   "local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
+    p.add_argument("--layout", choices=("shards", "objects"))
+    p.add_argument("--engine", choices=("actors", "data"))
+    p.add_argument("--batch-size", type=int, help="images per batch (and per shard)")
+    p.add_argument("--cpus-per-worker", type=float)
+    p.add_argument("--gpus-per-worker", type=float)
+    p.add_argument("--threads-per-worker", type=int)
+    p.add_argument("--jpeg", choices=("passthrough", "decode"),
+                   help="JPEG inputs: store the file as-is (default) or compress its pixels")
+    p.add_argument("--fallback", choices=("auto", "always", "never"))
+    p.add_argument("--all-files", action="store_const", const=True,
+                   help="take every file of a folder/prefix, not only image extensions")
+    p.add_argument("--verify", action="store_const", const=True,
+                   help="decode each blob again before storing it")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--quiet", action="store_const", const=True,
+                   help="no progress bar: a plain status line every 30 s (for job logs)")
+    p.add_argument("--no-progress", action="store_const", const=True)
+    p.add_argument("--json", action="store_const", const=True, help="print the job record")
+    add_store_arguments(p)
+
+
+def config_from_args(a: argparse.Namespace) -> JobConfig:
+    """YAML config (if any) overlaid with the flags that were given."""
+    from pilc_ray.job import JobConfig, JobError
+
+    data: dict[str, Any] = {}
+    if a.config:
+        import yaml
+
+        data = yaml.safe_load(Path(a.config).read_text()) or {}
+        if not isinstance(data, dict):
+            raise JobError(f"{a.config}: a job config is a mapping of options")
+    known = {f.name for f in fields(JobConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise JobError(f"unknown job config keys: {sorted(unknown)}")
+    store = dict(data.get("storage_options") or {})
+    for k in _STORE_KEYS:
+        if getattr(a, k, None):
+            store[k] = getattr(a, k)
+    data["storage_options"] = store
+    for f in known - {"storage_options"}:
+        v = getattr(a, f, None)
+        if v is not None:
+            data[f] = v
+    if a.quiet:
+        data["progress"] = "log"
+    if a.no_progress:
+        data["progress"] = "none"
+    if not data.get("source"):
+        raise JobError("give a SOURCE (folder, manifest or s3:// prefix)")
+    if not data.get("dest"):
+        raise JobError("give --out DEST (folder or s3:// prefix)")
+    return JobConfig(**data)
+
+
+def run_compress(a: argparse.Namespace) -> int:
+    from pilc_ray.job import JobError, run_job
+
+    try:
+        cfg = config_from_args(a)
+        result = run_job(cfg)
+    except JobError as e:
+        print(f"pilc compress: error: {e}", file=sys.stderr)
+        return 2
+    r = result.record
+    c = r["counts"]
+    if getattr(a, "json", False):
+        print(json.dumps(r, indent=2, default=str))
+    bpsp = f"{r['bpsp']:.3f} bpsp" if r["bpsp"] else "no new images"
+    print(f"{c['compressed']} images compressed ({bpsp}), {c['already_indexed']} already "
+          f"indexed, {c['errors']} errors; {r['throughput']['raw_mb_per_s']:.2f} MB/s with "
+          f"{r['pool']['workers'] if r['pool'] else 0} workers")
+    print(f"index: {r['index']} ({c['index_rows']} rows)")
+    if c["errors_table_rows"]:
+        print(f"errors: {r['errors_table']} ({c['errors_table_rows']} inputs not indexed)")
+    print(f"job record: {r['dest']}/job.json")
+    return 0 if result.ok else 1
+
+
+def _store_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(a, k) for k in _STORE_KEYS if getattr(a, k, None)}
+
+
+def run_lookup(a: argparse.Namespace) -> int:
+    from pilc_ray import api
+
+    opts = _store_options(a)
+    try:
+        row, blob = api.read_blob(a.dest, a.id, opts)
+    except KeyError:
+        print(f"pilc lookup: no image with id {a.id!r} in {a.dest}", file=sys.stderr)
+        return 1
+    print(json.dumps(row, indent=2, default=str))
+    if a.output:
+        import codec
+
+        Path(a.output).write_bytes(codec.to_png_bytes(api.decode_blob(row, blob)))
+        print(f"decoded to {a.output}", file=sys.stderr)
+    return 0
+
+
+def run_verify(a: argparse.Namespace) -> int:
+    from pilc_ray import api
+
+    out = api.verify(a.dest, _store_options(a))
+    for b in out["bad"][:20]:
+        print(f"BAD {b['id']}: {b['error']}", file=sys.stderr)
+    print(f"{out['ok']} images decoded alone from the index and bit-exact, "
+          f"{len(out['bad'])} bad")
+    return 0 if not out["bad"] else 1
+
+
+def write_samples(out: str, count: int = 24) -> list[Path]:
+    """Sample images as PNG files in sub-folders, plus one JPEG (stored as-is by the job)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import codec
+    from pilc_ray.samples import sample_images
+
+    root = Path(out)
+    paths = []
+    for name, img in sample_images(count):
+        sub = root / ("graphics" if img.pixels.std() < 30 else "photos")
+        sub.mkdir(parents=True, exist_ok=True)
+        p = sub / f"{name}.png"
+        p.write_bytes(codec.to_png_bytes(img))
+        paths.append(p)
+    rgb = next((img for _, img in sample_images(1)), None)
+    if rgb is not None:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(rgb.pixels)).save(buf, "JPEG", quality=90)
+        p = root / "photos" / "camera_0001.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(buf.getvalue())
+        paths.append(p)
+    return paths

@@ -1,0 +1,490 @@
+"""Where blobs, index files and inputs live: the local filesystem or any S3-compatible store.
+
+Both backends take full URIs (``/abs/path``, ``file:///abs/path``, ``s3://bucket/key``) so a row
+of the index names its object completely and any process can read it back with
+``open_storage(uri).get_range(uri, offset, length)``.
+
+Writes are all-or-nothing: a local file is written under a temporary name and renamed into
+place, an S3 object appears only when its PUT (or multipart upload) completes. So a worker killed
+mid-write never leaves a half blob under a name the index could point at.
+
+S3 goes through boto3 with the standard credential chain (environment, profile, instance role)
+and an optional endpoint URL for non-AWS stores. botocore's "standard" retry mode retries
+throttling (SlowDown, 503) and 5xx answers with exponential backoff and jitter; `_retry` adds the
+same for failures botocore leaves to the caller (a body stream cut off half way).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MIB = 1 << 20
+
+
+class StorageError(Exception):
+    """A read, write or listing failed for a reason worth showing to the user."""
+
+
+class NotFound(StorageError, FileNotFoundError):
+    """The object or file does not exist."""
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach S3 (ignored for local paths). Plain data, so it ships to every worker.
+
+    endpoint_url: None uses ``PILC_S3_ENDPOINT_URL`` if set, else boto3's own resolution
+    (``AWS_ENDPOINT_URL``, config files, AWS itself).
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    max_attempts: int = 8
+    multipart_threshold: int = 64 * MIB
+    part_size: int = 16 * MIB
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    addressing_style: str = "auto"
+    list_page_size: int = 1000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_any(cls, value: StorageOptions | dict | None) -> StorageOptions:
+        if value is None:
+            return cls()
+        if isinstance(value, StorageOptions):
+            return value
+        known = {k: v for k, v in value.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# --------------------------------------------------------------------------------------------
+# URIs
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); the key may be empty (a bucket root prefix)."""
+    if not is_s3(uri):
+        raise StorageError(f"not an s3:// URI: {uri!r}")
+    rest = uri[5:]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"S3 URI without a bucket: {uri!r}")
+    return bucket, key
+
+
+def local_path(uri: str | os.PathLike) -> Path:
+    """A local path from a plain path or a ``file://`` URI."""
+    s = os.fspath(uri)
+    if s.startswith("file://"):
+        s = s[7:]
+    if "://" in s:
+        raise StorageError(f"unsupported URI scheme in {s!r} (use a local path or s3://)")
+    return Path(s)
+
+
+def normalize(uri: str | os.PathLike) -> str:
+    """Canonical form: ``s3://...`` kept, local paths made absolute (no ``file://``)."""
+    s = os.fspath(uri)
+    if is_s3(s):
+        return s
+    return str(local_path(s).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with '/', for S3 and local paths alike."""
+    out = str(base).rstrip("/")
+    for p in parts:
+        p = str(p).strip("/")
+        if p:
+            out = f"{out}/{p}"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# retries
+
+
+def _retry(fn: Callable[[], T], attempts: int, what: str, retryable: tuple[type, ...]) -> T:
+    """Call `fn`, retrying `retryable` errors with exponential backoff plus jitter."""
+    delay = 0.1
+    for i in range(attempts):
+        try:
+            return fn()
+        except retryable as e:
+            if i == attempts - 1:
+                raise StorageError(f"{what} failed after {attempts} attempts: {e}") from e
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------------------------
+# backends
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    mtime: float  # seconds since the epoch
+
+
+class Storage:
+    """Interface both backends implement (all URIs absolute)."""
+
+    def put(self, uri: str, data: bytes | memoryview) -> None:
+        raise NotImplementedError
+
+    def put_file(self, path: str | os.PathLike, uri: str) -> None:
+        raise NotImplementedError
+
+    def get(self, uri: str) -> bytes:
+        raise NotImplementedError
+
+    def get_range(self, uri: str, offset: int, length: int) -> bytes:
+        raise NotImplementedError
+
+    def size(self, uri: str) -> int:
+        return self.stat(uri).size
+
+    def stat(self, uri: str) -> ObjectInfo:
+        raise NotImplementedError
+
+    def exists(self, uri: str) -> bool:
+        try:
+            self.size(uri)
+            return True
+        except NotFound:
+            return False
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` (recursive), in lexicographic order of URI."""
+        raise NotImplementedError
+
+    def delete(self, uri: str) -> None:
+        raise NotImplementedError
+
+    def open_read(self, uri: str) -> RangedReader:
+        """A seekable read-only file over ranged reads (for pyarrow's Parquet reader)."""
+        return RangedReader(self, uri, self.size(uri))
+
+
+class LocalStorage(Storage):
+    """The local filesystem (also any shared mount all nodes see)."""
+
+    def put(self, uri: str, data: bytes | memoryview) -> None:
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, path: str | os.PathLike, uri: str) -> None:
+        dst = local_path(uri)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
+        try:
+            with open(path, "rb") as src, open(tmp, "wb") as out:
+                while chunk := src.read(8 * MIB):
+                    out.write(chunk)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, uri: str) -> bytes:
+        try:
+            return local_path(uri).read_bytes()
+        except FileNotFoundError as e:
+            raise NotFound(f"no such file: {uri}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {uri}: {e.strerror or e}") from e
+
+    def get_range(self, uri: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"bad range offset={offset} length={length}")
+        try:
+            with open(local_path(uri), "rb") as f:
+                data = os.pread(f.fileno(), length, offset)
+        except FileNotFoundError as e:
+            raise NotFound(f"no such file: {uri}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {uri}: {e.strerror or e}") from e
+        if len(data) != length:
+            raise StorageError(f"{uri}: wanted {length} bytes at {offset}, file has {len(data)}")
+        return data
+
+    def stat(self, uri: str) -> ObjectInfo:
+        try:
+            s = local_path(uri).stat()
+        except FileNotFoundError as e:
+            raise NotFound(f"no such file: {uri}") from e
+        return ObjectInfo(uri, s.st_size, s.st_mtime)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        root = local_path(prefix)
+        if root.is_file():
+            st = root.stat()
+            yield ObjectInfo(str(root), st.st_size, st.st_mtime)
+            return
+        if not root.is_dir():
+            return
+        yield from self._walk(root)
+
+    def _walk(self, folder: Path) -> Iterator[ObjectInfo]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            raise StorageError(f"cannot list {folder}: {e.strerror or e}") from e
+        for e in entries:
+            if e.name.startswith("."):
+                continue  # hidden files and our own in-flight temporaries
+            if e.is_dir(follow_symlinks=True):
+                yield from self._walk(Path(e.path))
+            elif e.is_file(follow_symlinks=True):
+                st = e.stat()
+                yield ObjectInfo(e.path, st.st_size, st.st_mtime)
+
+    def delete(self, uri: str) -> None:
+        local_path(uri).unlink(missing_ok=True)
+
+
+class S3Storage(Storage):
+    """S3 or any S3-compatible store, through boto3 (one client per process and options)."""
+
+    def __init__(self, options: StorageOptions | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.options = opts = options or StorageOptions()
+        endpoint = opts.endpoint_url or os.environ.get("PILC_S3_ENDPOINT_URL") or None
+        config = Config(
+            retries={"max_attempts": opts.max_attempts, "mode": "standard"},
+            connect_timeout=opts.connect_timeout,
+            read_timeout=opts.read_timeout,
+            s3={"addressing_style": opts.addressing_style},
+            max_pool_connections=32,
+        )
+        session = boto3.session.Session()
+        self.client = session.client(
+            "s3", endpoint_url=endpoint, region_name=opts.region, config=config, **opts.extra
+        )
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
+        )
+        from botocore.exceptions import (
+            IncompleteReadError,
+            ReadTimeoutError,
+            ResponseStreamingError,
+        )
+
+        self._transient = (
+            IncompleteReadError, ResponseStreamingError, ReadTimeoutError, BotoConnectionError,
+            ConnectionError,
+        )
+
+    # errors ---------------------------------------------------------------------------------
+
+    def _wrap(self, uri: str, what: str, fn: Callable[[], T]) -> T:
+        from botocore.exceptions import ClientError
+
+        try:
+            return _retry(fn, self.options.max_attempts, f"{what} {uri}", self._transient)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+                raise NotFound(f"{what} {uri}: not found ({code})") from e
+            raise StorageError(f"{what} {uri}: {code or e}") from e
+
+    # writes ---------------------------------------------------------------------------------
+
+    def put(self, uri: str, data: bytes | memoryview) -> None:
+        if len(data) > self.options.multipart_threshold:
+            self._multipart(uri, io.BytesIO(data))
+            return
+        bucket, key = split_s3(uri)
+        self._wrap(uri, "PUT", lambda: self.client.put_object(Bucket=bucket, Key=key,
+                                                              Body=bytes(data)))
+
+    def put_file(self, path: str | os.PathLike, uri: str) -> None:
+        if os.path.getsize(path) > self.options.multipart_threshold:
+            with open(path, "rb") as f:
+                self._multipart(uri, f)
+            return
+        self.put(uri, Path(path).read_bytes())
+
+    def _multipart(self, uri: str, stream: io.RawIOBase | io.BufferedIOBase) -> None:
+        """Upload in parts (bounded memory; each part retried alone); abort on failure."""
+        bucket, key = split_s3(uri)
+        part_size = max(5 * MIB, self.options.part_size)  # S3's minimum for all but the last
+        upload = self._wrap(uri, "CreateMultipartUpload",
+                            lambda: self.client.create_multipart_upload(Bucket=bucket, Key=key))
+        upload_id = upload["UploadId"]
+        parts = []
+        try:
+            number = 1
+            while True:
+                chunk = stream.read(part_size)
+                if not chunk and number > 1:
+                    break
+                n = number
+                resp = self._wrap(uri, f"UploadPart {n}", lambda c=chunk, n=n: (
+                    self.client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                            PartNumber=n, Body=c)))
+                parts.append({"ETag": resp["ETag"], "PartNumber": n})
+                number += 1
+                if len(chunk) < part_size:
+                    break
+            self._wrap(uri, "CompleteMultipartUpload", lambda: (
+                self.client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                      MultipartUpload={"Parts": parts})))
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception:
+                pass  # the original error matters more; a lifecycle rule cleans leftovers
+            raise
+
+    # reads ----------------------------------------------------------------------------------
+
+    def get(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+        return self._wrap(uri, "GET",
+                          lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def get_range(self, uri: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise StorageError(f"bad range offset={offset} length={length}")
+        if length == 0:
+            return b""
+        bucket, key = split_s3(uri)
+        rng = f"bytes={offset}-{offset + length - 1}"
+        data = self._wrap(uri, "GET range", lambda: self.client.get_object(
+            Bucket=bucket, Key=key, Range=rng)["Body"].read())
+        if len(data) != length:
+            raise StorageError(f"{uri}: wanted {length} bytes at {offset}, got {len(data)}")
+        return data
+
+    def stat(self, uri: str) -> ObjectInfo:
+        bucket, key = split_s3(uri)
+        head = self._wrap(uri, "HEAD", lambda: self.client.head_object(Bucket=bucket, Key=key))
+        return ObjectInfo(uri, int(head["ContentLength"]), head["LastModified"].timestamp())
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        bucket, key = split_s3(prefix)
+        token: str | None = None
+        while True:
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": key,
+                                  "MaxKeys": self.options.list_page_size}
+            if token:
+                kw["ContinuationToken"] = token
+            page = self._wrap(prefix, "LIST", lambda kw=kw: self.client.list_objects_v2(**kw))
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):
+                    continue  # folder markers some tools create
+                yield ObjectInfo(f"s3://{bucket}/{obj['Key']}", int(obj["Size"]),
+                                 obj["LastModified"].timestamp())
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        self._wrap(uri, "DELETE", lambda: self.client.delete_object(Bucket=bucket, Key=key))
+
+    def ensure_bucket(self, uri: str) -> None:
+        """Create the bucket of `uri` if it is missing (tests and first runs on a fresh store)."""
+        from botocore.exceptions import ClientError
+
+        bucket, _ = split_s3(uri)
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=bucket)
+
+
+class RangedReader(io.RawIOBase):
+    """Read-only seekable file over `get_range`, counting bytes and requests (for reports)."""
+
+    def __init__(self, storage: Storage, uri: str, size: int) -> None:
+        super().__init__()
+        self.storage, self.uri, self._size = storage, uri, size
+        self.pos = 0
+        self.bytes_read = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self._size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def size(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = self._size - self.pos
+        n = max(0, min(n, self._size - self.pos))
+        if n == 0:
+            return b""
+        data = self.storage.get_range(self.uri, self.pos, n)
+        self.pos += n
+        self.bytes_read += n
+        self.requests += 1
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+_cache: dict[tuple, Storage] = {}
+_cache_lock = threading.Lock()
+
+
+def open_storage(uri: str, options: StorageOptions | dict | None = None) -> Storage:
+    """The backend for `uri` (cached per process and options: boto3 clients are costly)."""
+    opts = StorageOptions.from_any(options)
+    scheme = "s3" if is_s3(str(uri)) else "local"
+    key = (scheme, repr(opts)) if scheme == "s3" else ("local",)
+    with _cache_lock:
+        st = _cache.get(key)
+        if st is None:
+            st = S3Storage(opts) if scheme == "s3" else LocalStorage()
+            _cache[key] = st
+        return st

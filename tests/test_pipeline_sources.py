@@ -1,0 +1,97 @@
+"""Sources (folders, manifests) and the worker's batch function, without Ray."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import codec
+from codec.imagefile import RasterImage
+from pilc_ray import api
+from pilc_ray import index as ix
+from pilc_ray.sources import Item, ManifestSource, SourceError, open_source
+from pilc_ray.worker import BatchCompressor, read_shard_toc, shard_name
+
+
+def _png(path, seed=0, shape=(20, 30, 3)):
+    px = np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(codec.to_png_bytes(RasterImage(px, "RGB" if len(shape) == 3 else "L")))
+    return px
+
+
+def test_folder_source_is_recursive_sorted_and_skips_non_images(tmp_path):
+    _png(tmp_path / "b" / "2.png")
+    _png(tmp_path / "a.PNG")
+    _png(tmp_path / "b" / "c" / "1.tif")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"x")
+    src = open_source(str(tmp_path))
+    assert [it.id for it in src] == ["a.PNG", "b/2.png", "b/c/1.tif"]
+    assert src.ignored == 1
+    assert [it.id for it in open_source(str(tmp_path), all_files=True)][-1] == "notes.txt"
+    with pytest.raises(SourceError, match="does not exist"):
+        open_source(str(tmp_path / "missing"))
+
+
+def test_manifests_text_csv_parquet(tmp_path):
+    _png(tmp_path / "imgs" / "x.png")
+    (tmp_path / "list.txt").write_text("# comment\nimgs/x.png\n\n/abs/y.png\ns3://b/k.png\n")
+    items = list(open_source(str(tmp_path / "list.txt")))
+    assert [i.id for i in items] == ["imgs/x.png", "/abs/y.png", "s3://b/k.png"]
+    assert items[0].uri == str(tmp_path / "imgs" / "x.png")
+    assert items[2].uri == "s3://b/k.png"
+    (tmp_path / "m.csv").write_text("ID,uri,extra\nfirst,imgs/x.png,1\n,imgs/z.png,2\n")
+    assert [(i.id, i.uri.endswith("x.png")) for i in open_source(str(tmp_path / "m.csv"))] == [
+        ("first", True), ("imgs/z.png", False)]
+    pq.write_table(pa.table({"uri": ["imgs/x.png", "s3://b/q.png"], "id": ["p1", None]}),
+                   tmp_path / "m.parquet")
+    assert [i.id for i in open_source(str(tmp_path / "m.parquet"))] == ["p1", "s3://b/q.png"]
+    (tmp_path / "bad.csv").write_text("path\nx.png\n")
+    with pytest.raises(SourceError, match="'uri' column"):
+        list(ManifestSource(str(tmp_path / "bad.csv")))
+    with pytest.raises(SourceError, match="does not exist"):
+        list(ManifestSource(str(tmp_path / "nope.txt")))
+    (tmp_path / "weird.txt").write_text("gs://bucket/x.png\n")
+    with pytest.raises(SourceError, match="scheme"):
+        list(open_source(str(tmp_path / "weird.txt")))
+
+
+def test_worker_batch_shards_jpeg_passthrough_and_bad_inputs(tmp_path):
+    a = _png(tmp_path / "in" / "a.png", 1)
+    b = _png(tmp_path / "in" / "b.png", 2, (17, 9))
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=85)
+    (tmp_path / "in" / "c.jpg").write_bytes(buf.getvalue())
+    (tmp_path / "in" / "d.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    items = [Item(p.name, str(p), p.stat().st_size) for p in sorted((tmp_path / "in").iterdir())]
+    items.append(Item("e.png", str(tmp_path / "in" / "e.png")))  # missing file
+    w = BatchCompressor({"dest": str(tmp_path / "out")})
+    out = w.compress(items)
+    rows = {r["id"]: r for r in out["rows"]}
+    errs = {e["id"]: e for e in out["errors"]}
+    assert set(rows) == {"a.png", "b.png", "c.jpg"} and set(errs) == {"d.png", "e.png"}
+    assert errs["d.png"]["stage"] == "decode-input" and errs["e.png"]["stage"] == "read"
+    assert "no such file" in errs["e.png"]["error"]
+    assert rows["c.jpg"]["passthrough"] and rows["c.jpg"]["codec"] == "jpeg"
+    shard = rows["a.png"]["blob_uri"]
+    assert shard.endswith(shard_name(["a.png", "b.png", "c.jpg"]))
+    data = open(shard, "rb").read()
+    assert sorted(t[0] for t in read_shard_toc(data)) == ["a.png", "b.png", "c.jpg"]
+    for r, px in ((rows["a.png"], a), (rows["b.png"], b)):
+        assert np.array_equal(codec.decode(ix.read_blob(r)), px)
+    assert ix.read_blob(rows["c.jpg"]) == buf.getvalue()  # stored as-is, byte for byte
+    assert api.decode_blob(rows["c.jpg"], buf.getvalue()).pixels.shape == a.shape
+    # a retry of the same batch overwrites the same shard: nothing orphaned
+    w.compress(items, attempt=2)
+    assert len(list((tmp_path / "out" / "shards").rglob("*.pshard"))) == 1
+    # objects layout and jpeg=decode
+    w2 = BatchCompressor({"dest": str(tmp_path / "out2"), "layout": "objects", "jpeg": "decode"})
+    out2 = w2.compress(items[:3])
+    assert len({r["blob_uri"] for r in out2["rows"]}) == 3
+    assert all(r["offset"] == 0 and not r["passthrough"] for r in out2["rows"])
