@@ -219,38 +219,143 @@ def _write_sorted(table: pa.Table, uri: str, options: Any, row_group_size: int) 
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size,
-                       write_statistics=True)
+                       write_statistics=["id"])
         storage.put_file(tmp, uri)
         return os.path.getsize(tmp)
     finally:
         os.unlink(tmp)
 
 
+class _NotSorted(Exception):
+    """A part is not sorted by id (not written by PartWriter): merge in memory instead."""
+
+
+class _SortedRun:
+    """One id-sorted Parquet file (the old index or a part), read a row group at a time."""
+
+    def __init__(self, uri: str, options: Any, rank: int) -> None:
+        storage = st.open_storage(uri, options)
+        self.pf = pq.ParquetFile(storage.open_read(uri) if st.is_s3(uri) else st.local_path(uri))
+        self.rank, self.next_rg = rank, 0
+        self.buf: pa.Table | None = None
+        self.prev_last: str | None = None
+
+    def fill(self) -> bool:
+        """Make sure a non-empty buffer is loaded; False when the file is used up."""
+        while (self.buf is None or not len(self.buf)) and self.next_rg < self.pf.num_row_groups:
+            t = self.pf.read_row_group(self.next_rg)
+            self.next_rg += 1
+            t = t.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+            if len(t):
+                ids = t.column("id").combine_chunks()
+                if len(t) > 1 and not pc.all(pc.less_equal(ids.slice(0, len(t) - 1),
+                                                           ids.slice(1))).as_py():
+                    raise _NotSorted()
+                if self.prev_last is not None and ids[0].as_py() < self.prev_last:
+                    raise _NotSorted()
+                self.prev_last = ids[-1].as_py()
+            self.buf = t
+        return self.buf is not None and len(self.buf) > 0
+
+    @property
+    def last_id(self) -> str:
+        return self.buf.column("id")[-1].as_py()
+
+    def take_upto(self, frontier: str) -> pa.Table:
+        """Remove and return the buffered rows with id <= frontier (tagged with this rank)."""
+        n = pc.sum(pc.less_equal(self.buf.column("id"), frontier).cast(pa.int64())).as_py() or 0
+        out, self.buf = self.buf.slice(0, n), self.buf.slice(n)
+        return out.append_column("_rank", pa.array(np.full(n, self.rank, np.int32)))
+
+
+class _RowGroupWriter:
+    """Parquet writer emitting row groups of exactly `size` rows (the last one shorter)."""
+
+    def __init__(self, path: str, schema: pa.Schema, size: int) -> None:
+        self.w = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=["id"])
+        self.size, self.buf, self.n, self.rows = size, [], 0, 0
+
+    def write(self, t: pa.Table) -> None:
+        self.buf.append(t)
+        self.n += len(t)
+        if self.n >= self.size:
+            whole = pa.concat_tables(self.buf)
+            cut = (self.n // self.size) * self.size
+            self.w.write_table(whole.slice(0, cut), row_group_size=self.size)
+            self.buf, self.n = [whole.slice(cut)], self.n - cut
+            self.rows += cut
+
+    def close(self) -> None:
+        if self.n:
+            self.w.write_table(pa.concat_tables(self.buf), row_group_size=self.size)
+            self.rows += self.n
+        self.w.close()
+
+
+def _merge_runs(uris: list[str], options: Any, path: str, row_group_size: int,
+                error_ids: pa.Array) -> tuple[int, list[dict], set[str]]:
+    """Stream-merge sorted runs into `path`: one row per id (earliest run wins).
+
+    Memory is one row group per run, whatever the index size. Returns (rows written,
+    duplicate ids naming another input, ids of `error_ids` that got indexed).
+    """
+    runs = [_SortedRun(u, options, i) for i, u in enumerate(uris)]
+    runs = [r for r in runs if r.fill()]
+    out = _RowGroupWriter(path, INDEX_SCHEMA, row_group_size)
+    last_id: str | None = None
+    last_uri: str | None = None
+    dups: list[dict] = []
+    indexed_errors: set[str] = set()
+    try:
+        while runs:
+            frontier = min(r.last_id for r in runs)
+            t = pa.concat_tables([r.take_upto(frontier) for r in runs])
+            t = t.sort_by([("id", "ascending"), ("_rank", "ascending")])
+            ids = t.column("id").combine_chunks()
+            n = len(t)
+            keep = np.ones(n, dtype=bool)
+            if n > 1:
+                keep[1:] = pc.not_equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(
+                    zero_copy_only=False)
+            if n and ids[0].as_py() == last_id:
+                keep[0] = False
+            if not keep.all():
+                uris_col = t.column("source_uri").to_pylist()
+                kept_pos = np.flatnonzero(keep)
+                for p in np.flatnonzero(~keep):
+                    k = np.searchsorted(kept_pos, p, "right") - 1
+                    kept_uri = uris_col[kept_pos[k]] if k >= 0 else last_uri
+                    if uris_col[p] != kept_uri:
+                        dups.append({"id": ids[int(p)].as_py(), "source_uri": uris_col[p]})
+            kept = t.filter(pa.array(keep)).drop_columns(["_rank"])
+            if len(kept):
+                out.write(kept)
+                last_id = kept.column("id")[-1].as_py()
+                last_uri = kept.column("source_uri")[-1].as_py()
+                if len(error_ids):
+                    hit = pc.is_in(kept.column("id"), value_set=error_ids)
+                    indexed_errors.update(kept.column("id").filter(hit).to_pylist())
+            runs = [r for r in runs if r.fill()]
+    finally:
+        out.close()
+    return out.rows, dups, indexed_errors
+
+
 def compact(dest: str, options: Any = None, row_group_size: int = ROW_GROUP_SIZE,
             run_id: str = "compact") -> CompactResult:
     """Merge index parts into the sorted, deduplicated index; same for the errors table.
 
-    Crash-safe in any order: parts are deleted only after the new index is in place, and a
-    rerun of `compact` drops the duplicates such a crash can leave.
+    A streaming merge of sorted runs (the old index and the parts), so memory does not grow with
+    the index. Crash-safe in any order: parts are deleted only after the new index is in place,
+    and a rerun of `compact` drops the duplicates such a crash can leave.
     """
     t0 = time.perf_counter()
     dest = st.normalize(dest)
     storage = st.open_storage(dest, options)
     main = st.join(dest, INDEX_FILE)
     parts = _part_uris(dest, PARTS_DIR, options)
-    tables = [read_table(main, options)] if storage.exists(main) else []
-    tables += [read_table(u, options) for u in parts]
-    table = (pa.concat_tables(tables, promote_options="permissive") if tables
-             else INDEX_SCHEMA.empty_table())
-    table = table.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-    index, dropped = _first_per_id(table)
-    size = 0
-    if parts or not storage.exists(main) or len(dropped):
-        size = _write_sorted(index, main, options, row_group_size)
-    else:
-        size = storage.size(main)
+    has_main = storage.exists(main)
 
-    # errors: keep the latest error per id that is still not indexed, plus real duplicate ids
     main_err = st.join(dest, ERRORS_FILE)
     err_parts = _part_uris(dest, ERROR_PARTS_DIR, options)
     etables = [read_table(main_err, options)] if storage.exists(main_err) else []
@@ -258,24 +363,47 @@ def compact(dest: str, options: Any = None, row_group_size: int = ROW_GROUP_SIZE
     errors = (pa.concat_tables(etables, promote_options="permissive") if etables
               else ERRORS_SCHEMA.empty_table())
     errors = errors.select(ERRORS_SCHEMA.names).cast(ERRORS_SCHEMA)
-    if len(errors):
-        errors = errors.filter(pc.invert(pc.is_in(errors.column("id"), index.column("id"))))
-    dup = dropped.filter(pc.not_equal(dropped.column("source_uri"), _kept_uri(index, dropped)))
-    if len(dup):
+
+    rows, dups, indexed_errors = 0, [], set()
+    if parts or not has_main:
+        runs = ([main] if has_main else []) + parts
+        fd, tmp = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        try:
+            try:
+                rows, dups, indexed_errors = _merge_runs(runs, options, tmp, row_group_size,
+                                                         errors.column("id").unique())
+            except _NotSorted:
+                rows, dups, indexed_errors = _merge_in_memory(runs, options, tmp,
+                                                              row_group_size, errors)
+            storage.put_file(tmp, main)
+            size = os.path.getsize(tmp)
+        finally:
+            os.unlink(tmp)
+    else:
+        size = storage.size(main)
+        meta = pq.ParquetFile(storage.open_read(main)).metadata
+        rows = meta.num_rows
+
+    # errors: the latest per id still not indexed, plus inputs whose id was taken by another
+    if len(errors) and indexed_errors:
+        errors = errors.filter(pc.invert(pc.is_in(errors.column("id"),
+                                                  value_set=pa.array(sorted(indexed_errors)))))
+    if dups:
         now = time.time()
         errors = pa.concat_tables([errors, rows_to_table([{
-            "id": r["id"], "source_uri": r["source_uri"], "stage": "duplicate-id",
-            "error": f"id {r['id']!r} also names another input; that one was indexed, this one "
+            "id": d["id"], "source_uri": d["source_uri"], "stage": "duplicate-id",
+            "error": f"id {d['id']!r} also names another input; that one was indexed, this one "
                      "was not (give each input a unique id)",
             "error_type": "DuplicateId", "worker": "driver", "attempt": 0, "time": now,
-        } for r in dup.select(["id", "source_uri"]).to_pylist()], ERRORS_SCHEMA, run_id)])
+        } for d in dups], ERRORS_SCHEMA, run_id)])
     errors, _ = _first_per_id(errors, keep_last=True)
-    if err_parts or len(dup) or storage.exists(main_err) or len(errors):
+    if err_parts or dups or storage.exists(main_err) or len(errors):
         _write_sorted(errors, main_err, options, row_group_size)
     for uri in parts + err_parts:
         storage.delete(uri)
     pf_meta = pq.ParquetFile(storage.open_read(main)).metadata
-    return CompactResult(len(index), len(errors), len(dropped), pf_meta.num_row_groups, size,
+    return CompactResult(rows, len(errors), len(dups), pf_meta.num_row_groups, size,
                          time.perf_counter() - t0)
 
 
@@ -285,6 +413,20 @@ def _kept_uri(index: pa.Table, dropped: pa.Table) -> pa.Array:
         return pa.array([], pa.string())
     pos = pc.index_in(dropped.column("id"), index.column("id"))
     return pc.take(index.column("source_uri"), pos)
+
+
+def _merge_in_memory(uris: list[str], options: Any, path: str, row_group_size: int,
+                     errors: pa.Table) -> tuple[int, list[dict], set[str]]:
+    """Fallback for unsorted parts: everything in memory, sorted, first row per id kept."""
+    table = pa.concat_tables([read_table(u, options).select(INDEX_SCHEMA.names)
+                              .cast(INDEX_SCHEMA) for u in uris])
+    index, dropped = _first_per_id(table)
+    dup = dropped.filter(pc.not_equal(dropped.column("source_uri"), _kept_uri(index, dropped)))
+    pq.write_table(index, path, compression="zstd", row_group_size=row_group_size,
+                   write_statistics=["id"])
+    hit = pc.is_in(errors.column("id"), value_set=index.column("id"))
+    return (len(index), dup.select(["id", "source_uri"]).to_pylist(),
+            set(errors.column("id").filter(hit).to_pylist()))
 
 
 # --------------------------------------------------------------------------------------------
