@@ -4,7 +4,8 @@ Builds an index the way a job does (shuffled parts written by `PartWriter`, merg
 `index.compact`), then looks up random ids, cold (a fresh reader: footer + one row group) and
 warm (footer cached, as the retrieval service keeps it).
 
-    python benchmarks/index_lookup.py --rows 10000000 --out benchmarks/results/pipeline_index_lookup.md
+    python benchmarks/index_lookup.py --rows 10000000 --row-group-size 16384 \
+        --out benchmarks/results/pipeline_index_lookup.md
 """
 
 from __future__ import annotations
@@ -23,10 +24,6 @@ import numpy as np
 import pyarrow as pa
 
 from pilc_ray import index as ix
-
-BASE_COLS = {
-    "height": pa.int32(), "width": pa.int32(), "channels": pa.int16(), "attempt": pa.int16(),
-}
 
 
 def synthetic_part(ids: np.ndarray, seed: int) -> pa.Table:

@@ -66,6 +66,7 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
                         fn_constructor_kwargs={"config": driver.worker_config(threads)},
                         concurrency=n, num_cpus=cpus, num_gpus=gpus)
     progress.started()
+    driver.durations["pool_start_s"] = 0.0  # Ray Data starts its actors inside the stream
     for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for payload in out["result"]:
             driver.handle_result(json.loads(payload), writer, progress)

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,9 @@ INDEX_FILE = "index/index.parquet"
 ERRORS_FILE = "index/errors.parquet"
 PARTS_DIR = "index/parts"
 ERROR_PARTS_DIR = "index/error-parts"
-ROW_GROUP_SIZE = 4096
+ROW_GROUP_SIZE = 16384
+PART_ROW_GROUP_SIZE = 2048  # small: compaction holds one row group per part in memory
+MERGE_FAN_IN = 64  # more parts than this are merged in several passes
 TS = pa.timestamp("us", tz="UTC")
 
 INDEX_SCHEMA = pa.schema([
@@ -112,44 +114,49 @@ def read_table(uri: str, options: Any = None, columns: list[str] | None = None) 
 
 
 class PartWriter:
-    """Buffers rows and writes them as small sorted Parquet parts, atomically."""
+    """Buffers rows (as Arrow, ~10x smaller than dicts) and writes sorted parts atomically."""
 
-    def __init__(self, dest: str, run_id: str, options: Any = None, flush_rows: int = 50_000,
+    def __init__(self, dest: str, run_id: str, options: Any = None, flush_rows: int = 20_000,
                  flush_seconds: float = 30.0) -> None:
         self.dest = st.normalize(dest)
         self.run_id = run_id
         self.options = options
         self.storage = st.open_storage(self.dest, options)
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
-        self.rows: list[dict] = []
-        self.errors: list[dict] = []
+        self.rows: list[pa.Table] = []
+        self.errors: list[pa.Table] = []
+        self.buffered = 0
         self.seq = 0
         self.last_flush = time.monotonic()
         self.rows_written = 0
         self.errors_written = 0
 
-    def add(self, rows: Iterable[dict], errors: Iterable[dict]) -> None:
-        self.rows.extend(rows)
-        self.errors.extend(errors)
+    def add(self, rows: Sequence[dict], errors: Sequence[dict]) -> None:
+        if rows:
+            self.rows.append(rows_to_table(rows, INDEX_SCHEMA, self.run_id))
+        if errors:
+            self.errors.append(rows_to_table(errors, ERRORS_SCHEMA, self.run_id))
+        self.buffered += len(rows) + len(errors)
         due = time.monotonic() - self.last_flush > self.flush_seconds
-        if len(self.rows) + len(self.errors) >= self.flush_rows or due:
+        if self.buffered >= self.flush_rows or (due and self.buffered):
             self.flush()
 
     def flush(self) -> None:
         """Write what is buffered (rows before errors: an error never hides a good row)."""
         if self.rows:
-            t = rows_to_table(self.rows, INDEX_SCHEMA, self.run_id)
+            t = pa.concat_tables(self.rows).sort_by("id")
             self.storage.put(st.join(self.dest, PARTS_DIR, f"{self.run_id}-{self.seq:06d}.parquet"),
-                             table_bytes(t))
-            self.rows_written += len(self.rows)
+                             table_bytes(t, PART_ROW_GROUP_SIZE))
+            self.rows_written += len(t)
             self.rows = []
         if self.errors:
-            t = rows_to_table(self.errors, ERRORS_SCHEMA, self.run_id)
+            t = pa.concat_tables(self.errors).sort_by("id")
             self.storage.put(
                 st.join(self.dest, ERROR_PARTS_DIR, f"{self.run_id}-{self.seq:06d}.parquet"),
-                table_bytes(t))
-            self.errors_written += len(self.errors)
+                table_bytes(t, PART_ROW_GROUP_SIZE))
+            self.errors_written += len(t)
             self.errors = []
+        self.buffered = 0
         self.seq += 1
         self.last_flush = time.monotonic()
 
@@ -341,6 +348,30 @@ def _merge_runs(uris: list[str], options: Any, path: str, row_group_size: int,
     return out.rows, dups, indexed_errors
 
 
+def _merge_all(runs: list[str], options: Any, path: str, row_group_size: int,
+               error_ids: pa.Array) -> tuple[int, list[dict], set[str]]:
+    """Merge any number of sorted runs, at most MERGE_FAN_IN at a time (bounded memory)."""
+    import shutil
+
+    work = tempfile.mkdtemp(prefix="pilc-merge-")
+    dups: list[dict] = []
+    try:
+        level = 0
+        while len(runs) > MERGE_FAN_IN:  # consecutive groups keep "earliest run wins"
+            merged = []
+            for g in range(0, len(runs), MERGE_FAN_IN):
+                out = os.path.join(work, f"l{level}-{g:08d}.parquet")
+                _, d, _ = _merge_runs(runs[g : g + MERGE_FAN_IN], options, out,
+                                      PART_ROW_GROUP_SIZE, pa.array([], pa.string()))
+                dups += d
+                merged.append(out)
+            runs, level = merged, level + 1
+        rows, d, indexed = _merge_runs(runs, options, path, row_group_size, error_ids)
+        return rows, dups + d, indexed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def compact(dest: str, options: Any = None, row_group_size: int = ROW_GROUP_SIZE,
             run_id: str = "compact") -> CompactResult:
     """Merge index parts into the sorted, deduplicated index; same for the errors table.
@@ -371,8 +402,8 @@ def compact(dest: str, options: Any = None, row_group_size: int = ROW_GROUP_SIZE
         os.close(fd)
         try:
             try:
-                rows, dups, indexed_errors = _merge_runs(runs, options, tmp, row_group_size,
-                                                         errors.column("id").unique())
+                rows, dups, indexed_errors = _merge_all(runs, options, tmp, row_group_size,
+                                                        errors.column("id").unique())
             except _NotSorted:
                 rows, dups, indexed_errors = _merge_in_memory(runs, options, tmp,
                                                               row_group_size, errors)

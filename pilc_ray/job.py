@@ -63,7 +63,7 @@ class JobConfig:
     in_flight_per_worker: int = 2
     progress: str = "bar"  # "bar", "log" (a line every log_every_s; for jobs) or "none"
     log_every_s: float = 30.0
-    flush_rows: int = 50_000
+    flush_rows: int = 20_000
     flush_seconds: float = 30.0
     row_group_size: int = ix.ROW_GROUP_SIZE
     gc_orphans: bool = True
@@ -136,14 +136,24 @@ def pending_items(source: Source, done: IdSet, counts: dict[str, int]) -> Iterat
     yield from drain(chunk)
 
 
-def batched(items: Iterator[Item], batch_size: int, max_bytes: int) -> Iterator[list[Item]]:
-    """Batches by count, closed early by bytes where input sizes are known."""
+def batched(items: Iterator[Item], batch_size: int, max_bytes: int,
+            remaining: int | None = None, workers: int = 1) -> Iterator[list[Item]]:
+    """Batches by count, closed early by bytes where input sizes are known.
+
+    With `remaining` known, batches shrink near the end so the last ones spread over all
+    workers instead of one worker finishing a full batch while the others idle.
+    """
     batch: list[Item] = []
     nbytes = 0
+    size = batch_size
     for it in items:
+        if not batch and remaining is not None:
+            size = max(1, min(batch_size, math.ceil(remaining / (2 * workers))))
         batch.append(it)
         nbytes += max(0, it.size)
-        if len(batch) >= batch_size or nbytes >= max_bytes:
+        if len(batch) >= size or nbytes >= max_bytes:
+            if remaining is not None:
+                remaining = max(0, remaining - len(batch))
             yield batch
             batch, nbytes = [], 0
     if batch:
@@ -278,13 +288,16 @@ class Driver:
                 self.model_id = default_model().model_id
                 self.pool = {"workers": 0, "engine": cfg.engine}
             else:
+                t_ray = time.perf_counter()
                 started_ray = ensure_ray(cfg)
+                self.durations["ray_start_s"] = time.perf_counter() - t_ray
                 import ray
 
                 self.ray_info = {"address": ray.get_runtime_context().gcs_address,
                                  "resources": ray.cluster_resources()}
-                batches = batched(itertools.chain([first], items),
-                                  self._batch_size(total, len(done)), cfg.batch_max_bytes)
+                pending = None if total is None else max(0, total - len(done))
+                batches = batched(itertools.chain([first], items), cfg.batch_size,
+                                  cfg.batch_max_bytes, pending, _pool_size(cfg)[0])
                 if isinstance(source, ObjectsSource):
                     batches = self._put_objects(batches)
                 if cfg.engine == "data":
@@ -312,6 +325,7 @@ class Driver:
                     ray.shutdown()
         t2 = time.perf_counter()
         compacted = ix.compact(self.dest, self.opts, cfg.row_group_size, self.run_id)
+        pa.default_memory_pool().release_unused()  # hand the merge's buffers back to the OS
         self.durations["compact_s"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         orphans = self._gc_orphans(t_start) if cfg.gc_orphans else 0
@@ -324,13 +338,6 @@ class Driver:
 
             ray.shutdown()
         return JobResult(record)
-
-    def _batch_size(self, total: int | None, done: int) -> int:
-        """The configured size, smaller for small jobs so every worker gets work."""
-        if total is None:
-            return self.cfg.batch_size
-        n = _pool_size(self.cfg)[0] * max(1, self.cfg.in_flight_per_worker)
-        return max(1, min(self.cfg.batch_size, math.ceil(max(0, total - done) / n)))
 
     def _count(self, source: Source) -> int | None:
         """Source size for the progress bar's ETA (a cheap listing pass; None for refs)."""
@@ -361,6 +368,7 @@ class Driver:
     def _start_pool(self) -> list[Any]:
         import ray
 
+        t0 = time.perf_counter()
         n, cpus, gpus = _pool_size(self.cfg)
         threads = self.cfg.threads_per_worker or max(1, math.ceil(cpus))
         remote = ray.remote(CompressActor).options(
@@ -372,6 +380,7 @@ class Driver:
         self.model_id = infos[0]["model_id"]
         self.pool = {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
                      "threads_per_worker": threads, "engine": "actors"}
+        self.durations["pool_start_s"] = time.perf_counter() - t0
         return actors
 
     def handle_result(self, result: dict, writer: ix.PartWriter, progress: Progress) -> None:
@@ -410,9 +419,19 @@ class Driver:
     def _run_actors(self, batches: Iterator[list[Item]], writer: ix.PartWriter,
                     progress: Progress) -> None:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
 
         actors = self._start_pool()
+        try:
+            self._dispatch(actors, batches, writer, progress)
+        finally:
+            for a in actors:  # also on errors/interrupts: a long-lived Ray must not keep them
+                ray.kill(a)
+
+    def _dispatch(self, actors: list[Any], batches: Iterator[list[Item]],
+                  writer: ix.PartWriter, progress: Progress) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
         progress.started()
         load = [0] * len(actors)
         slots = len(actors) * max(1, self.cfg.in_flight_per_worker)
@@ -437,8 +456,11 @@ class Driver:
                 load[a] += 1
                 self.in_flight[self.worker_pids[a]] = load[a]
                 self.counts["attempted"] += len(batch) if attempt == 1 else 0
-            if not pending and exhausted and not retry:
-                break
+            if not pending:
+                if exhausted and not retry:
+                    break
+                time.sleep(0.05)  # only retries waiting for their backoff
+                continue
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
             for ref in ready:
                 batch, attempt, a = pending.pop(ref)
@@ -456,8 +478,6 @@ class Driver:
                 else:
                     self.handle_result(result, writer, progress)
             progress.tick()
-        for a in actors:
-            ray.kill(a)
 
     # ------------------------------------------------------------------------------------
 
@@ -480,7 +500,10 @@ class Driver:
 
     def _write_record(self, t_start: float, status: str, error: str | None,
                       compacted: ix.CompactResult | None, orphans: int) -> dict[str, Any]:
-        compress_s = self.durations.get("compress_s", 0.0) or 1e-9
+        # throughput once workers are up (model load is a fixed cost, reported apart)
+        compress_s = max(1e-9, self.durations.get("compress_s", 0.0)
+                         - self.durations.get("pool_start_s", 0.0)
+                         - self.durations.get("ray_start_s", 0.0))
         done = self.counts["compressed"]
         record = {
             "run_id": self.run_id, "status": status, "error": error,

@@ -98,6 +98,10 @@ def run_compress(a: argparse.Namespace) -> int:
     except JobError as e:
         print(f"pilc compress: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pilc compress: interrupted; finished images are indexed, rerun the same command "
+              "to resume", file=sys.stderr)
+        return 130
     r = result.record
     c = r["counts"]
     if getattr(a, "json", False):

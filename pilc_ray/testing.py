@@ -171,7 +171,8 @@ def seaweed_s3() -> S3Server:
            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['vg']}",
            f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['fg']}",
            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['sg']}",
-           f"-s3.config={cfg}", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+           # every bucket is a collection that grows 7 volumes: room for ~50 test buckets
+           f"-s3.config={cfg}", "-master.volumeSizeLimitMB=16", "-volume.max=400",
            "-master.telemetry=false"]
     log = open(os.path.join(work, "weed.log"), "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work)

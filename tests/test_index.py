@@ -109,3 +109,18 @@ def test_compaction_streams_and_handles_unsorted_parts(tmp_path):
     res = ix.compact(str(dest), row_group_size=100)
     ids = pq.read_table(dest / ix.INDEX_FILE).column("id").to_pylist()
     assert res.rows == 3002 and ids == sorted(ids)
+
+
+def test_multi_pass_merge_keeps_the_earliest_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(ix, "MERGE_FAN_IN", 3)
+    dest = str(tmp_path / "job")
+    for k in range(10):  # ten runs, ids overlapping between consecutive ones
+        w = ix.PartWriter(dest, f"r{k:02d}")
+        w.add([_row(i, uri=f"/src/{k}/{i}.png" if i == 7 else None)
+               for i in range(k * 50, k * 50 + 80)], [])
+        w.flush()
+    res = ix.compact(dest, row_group_size=100)
+    t = pq.read_table(tmp_path / "job" / ix.INDEX_FILE)
+    assert res.rows == 530 and t.column("id").to_pylist() == sorted(t.column("id").to_pylist())
+    assert t.filter(pa.compute.equal(t.column("id"), "img/000060.png"))["run_id"][0].as_py() \
+        == "r00"
