@@ -65,7 +65,8 @@ def build(dest: str, rows: int, part_rows: int, row_group_size: int) -> dict:
     t0 = time.perf_counter()
     for k, start in enumerate(range(0, rows, part_rows)):
         t = synthetic_part(order[start : start + part_rows], k)
-        (storage_parts / f"bench-{k:06d}.parquet").write_bytes(ix.table_bytes(t))
+        (storage_parts / f"bench-{k:06d}.parquet").write_bytes(
+            ix.table_bytes(t, ix.PART_ROW_GROUP_SIZE))  # as PartWriter writes them
     parts_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = ix.compact(dest, row_group_size=row_group_size)

@@ -82,7 +82,8 @@ def main() -> None:
         (src / "done").write_text("ok")
     gen_s = time.perf_counter() - t0
     dest = work / f"job-{int(time.time())}"
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1",
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             _node_ip_address="127.0.0.1",
              logging_level="WARNING")
     rss_start = rss_mib()
     driver = Driver(JobConfig(source=str(src), dest=str(dest), workers=a.workers,

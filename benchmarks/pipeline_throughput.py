@@ -92,7 +92,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pilc-tp-src-"))
     raw = make_images(work / "src", a.images)
     ncpu = os.cpu_count() or 2
-    ray.init(num_cpus=ncpu, include_dashboard=False, _node_ip_address="127.0.0.1",
+    ray.init(address="local", num_cpus=ncpu, include_dashboard=False,
+             _node_ip_address="127.0.0.1",
              logging_level="WARNING")
     load0 = os.getloadavg()
     workers = [int(w) for w in a.workers.split(",")]

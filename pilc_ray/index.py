@@ -10,6 +10,7 @@ statistics and reads one row group.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import tempfile
@@ -245,34 +246,34 @@ class _SortedRun:
         self.pf = pq.ParquetFile(storage.open_read(uri) if st.is_s3(uri) else st.local_path(uri))
         self.rank, self.next_rg = rank, 0
         self.buf: pa.Table | None = None
+        self.ids: list[str] = []  # the buffer's ids as Python strings: bisect per round
+        self.pos = 0
         self.prev_last: str | None = None
 
     def fill(self) -> bool:
         """Make sure a non-empty buffer is loaded; False when the file is used up."""
-        while (self.buf is None or not len(self.buf)) and self.next_rg < self.pf.num_row_groups:
+        while self.pos >= len(self.ids) and self.next_rg < self.pf.num_row_groups:
             t = self.pf.read_row_group(self.next_rg)
             self.next_rg += 1
-            t = t.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
-            if len(t):
-                ids = t.column("id").combine_chunks()
-                if len(t) > 1 and not pc.all(pc.less_equal(ids.slice(0, len(t) - 1),
-                                                           ids.slice(1))).as_py():
+            self.buf = t.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+            self.ids, self.pos = self.buf.column("id").to_pylist(), 0
+            if self.ids:
+                if any(a > b for a, b in zip(self.ids, self.ids[1:], strict=False)) or (
+                        self.prev_last is not None and self.ids[0] < self.prev_last):
                     raise _NotSorted()
-                if self.prev_last is not None and ids[0].as_py() < self.prev_last:
-                    raise _NotSorted()
-                self.prev_last = ids[-1].as_py()
-            self.buf = t
-        return self.buf is not None and len(self.buf) > 0
+                self.prev_last = self.ids[-1]
+        return self.pos < len(self.ids)
 
     @property
     def last_id(self) -> str:
-        return self.buf.column("id")[-1].as_py()
+        return self.ids[-1]
 
     def take_upto(self, frontier: str) -> pa.Table:
         """Remove and return the buffered rows with id <= frontier (tagged with this rank)."""
-        n = pc.sum(pc.less_equal(self.buf.column("id"), frontier).cast(pa.int64())).as_py() or 0
-        out, self.buf = self.buf.slice(0, n), self.buf.slice(n)
-        return out.append_column("_rank", pa.array(np.full(n, self.rank, np.int32)))
+        end = bisect.bisect_right(self.ids, frontier, lo=self.pos)
+        out = self.buf.slice(self.pos, end - self.pos)
+        self.pos = end
+        return out.append_column("_rank", pa.array(np.full(len(out), self.rank, np.int32)))
 
 
 class _RowGroupWriter:
@@ -491,8 +492,6 @@ class IndexReader:
     def candidates(self, image_id: str) -> list[int]:
         """Row groups that may hold `image_id` (one, for a compacted index)."""
         if self.sorted:
-            import bisect
-
             i = bisect.bisect_right(self.mins, image_id) - 1
             return [i] if i >= 0 and image_id <= self.maxs[i] else []
         return [i for i, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))

@@ -177,8 +177,10 @@ def ensure_ray(cfg: JobConfig) -> bool:
     if cfg.ray_address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=cfg.ray_address, **quiet)
         return True
-    # Embedded: bound to loopback, no dashboard. Ray's default token auth stays on.
-    ray.init(num_cpus=cfg.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+    # Embedded: a new local Ray ("local": never join some other `ray start` cluster on this
+    # machine by accident), bound to loopback, no dashboard; Ray's default token auth stays on.
+    ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1",
              **quiet)
     return True
 
@@ -272,6 +274,12 @@ class Driver:
         if isinstance(source, ObjectsSource) and cfg.engine == "data":
             raise JobError("engine 'data' reads files and URIs; use engine 'actors' for refs")
         self.source = source
+        try:  # fail now, not after every batch failed to write: DEST must take our objects
+            self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), json.dumps(
+                {"run_id": self.run_id, "status": "running", "config": cfg.describe()},
+                default=str).encode())
+        except Exception as e:
+            raise JobError(f"cannot write to {self.dest}: {e}") from e
         done = IdSet(ix.indexed_ids(self.dest, self.opts))
         total = self._count(source)
         self.durations["enumerate_s"] = time.perf_counter() - t0

@@ -61,7 +61,8 @@ def local_ray(num_cpus: int = 2) -> str:
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
         os.environ.pop("RAY_ADDRESS", None)
         _refresh_ray_auth_config()
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                 include_dashboard=False,
                  object_store_memory=256 << 20, logging_level="WARNING",
                  configure_logging=True)
         _ray_started = True

@@ -131,6 +131,9 @@ def test_empty_and_missing_sources(tmp_path, ray_address):
         ix.lookup(str(tmp_path / "job"), "anything")
     with pytest.raises(JobError, match="does not exist"):
         api.compress(str(tmp_path / "missing"), str(tmp_path / "job2"), **FAST)
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(JobError, match="cannot write"):
+        api.compress(str(tmp_path / "empty"), str(tmp_path / "a_file" / "job"), **FAST)
 
 
 def test_in_memory_images_and_object_refs(tmp_path, ray_address):
