@@ -75,8 +75,15 @@ def _group_shapes(mode: str, height: int, width: int) -> list[tuple[int, int, in
 def _header(img: RasterImage, codec: str, model_id: str | None = None) -> container.Header:
     h, w = img.pixels.shape[:2]
     return container.Header(
-        codec=codec, mode=img.mode, width=w, height=h, checksum=checksum(img.pixels),
-        model_id=model_id, icc_profile=img.icc_profile, exif=img.exif, text=dict(img.text),
+        codec=codec,
+        mode=img.mode,
+        width=w,
+        height=h,
+        checksum=checksum(img.pixels),
+        model_id=model_id,
+        icc_profile=img.icc_profile,
+        exif=img.exif,
+        text=dict(img.text),
     )
 
 
@@ -103,16 +110,17 @@ def encode_batch(
             groups.append(g)
             owners.append(i)
     payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
-    for owner, payload in zip(owners, learned.encode_groups(model, groups) if groups else [],
-                              strict=True):
+    for owner, payload in zip(
+        owners, learned.encode_groups(model, groups) if groups else [], strict=True
+    ):
         payloads[owner].append(payload)
     out = []
     for i, img in enumerate(imgs):
         best = None
         if i in payloads:
             parts = payloads[i]
-            body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(
-                parts
+            body = (
+                parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
             )
             best = container.pack(_header(img, "learned", model.model_id), body)
             bpsp = 8 * len(best) / img.pixels.size
@@ -176,8 +184,11 @@ def decode_image_batch(
         groups, shapes, owners = [], [], []
         for i in members:
             h, payload = parsed[i]
-            for part, shape in zip(_split_learned(h.mode, payload),
-                                   _group_shapes(h.mode, h.height, h.width), strict=True):
+            for part, shape in zip(
+                _split_learned(h.mode, payload),
+                _group_shapes(h.mode, h.height, h.width),
+                strict=True,
+            ):
                 groups.append(part)
                 shapes.append(shape)
                 owners.append(i)

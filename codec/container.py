@@ -64,8 +64,12 @@ def pack(header: Header, payload: bytes) -> bytes:
         meta.append((_META_TEXT, json.dumps(header.text, sort_keys=True).encode()))
     out = bytearray(MAGIC)
     out += bytes(
-        [VERSION, CODECS.index(header.codec), MODES.index(header.mode),
-         FLAG_METADATA if meta else 0]
+        [
+            VERSION,
+            CODECS.index(header.codec),
+            MODES.index(header.mode),
+            FLAG_METADATA if meta else 0,
+        ]
     )
     out += varints.encode_one(header.width) + varints.encode_one(header.height)
     out += header.checksum.to_bytes(8, "little")

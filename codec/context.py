@@ -69,15 +69,17 @@ def activity(sym: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def table_ids(sym: np.ndarray, scale: np.ndarray, cross: np.ndarray, lut: np.ndarray,
-              boxes: np.ndarray) -> np.ndarray:
+def table_ids(
+    sym: np.ndarray, scale: np.ndarray, cross: np.ndarray, lut: np.ndarray, boxes: np.ndarray
+) -> np.ndarray:
     """Encoder side: the table of every sample of one plane (lut of that plane's kind)."""
     return lut[scale, activity(sym, boxes), cross]
 
 
 @njit(cache=True, parallel=True)
-def _decode_plane(data, bb, s_tile, s_y, boxes, band, scale, cross, lut, mag, act_bucket,
-                  s2s, fc, sym, err):
+def _decode_plane(
+    data, bb, s_tile, s_y, boxes, band, scale, cross, lut, mag, act_bucket, s2s, fc, sym, err
+):
     mask = (1 << 16) - 1
     for s in prange(bb.shape[0] - 1):
         rp = bb[s]
@@ -85,8 +87,12 @@ def _decode_plane(data, bb, s_tile, s_y, boxes, band, scale, cross, lut, mag, ac
         if rend - rp < 4:
             err[s] = 5
             continue
-        x_state = (np.int64(data[rp]) | (np.int64(data[rp + 1]) << 8)
-                   | (np.int64(data[rp + 2]) << 16) | (np.int64(data[rp + 3]) << 24))
+        x_state = (
+            np.int64(data[rp])
+            | (np.int64(data[rp + 1]) << 8)
+            | (np.int64(data[rp + 2]) << 16)
+            | (np.int64(data[rp + 3]) << 24)
+        )
         rp += 4
         if x_state < 65536:
             err[s] = 4
@@ -105,8 +111,9 @@ def _decode_plane(data, bb, s_tile, s_y, boxes, band, scale, cross, lut, mag, ac
                 x_state = (e & 0xFFFF) * (x_state >> 16) + slot - (e >> 16)
                 if x_state < 65536:
                     if rp + 2 <= rend:
-                        x_state = ((x_state << 16) | np.int64(data[rp])
-                                   | (np.int64(data[rp + 1]) << 8))
+                        x_state = (
+                            (x_state << 16) | np.int64(data[rp]) | (np.int64(data[rp + 1]) << 8)
+                        )
                         rp += 2
                     else:
                         x_state <<= 16
@@ -132,9 +139,15 @@ def stream_origins(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(tiles, dtype=np.int64), np.array(rows, dtype=np.int64)
 
 
-def decode_plane(data: np.ndarray, byte_bounds: np.ndarray, boxes: np.ndarray,
-                 scale: np.ndarray, cross: np.ndarray, lut: np.ndarray,
-                 tables: rans.RansTables) -> np.ndarray:
+def decode_plane(
+    data: np.ndarray,
+    byte_bounds: np.ndarray,
+    boxes: np.ndarray,
+    scale: np.ndarray,
+    cross: np.ndarray,
+    lut: np.ndarray,
+    tables: rans.RansTables,
+) -> np.ndarray:
     """Decoder side: residual symbols (H,W) of one plane, tables chosen as the encoder did."""
     s_tile, s_y = stream_origins(boxes)
     if len(byte_bounds) != len(s_tile) + 1:
@@ -143,8 +156,23 @@ def decode_plane(data: np.ndarray, byte_bounds: np.ndarray, boxes: np.ndarray,
         raise CodecError("stream byte bounds out of range")
     sym = np.zeros(scale.shape, dtype=np.uint8)
     err = np.zeros(len(s_tile), dtype=np.int64)
-    _decode_plane(data, byte_bounds, s_tile, s_y, boxes, BAND, scale, cross, lut, MAG,
-                  ACT_BUCKET, tables._s2s_flat, tables._fc, sym, err)
+    _decode_plane(
+        data,
+        byte_bounds,
+        s_tile,
+        s_y,
+        boxes,
+        BAND,
+        scale,
+        cross,
+        lut,
+        MAG,
+        ACT_BUCKET,
+        tables.slot2sym.reshape(-1),
+        tables._fc,
+        sym,
+        err,
+    )
     bad = np.flatnonzero(err)
     if bad.size:
         raise CodecError(f"residual stream {int(bad[0])}: corrupt (code {int(err[bad[0]])})")

@@ -90,8 +90,8 @@ def float_encoder(net) -> dict:
 def collect_statistics(model: Model, groups: list[np.ndarray]):
     """Symbol histograms per context (plane kind, scale, activity, cross) and code counts."""
     from codec import context
-    from codec.learned import analyse
     from codec.layout import tile_boxes
+    from codec.learned import analyse
 
     s_n = model.config.n_scales
     n_ctx = N_CH * s_n * context.N_ACTIVITY * context.N_CROSS
@@ -124,9 +124,7 @@ def fit_tables(hist: np.ndarray, log_sigmas: np.ndarray, iterations: int = 5):
     n_ctx = flat.shape[0]
     prior = np.stack([logistic_table(ls) for ls in log_sigmas])
     prior /= prior.sum(1, keepdims=True)
-    scale_of_ctx = np.broadcast_to(
-        np.arange(s_n)[None, :, None, None], hist.shape[:4]
-    ).reshape(-1)
+    scale_of_ctx = np.broadcast_to(np.arange(s_n)[None, :, None, None], hist.shape[:4]).reshape(-1)
     cost = -np.log2(prior)
     lut = np.argmin(flat @ cost.T, axis=1)
     empty = flat.sum(1) == 0

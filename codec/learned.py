@@ -26,13 +26,13 @@ from codec.model import Model, residual_features
 from codec.predictor import decode_residuals, encode_residuals, signed
 
 
-
 @dataclass
 class GroupCode:
     """Everything coded for one plane group, before byte packing."""
 
     shape: tuple[int, int, int]  # C, H, W
     pred_ids: np.ndarray  # (n_tiles, C) uint8
+    mix: np.ndarray  # (n_tiles, C-1, 2) int8 cross-plane weights
     indices: list[np.ndarray]  # per tile (lh, lw) uint8
     symbols: np.ndarray  # (C,H,W) uint8 residual symbols
     scales: np.ndarray  # (C,H,W) uint8 decoder scale index per sample
@@ -85,18 +85,22 @@ def analyse(model: Model, groups: list[np.ndarray]) -> list[GroupCode]:
     out = []
     for g, planes in enumerate(groups):
         n_ch, height, width = planes.shape
-        symbols, pred_ids = residuals[g]
+        symbols, pred_ids, mix = residuals[g]
         scales = _place(scales_of, boxes_all[g], g, n_ch, height, width)
         boxes = boxes_all[g]
-        tids = np.stack([
-            context.table_ids(symbols[c], scales[c], context.cross_context(symbols, c),
-                              model.lut[c], boxes)
-            for c in range(n_ch)
-        ])
+        tids = np.stack(
+            [
+                context.table_ids(
+                    symbols[c], scales[c], context.cross_context(symbols, c), model.lut[c], boxes
+                )
+                for c in range(n_ch)
+            ]
+        )
         out.append(
             GroupCode(
                 shape=(n_ch, height, width),
                 pred_ids=pred_ids,
+                mix=mix,
                 indices=[indices[(g, t)] for t in range(len(boxes_all[g]))],
                 symbols=symbols,
                 scales=scales,
@@ -155,7 +159,10 @@ def encode_groups(model: Model, groups: list[np.ndarray]) -> list[bytes]:
         bb = byte_bounds[first : first + n + 1]
         words = (np.diff(bb) - 4) // 2
         out.append(
-            code.pred_ids.tobytes() + varints.encode(words) + data[bb[0] : bb[-1]].tobytes()
+            code.pred_ids.tobytes()
+            + code.mix.tobytes()
+            + varints.encode(words)
+            + data[bb[0] : bb[-1]].tobytes()
         )
         first += n
     return out
@@ -166,6 +173,7 @@ class _Parsed:
     shape: tuple[int, int, int]
     boxes: np.ndarray
     pred_ids: np.ndarray
+    mix: np.ndarray
     stage_bounds: list[np.ndarray]  # symbol bounds per stage
     stage_bytes: list[tuple[np.ndarray, np.ndarray]]  # (data, byte bounds) per stage
 
@@ -178,6 +186,8 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     pred_ids = np.frombuffer(reader.take(len(boxes) * n_ch), dtype=np.uint8)
     if pred_ids.size and int(pred_ids.max()) >= N_PREDICTORS:
         raise CodecError("learned payload: predictor id out of range")
+    n_mix = max(n_ch - 1, 0)
+    mix = np.frombuffer(reader.take(len(boxes) * n_mix * 2), dtype=np.int8)
     stage_bounds = _stage_bounds(shape, boxes)
     per_stage = [len(b) - 1 for b in stage_bounds]
     max_words = np.concatenate([np.diff(b) for b in stage_bounds])
@@ -196,7 +206,14 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
             bb[0] = ends[first - 1]
         stage_bytes.append((data, bb))
         first += n
-    return _Parsed(shape, boxes, pred_ids.reshape(len(boxes), n_ch), stage_bounds, stage_bytes)
+    return _Parsed(
+        shape,
+        boxes,
+        pred_ids.reshape(len(boxes), n_ch),
+        mix.reshape(len(boxes), n_mix, 2),
+        stage_bounds,
+        stage_bytes,
+    )
 
 
 def _decode_stage(model: Model, parsed: list[_Parsed], stage: int, table_ids: list[np.ndarray]):
@@ -212,8 +229,11 @@ def _decode_stage(model: Model, parsed: list[_Parsed], stage: int, table_ids: li
         sbs.append(sb[1:] + sym_off)
         sym_off += int(sb[-1])
     out = rans.decode_streams(
-        np.concatenate(datas), np.concatenate(bbs), np.concatenate(sbs),
-        np.concatenate(table_ids), model.tables,
+        np.concatenate(datas),
+        np.concatenate(bbs),
+        np.concatenate(sbs),
+        np.concatenate(table_ids),
+        model.tables,
     )
     splits = np.cumsum([int(p.stage_bounds[stage][-1]) for p in parsed])[:-1]
     return np.split(out, splits)
@@ -225,8 +245,9 @@ def decode_groups(
     """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
     parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
     n_codes = model.config.n_codes
-    index_tables = [np.full(int(p.stage_bounds[0][-1]), model.config.n_scales, np.uint8)
-                    for p in parsed]
+    index_tables = [
+        np.full(int(p.stage_bounds[0][-1]), model.config.n_scales, np.uint8) for p in parsed
+    ]
     flat_idx = _decode_stage(model, parsed, 0, index_tables)
     tile_indices = {}
     for g, (p, idx) in enumerate(zip(parsed, flat_idx, strict=True)):
@@ -242,9 +263,15 @@ def decode_groups(
         for c in range(p.shape[0]):
             data, bb = p.stage_bytes[c + 1]
             symbols[g][c] = context.decode_plane(
-                data, bb, p.boxes, scales[g][c], context.cross_context(symbols[g], c),
-                model.lut[c], model.tables,
+                data,
+                bb,
+                p.boxes,
+                scales[g][c],
+                context.cross_context(symbols[g], c),
+                model.lut[c],
+                model.tables,
             )
     return [
-        decode_residuals(sym, p.boxes, p.pred_ids) for sym, p in zip(symbols, parsed, strict=True)
+        decode_residuals(sym, p.boxes, p.pred_ids, p.mix)
+        for sym, p in zip(symbols, parsed, strict=True)
     ]

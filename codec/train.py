@@ -65,12 +65,12 @@ def load_planes(path: Path) -> np.ndarray | None:
 
 def residual_image(planes: np.ndarray) -> np.ndarray:
     """Signed int8 residuals (C,H,W) exactly as the codec computes them."""
-    sym, _ = encode_residuals(planes, tile_boxes(planes.shape[1], planes.shape[2]))
+    sym, _, _ = encode_residuals(planes, tile_boxes(planes.shape[1], planes.shape[2]))
     return signed(sym).astype(np.int8)
 
 
 def sample_crops(residuals: list[np.ndarray], n: int, size: int, seed: int):
-    """Random size x size crops (8-aligned), padded to 3 channels; returns crops and channel mask."""
+    """Random 8-aligned size x size crops padded to 3 planes, plus the plane mask."""
     rng = np.random.default_rng(seed)
     areas = np.array([r.shape[1] * r.shape[2] for r in residuals], dtype=np.float64)
     weights = np.sqrt(areas) / np.sqrt(areas).sum()
@@ -204,8 +204,14 @@ def train(args: argparse.Namespace) -> Path:
                     flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
                     net.codebook[dead] = flat[torch.randint(0, len(flat), (len(dead),))]
                 usage.zero_()
-            rec = {"step": step, "bits": float(bits), "vq": float(vq), "dead": len(dead),
-                   "lr": lr, "seconds": time.time() - started}
+            rec = {
+                "step": step,
+                "bits": float(bits),
+                "vq": float(vq),
+                "dead": len(dead),
+                "lr": lr,
+                "seconds": time.time() - started,
+            }
             log.write(json.dumps(rec) + "\n")
             log.flush()
             bar.set_postfix(bits=f"{float(bits):.3f}", dead=len(dead))

@@ -18,8 +18,10 @@ def _cmd_encode(a: argparse.Namespace) -> int:
     Path(a.output).write_bytes(blob)
     info = codec.info(blob)
     raw = info["width"] * info["height"]
-    print(f"{a.input} -> {a.output}: {len(blob)} bytes, codec {info['codec']}, "
-          f"{8 * len(blob) / raw:.3f} bits/pixel")
+    print(
+        f"{a.input} -> {a.output}: {len(blob)} bytes, codec {info['codec']}, "
+        f"{8 * len(blob) / raw:.3f} bits/pixel"
+    )
     return 0
 
 
@@ -70,9 +72,11 @@ def _cmd_demo(a: argparse.Namespace) -> int:
             raise SystemExit(f"round trip failed for {name}")
         (out / f"{name}.pilc").write_bytes(blob)
     total = sum(len(b) for b in blobs)
-    print(f"{len(images)} images, {raw} raw bytes -> {total} bytes "
-          f"({8 * total / raw:.3f} bpsp), encode {raw / enc / 1e6:.1f} MB/s, "
-          f"decode {raw / dec / 1e6:.1f} MB/s, all round trips exact; blobs in {out}")
+    print(
+        f"{len(images)} images, {raw} raw bytes -> {total} bytes "
+        f"({8 * total / raw:.3f} bpsp), encode {raw / enc / 1e6:.1f} MB/s, "
+        f"decode {raw / dec / 1e6:.1f} MB/s, all round trips exact; blobs in {out}"
+    )
     return 0
 
 

@@ -22,7 +22,8 @@ def _smooth(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "shape", [(1, 1, 3), (1, 200, 3), (200, 1, 3), (129, 257, 3), (7, 5, 1), (300, 140, 4), (33, 40, 2)]
+    "shape",
+    [(1, 1, 3), (1, 200, 3), (200, 1, 3), (129, 257, 3), (7, 5, 1), (300, 140, 4), (33, 40, 2)],
 )
 def test_learned_round_trip_shapes_and_modes(shape):
     px = _smooth(shape[0], shape[1], shape[2])
@@ -63,8 +64,13 @@ def test_other_modes_use_classical_exactly(mode, dtype, channels):
 
 
 def test_metadata_survives():
-    img = RasterImage(_smooth(20, 30, 3), "RGB", icc_profile=b"\x00icc" * 10, exif=b"Exif-ish",
-                      text={"Title": "t", "Author": "a"})
+    img = RasterImage(
+        _smooth(20, 30, 3),
+        "RGB",
+        icc_profile=b"\x00icc" * 10,
+        exif=b"Exif-ish",
+        text={"Title": "t", "Author": "a"},
+    )
     back = codec.decode_image(codec.encode(img, fallback="never"))
     assert back.icc_profile == img.icc_profile
     assert back.exif == img.exif

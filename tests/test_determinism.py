@@ -26,8 +26,9 @@ def golden():
 
 
 def test_decoder_network_golden(golden):
-    assert np.array_equal(default_model().decode_scales(golden["net_indices"]),
-                          golden["net_scales"])
+    assert np.array_equal(
+        default_model().decode_scales(golden["net_indices"]), golden["net_scales"]
+    )
 
 
 @pytest.mark.parametrize("name", ["rgb", "gray", "rgba", "tiny"])
