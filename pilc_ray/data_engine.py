@@ -64,7 +64,8 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(DataWorker, batch_size=cfg.batch_size, batch_format="numpy",
                         fn_constructor_kwargs={"config": driver.worker_config(threads)},
-                        concurrency=n, num_cpus=cpus, num_gpus=gpus)
+                        compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus,
+                        num_gpus=gpus)
     progress.started()
     driver.durations["pool_start_s"] = 0.0  # Ray Data starts its actors inside the stream
     for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
