@@ -39,14 +39,19 @@ class GroupCode:
     table_ids: np.ndarray  # (C,H,W) uint8
 
 
-def _tile_scales(model: Model, groups_boxes, indices_of) -> dict[tuple[int, int], np.ndarray]:
-    """Run the integer decoder over every tile, batched by latent shape; (g, t) -> (3,h,w)."""
+def _tiles_by_shape(groups_boxes) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(group, tile) keys of every tile, grouped by latent shape: one network pass per shape."""
     by_shape: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for g, boxes in enumerate(groups_boxes):
         for t, (_, _, h, w) in enumerate(boxes):
             by_shape[cell_shape(int(h), int(w))].append((g, t))
+    return by_shape
+
+
+def _tile_scales(model: Model, groups_boxes, indices_of) -> dict[tuple[int, int], np.ndarray]:
+    """Run the integer decoder over every tile, batched by latent shape; (g, t) -> (3,h,w)."""
     out = {}
-    for _, keys in by_shape.items():
+    for keys in _tiles_by_shape(groups_boxes).values():
         idx = np.stack([indices_of(g, t) for g, t in keys])
         scales = model.decode_scales(idx)
         for k, (g, t) in enumerate(keys):
@@ -67,12 +72,8 @@ def analyse(model: Model, groups: list[np.ndarray]) -> list[GroupCode]:
     """Encode-side modelling of a batch: residuals, VQ indices, table id of every sample."""
     boxes_all = [tile_boxes(p.shape[1], p.shape[2]) for p in groups]
     residuals = [encode_residuals(p, b) for p, b in zip(groups, boxes_all, strict=True)]
-    by_shape: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-    for g, boxes in enumerate(boxes_all):
-        for t, (_, _, h, w) in enumerate(boxes):
-            by_shape[cell_shape(int(h), int(w))].append((g, t))
     indices: dict[tuple[int, int], np.ndarray] = {}
-    for (lh, lw), keys in by_shape.items():
+    for (lh, lw), keys in _tiles_by_shape(boxes_all).items():
         feats = np.zeros((len(keys), 3, lh * CELL, lw * CELL), dtype=np.float32)
         for k, (g, t) in enumerate(keys):
             y0, x0, h, w = boxes_all[g][t]
