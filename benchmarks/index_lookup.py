@@ -55,7 +55,7 @@ def synthetic_part(ids: np.ndarray, seed: int) -> pa.Table:
         "created": pa.array((1.7e15 + ids * 1000).astype(np.int64)).cast(ix.TS),
         "run_id": pa.array(["bench"] * n),
     }
-    return pa.table(cols).cast(ix.INDEX_SCHEMA).sort_by("id")
+    return ix.conform(pa.table(cols)).sort_by("id")
 
 
 def build(dest: str, rows: int, part_rows: int, row_group_size: int) -> dict:

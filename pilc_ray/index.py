@@ -61,6 +61,12 @@ INDEX_SCHEMA = pa.schema([
     ("encode_s", pa.float32()),
     ("write_s", pa.float32()),
     ("batch_s", pa.float32()),
+    # codec stages (codec.timing) of the image's share of its batch's encode; null in indexes
+    # written before these columns existed
+    ("predictor_s", pa.float32()),
+    ("model_s", pa.float32()),
+    ("coder_s", pa.float32()),
+    ("container_s", pa.float32()),
     ("created", TS),
     ("run_id", pa.string()),
 ])
@@ -76,6 +82,18 @@ ERRORS_SCHEMA = pa.schema([
     ("time", TS),
     ("run_id", pa.string()),
 ])
+
+
+def conform(table: pa.Table, schema: pa.Schema = INDEX_SCHEMA) -> pa.Table:
+    """`table` in `schema`'s column order and types, missing columns as nulls.
+
+    Indexes written before a column existed (e.g. the codec stage timings) stay readable and
+    merge with new parts.
+    """
+    for f in schema:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table.select(schema.names).cast(schema)
 
 
 def _timestamps(values: Sequence[float]) -> pa.Array:
@@ -255,7 +273,7 @@ class _SortedRun:
         while self.pos >= len(self.ids) and self.next_rg < self.pf.num_row_groups:
             t = self.pf.read_row_group(self.next_rg)
             self.next_rg += 1
-            self.buf = t.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+            self.buf = conform(t)
             self.ids, self.pos = self.buf.column("id").to_pylist(), 0
             if self.ids:
                 if any(a > b for a, b in zip(self.ids, self.ids[1:], strict=False)) or (
@@ -450,8 +468,7 @@ def _kept_uri(index: pa.Table, dropped: pa.Table) -> pa.Array:
 def _merge_in_memory(uris: list[str], options: Any, path: str, row_group_size: int,
                      errors: pa.Table) -> tuple[int, list[dict], set[str]]:
     """Fallback for unsorted parts: everything in memory, sorted, first row per id kept."""
-    table = pa.concat_tables([read_table(u, options).select(INDEX_SCHEMA.names)
-                              .cast(INDEX_SCHEMA) for u in uris])
+    table = pa.concat_tables([conform(read_table(u, options)) for u in uris])
     index, dropped = _first_per_id(table)
     dup = dropped.filter(pc.not_equal(dropped.column("source_uri"), _kept_uri(index, dropped)))
     pq.write_table(index, path, compression="zstd", row_group_size=row_group_size,

@@ -26,6 +26,7 @@ import numpy as np
 import xxhash
 
 import codec
+from codec import timing
 from codec.api import checksum as pixel_checksum
 from codec.errors import CodecError
 from codec.imagefile import RasterImage
@@ -101,6 +102,19 @@ def _jpeg_header(data: bytes) -> tuple[str, int, int, int]:
             raise CodecError(f"expected a JPEG, Pillow sees {im.format}")
         w, h = im.size
         return im.mode, w, h, len(im.getbands())
+
+
+STAGE_COLUMNS = tuple(f"{name}_s" for name in timing.STAGES)
+
+
+def stage_shares(stages: dict[str, float], share: float) -> dict[str, float]:
+    """One image's part of its batch's codec stage times (index columns predictor_s, ...).
+
+    `encode_batch` codes the whole batch in one pass, so stage times exist only per batch; each
+    image gets the fraction `share` of them, its samples over the batch's samples. Summed over
+    the index they are exact; per image they are an estimate (bigger images get more).
+    """
+    return {f"{name}_s": float(stages.get(name, 0.0)) * share for name in timing.STAGES}
 
 
 class BatchCompressor:
@@ -198,10 +212,12 @@ class BatchCompressor:
                 fail(item, "decode-input", e)
 
         t_enc = time.perf_counter()
-        blobs = self._encode(images, fail)
+        with timing.collect() as stages:
+            blobs = self._encode(images, fail)
         enc_s = time.perf_counter() - t_enc
         encoded = [(it, img, rs, ls, b) for (it, img, rs, ls), b in zip(images, blobs, strict=True)
                    if b is not None]
+        samples_total = sum(img.pixels.size for _, img, _, _, _ in encoded) or 1
 
         entries: list[tuple[Item, bytes, dict]] = []
         raw_total = sum(img.pixels.nbytes for _, img, _, _, _ in encoded) or 1
@@ -217,6 +233,7 @@ class BatchCompressor:
                 "checksum": int(head["checksum"], 16),
                 "read_s": rs, "decode_input_s": ls,
                 "encode_s": enc_s * img.pixels.nbytes / raw_total,
+                **stage_shares(stages, img.pixels.size / samples_total),
             }))
         for it, data, rs, (mode, w, h, ch) in passthrough:
             entries.append((it, data, {
@@ -224,6 +241,7 @@ class BatchCompressor:
                 "passthrough": True, "model_id": None, "raw_bytes": w * h * ch,
                 "samples": w * h * ch, "checksum": xxhash.xxh3_64_intdigest(data),
                 "read_s": rs, "decode_input_s": 0.0, "encode_s": 0.0,
+                **stage_shares(stages, 0.0),
             }))
         if cfg.verify:
             entries = self._verify(entries, fail)
