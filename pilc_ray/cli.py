@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dest")
     add_store_arguments(v)
     v.set_defaults(fn=_cmd_verify)
+    from pilc_ray.report_cli import add_report_arguments, run_report
+
+    rp = sub.add_parser("report", help="job report (terminal, --html, --json) from an index")
+    add_report_arguments(rp)
+    rp.set_defaults(fn=run_report)
     return p
 
 

@@ -68,6 +68,8 @@ class JobConfig:
     row_group_size: int = ix.ROW_GROUP_SIZE
     gc_orphans: bool = True
     retry_backoff_s: float = 1.0
+    report: bool = True  # write report.json + report.html into DEST at the end
+    compare_sample: int = 0  # report: also measure PNG/WebP/JPEG XL on this many images
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
@@ -199,6 +201,20 @@ class CompressActor:
         return self.worker.compress(items, attempt)
 
 
+def _node_shapes() -> dict[str, Any]:
+    """Cluster shape for the job record: live nodes, grouped by (CPUs, GPUs, memory)."""
+    import ray
+
+    shapes: dict[tuple, int] = {}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    for n in nodes:
+        r = n.get("Resources") or {}
+        key = (r.get("CPU", 0.0), r.get("GPU", 0.0), round(r.get("memory", 0.0) / 2**30, 1))
+        shapes[key] = shapes.get(key, 0) + 1
+    return {"nodes": len(nodes), "node_shapes": [
+        {"count": c, "cpus": k[0], "gpus": k[1], "memory_gb": k[2]} for k, c in shapes.items()]}
+
+
 def _pool_size(cfg: JobConfig) -> tuple[int, float, float]:
     import ray
 
@@ -302,7 +318,7 @@ class Driver:
                 import ray
 
                 self.ray_info = {"address": ray.get_runtime_context().gcs_address,
-                                 "resources": ray.cluster_resources()}
+                                 "resources": ray.cluster_resources(), **_node_shapes()}
                 pending = None if total is None else max(0, total - len(done))
                 batches = batched(itertools.chain([first], items), cfg.batch_size,
                                   cfg.batch_max_bytes, pending, _pool_size(cfg)[0])
@@ -345,7 +361,24 @@ class Driver:
             import ray
 
             ray.shutdown()
+        if cfg.report:
+            record["report"] = self._write_report(record)
         return JobResult(record)
+
+    def _write_report(self, record: dict[str, Any]) -> dict[str, Any]:
+        """report.json + report.html into DEST; a failure is logged, never fails the job."""
+        t0 = time.perf_counter()
+        try:
+            from pilc_ray.report import write_report
+
+            out = write_report(self.dest, self.opts, record=record,
+                               compare=self.cfg.compare_sample)
+        except Exception as e:  # noqa: BLE001 - the images are indexed; the report is extra
+            log.warning("could not write the job report: %s: %s", type(e).__name__, e,
+                        exc_info=True)
+            return {"error": f"{type(e).__name__}: {e}"}
+        self.durations["report_s"] = time.perf_counter() - t0
+        return out
 
     def _count(self, source: Source) -> int | None:
         """Source size for the progress bar's ETA (a cheap listing pass; None for refs)."""

@@ -51,6 +51,10 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
                    help="no progress bar: a plain status line every 30 s (for job logs)")
     p.add_argument("--no-progress", action="store_const", const=True)
     p.add_argument("--json", action="store_const", const=True, help="print the job record")
+    p.add_argument("--compare-sample", type=int, metavar="N",
+                   help="report: also compress N sampled images with PNG, WebP and JPEG XL")
+    p.add_argument("--no-report", dest="report", action="store_const", const=False,
+                   help="do not write report.json/report.html into DEST")
     add_store_arguments(p)
 
 
@@ -114,6 +118,11 @@ def run_compress(a: argparse.Namespace) -> int:
     if c["errors_table_rows"]:
         print(f"errors: {r['errors_table']} ({c['errors_table_rows']} inputs not indexed)")
     print(f"job record: {r['dest']}/job.json")
+    rep = r.get("report") or {}
+    if rep.get("html"):
+        print(f"report: {rep['html']}")
+    elif rep.get("error"):
+        print(f"report: not written ({rep['error']})", file=sys.stderr)
     return 0 if result.ok else 1
 
 
