@@ -1,0 +1,18 @@
+"""pilc_ray: the batch job (`pilc_ray.api.compress`) and single-image retrieval.
+
+    archive = pilc_ray.open_archive("out/job")     # or s3://bucket/prefix/, or its index.parquet
+    pixels = archive.get("photos/beach.png")
+"""
+
+from typing import Any
+
+__all__ = ["open_archive"]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports: `import pilc_ray` stays cheap (no pyarrow/numba until used)."""
+    if name == "open_archive":
+        from pilc_ray.archive import open_archive
+
+        return open_archive
+    raise AttributeError(f"module 'pilc_ray' has no attribute {name!r}")

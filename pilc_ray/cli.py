@@ -106,6 +106,87 @@ def _cmd_verify(a: argparse.Namespace) -> int:
     return run_verify(a)
 
 
+def _cmd_get(a: argparse.Namespace) -> int:
+    from pilc_ray.archive import ArchiveError, json_row, open_archive, render
+    from pilc_ray.jobcli import _store_options
+
+    try:
+        archive = open_archive(a.index, _store_options(a))
+        if a.meta:
+            print(json.dumps(json_row(archive.meta(a.id)), indent=2))
+            return 0
+        fmt = a.format or ("npy" if str(a.output).endswith(".npy") else "png")
+        body = render(archive.image(a.id), fmt).body
+    except (ArchiveError, FileNotFoundError) as e:
+        print(f"pilc get: {e}", file=sys.stderr)
+        return 1
+    if a.output == "-":
+        sys.stdout.buffer.write(body)
+    else:
+        Path(a.output).write_bytes(body)
+        print(f"{a.id} -> {a.output} ({fmt}, {len(body)} bytes)", file=sys.stderr)
+    return 0
+
+
+def _cmd_ls(a: argparse.Namespace) -> int:
+    from pilc_ray.archive import json_row, open_archive
+    from pilc_ray.jobcli import _store_options
+
+    cols = ["width", "height", "mode", "codec", "compressed_bytes"] if a.long or a.json else []
+    try:
+        rows = open_archive(a.index, _store_options(a)).iter_rows(
+            start=a.start, prefix=a.prefix, limit=a.limit, columns=cols)
+        for r in rows:
+            if a.json:
+                line = json.dumps(json_row(r))
+            elif a.long:
+                line = (f"{r['id']}\t{r['width']}x{r['height']}\t{r['mode']}\t{r['codec']}\t"
+                        f"{r['compressed_bytes']}")
+            else:
+                line = r["id"]
+            print(line)
+    except BrokenPipeError:  # `pilc ls INDEX | head`
+        sys.stderr.close()
+    except FileNotFoundError as e:
+        print(f"pilc ls: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from pilc_ray.service import run_server
+
+    return run_server(a)
+
+
+def _add_retrieval_commands(sub: argparse._SubParsersAction) -> None:
+    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.service import add_serve_arguments
+
+    g = sub.add_parser("get", help="one image from a job's output (index lookup + one read)")
+    g.add_argument("index", help="job output (folder or s3:// prefix) or its index.parquet")
+    g.add_argument("id")
+    g.add_argument("-o", "--output", default="-", help="file to write ('-': stdout)")
+    g.add_argument("--format", choices=("png", "raw", "npy"),
+                   help="default: npy for a .npy output, else png")
+    g.add_argument("--meta", action="store_true", help="print the index row as JSON instead")
+    add_store_arguments(g)
+    g.set_defaults(fn=_cmd_get)
+    ls = sub.add_parser("ls", help="list indexed ids in order (streams row groups)")
+    ls.add_argument("index", help="job output (folder or s3:// prefix) or its index.parquet")
+    ls.add_argument("--prefix", help="only ids starting with this")
+    ls.add_argument("--start", help="first id (inclusive)")
+    ls.add_argument("--limit", type=int, help="at most this many rows")
+    ls.add_argument("-l", "--long", action="store_true", help="id, size, mode, codec, bytes")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_store_arguments(ls)
+    ls.set_defaults(fn=_cmd_ls)
+    s = sub.add_parser("serve", help="HTTP service for single images (FastAPI + uvicorn)")
+    add_serve_arguments(s)
+    add_store_arguments(s)
+    s.set_defaults(fn=_cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from codec.train import add_arguments
 
@@ -152,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dest")
     add_store_arguments(v)
     v.set_defaults(fn=_cmd_verify)
+    _add_retrieval_commands(sub)
     from pilc_ray.report_cli import add_report_arguments, run_report
 
     rp = sub.add_parser("report", help="job report (terminal, --html, --json) from an index")
