@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as prometheus_text
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codec.imagefile import RasterImage
 from pilc_ray.archive import (
@@ -148,7 +149,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        route = _route_of(scope.get("path", ""))
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        route = _route_of(path[len(root):] if root and path.startswith(root) else path)
         sent = {"status": 500, "bytes": 0}
 
         async def counting_send(message: dict) -> None:
@@ -266,6 +268,11 @@ def create_app(archive: Archive, config: ServiceConfig | None = None, *,
             if not isinstance(e, CorruptImage):  # storage details (paths, hosts) stay in the log
                 message = f"{e.code.replace('_', ' ')}; see the server log"
         return _error(e.status, e.code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _error(e.status_code, code, str(e.detail))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> JSONResponse:
