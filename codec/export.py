@@ -2,9 +2,8 @@
 
 Decoder quantisation: int8 embeddings (per-tensor scale), int8 weights (per-output-channel
 scale), int8 activations (scale calibrated on training latents), requantisation multipliers with
-a 24-bit shift. Tables: one per decoder scale index, fitted on the symbols the integer pipeline
-assigns to it (plus a small discretised-logistic prior so no symbol is starved), and the
-cross-plane lookup choosing, per (plane, scale, bucket of earlier |residual|), the best table.
+a 24-bit shift. Tables and bucket priors of the pixel model: codec/fit_tables.py, run over the
+training images through the exact integer pipeline.
 """
 
 from __future__ import annotations
@@ -14,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import context, rans
-from codec.model import DEFAULT_WEIGHTS, N_CH, Model, model_id
+from codec import fit_tables, pixelmodel
+from codec.model import DEFAULT_WEIGHTS, Model, model_id
 
 SHIFT = 24
 N_SCALES = 64
-PRIOR_WEIGHT = 24.0
-SAMPLES_PER_IMAGE = 1 << 18  # big images (screenshots) must not outvote the rest
 
 
 def _np(t) -> np.ndarray:
@@ -39,15 +36,6 @@ def _requant_params(in_scale: np.ndarray, out_scale: float, bias: np.ndarray, of
     mult = np.round(in_scale / out_scale * 2.0**SHIFT).astype(np.int64)
     add = np.round((bias - offset) / out_scale * 2.0**SHIFT).astype(np.int64) + (1 << (SHIFT - 1))
     return mult, add
-
-
-def logistic_table(log_sigma: float) -> np.ndarray:
-    """Discretised zero-mean logistic over the 256 residual symbols (mod-256 order)."""
-    r = np.arange(256)
-    r = np.where(r < 128, r, r - 256).astype(np.float64)
-    s = np.exp(log_sigma)
-    cdf = lambda v: 1.0 / (1.0 + np.exp(-v / s))  # noqa: E731
-    return np.maximum(cdf(r + 0.5) - cdf(r - 0.5), 1e-12)
 
 
 def quantise_decoder(net, calib_codes: np.ndarray, log_sigma_min: float, step: float) -> dict:
@@ -87,60 +75,6 @@ def float_encoder(net) -> dict:
     }
 
 
-def collect_statistics(model: Model, groups: list[np.ndarray]):
-    """Symbol histograms per context (plane kind, scale, activity, cross) and code counts."""
-    from codec import context
-    from codec.layout import tile_boxes
-    from codec.learned import analyse
-
-    s_n = model.config.n_scales
-    n_ctx = N_CH * s_n * context.N_ACTIVITY * context.N_CROSS
-    hist = np.zeros(n_ctx * 256, dtype=np.float64)
-    codes = np.zeros(256)
-    for start in range(0, len(groups), 16):
-        for g in analyse(model, groups[start : start + 16]):
-            boxes = tile_boxes(g.shape[1], g.shape[2])
-            for idx in g.indices:
-                codes += np.bincount(idx.ravel(), minlength=256)
-            for c in range(g.shape[0]):
-                act = context.activity(g.symbols[c], boxes).astype(np.int64)
-                cross = context.cross_context(g.symbols, c).astype(np.int64)
-                key = ((c * s_n + g.scales[c]) * context.N_ACTIVITY + act) * context.N_CROSS
-                key = (key + cross) * 256 + g.symbols[c]
-                weight = np.full(key.size, min(1.0, SAMPLES_PER_IMAGE / key.size))
-                hist += np.bincount(key.ravel(), weights=weight, minlength=hist.size)
-    shape = (N_CH, s_n, context.N_ACTIVITY, context.N_CROSS, 256)
-    return hist.reshape(shape).astype(np.float64), codes
-
-
-def fit_tables(hist: np.ndarray, log_sigmas: np.ndarray, iterations: int = 5):
-    """Alternate: tables from the samples mapped to them, then each context's cheapest table.
-
-    Starts from the table a pure logistic of the context's empirical spread would pick; empty
-    contexts keep the decoder's scale as their table.
-    """
-    s_n = len(log_sigmas)
-    flat = hist.reshape(-1, 256)
-    n_ctx = flat.shape[0]
-    prior = np.stack([logistic_table(ls) for ls in log_sigmas])
-    prior /= prior.sum(1, keepdims=True)
-    scale_of_ctx = np.broadcast_to(np.arange(s_n)[None, :, None, None], hist.shape[:4]).reshape(-1)
-    cost = -np.log2(prior)
-    lut = np.argmin(flat @ cost.T, axis=1)
-    empty = flat.sum(1) == 0
-    lut[empty] = scale_of_ctx[empty]
-    for _ in range(iterations):
-        counts = np.zeros((s_n, 256))
-        np.add.at(counts, lut, flat)
-        freqs = rans.normalize_freqs(counts + PRIOR_WEIGHT * prior)
-        cost = -np.log2(freqs / float(1 << rans.PREC))
-        lut = np.argmin(flat @ cost.T, axis=1)
-        lut[empty] = scale_of_ctx[empty]
-        bits = float((flat * cost[lut]).sum() / max(flat.sum(), 1))
-        print(f"table fit: {bits:.4f} bits/sample over {int(flat.sum())} samples, {n_ctx} contexts")
-    return freqs, lut.reshape(hist.shape[:4]).astype(np.uint8)
-
-
 def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -> Path:
     """Write the shipped .npz: config, encoder, integer decoder, tables, lookup."""
     import torch
@@ -157,17 +91,10 @@ def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -
     arrays = quantise_decoder(net, calib, LOG_SIGMA_MIN, step)
     arrays.update(float_encoder(net))
     arrays["config"] = np.array(
-        [args.codes, args.latent, args.hidden, N_SCALES, context.N_CROSS, SHIFT], dtype=np.int64
+        [args.codes, args.latent, args.hidden, N_SCALES, 0, SHIFT], dtype=np.int64
     )
     arrays["log_sigma"] = np.array([LOG_SIGMA_MIN, step], dtype=np.float64)
-    log_sigmas = LOG_SIGMA_MIN + step * np.arange(N_SCALES)
-    init = np.stack([logistic_table(ls) for ls in log_sigmas] + [np.ones(256)])
-    arrays["freqs"] = rans.normalize_freqs(init)
-    arrays["lut"] = np.broadcast_to(
-        np.arange(N_SCALES, dtype=np.uint8)[None, :, None, None],
-        (N_CH, N_SCALES, context.N_ACTIVITY, context.N_CROSS),
-    ).copy()
-    model = Model(arrays)
+    arrays["freqs"] = np.ones((pixelmodel.N_KINDS * pixelmodel.N_LEVELS + 1, 256), np.uint32)
     dirs = [Path(args.data) / d for d in (args.dirs or _default_dirs())]
     rng = np.random.default_rng(args.seed)
     per_dir = max(1, args.table_images // len(dirs))
@@ -176,10 +103,7 @@ def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -
         paths = list_images([d])
         chosen += [paths[i] for i in sorted(rng.permutation(len(paths))[:per_dir])]
     groups = [g for g in (load_planes(p) for p in chosen) if g is not None]
-    hist, codes = collect_statistics(model, groups)
-    freqs, lut = fit_tables(hist, log_sigmas)
-    arrays["freqs"] = np.concatenate([freqs, rans.normalize_freqs(codes + 0.5)])
-    arrays["lut"] = lut
+    arrays = fit_tables.fit(arrays, groups)
     out = Path(args.out) if args.out else DEFAULT_WEIGHTS
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)

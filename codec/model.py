@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from codec import rans
-from codec.context import N_ACTIVITY, N_CROSS
 from codec.errors import CodecError
 from codec.layout import CELL
+from codec.pixelmodel import N_BUCKETS, N_KINDS, N_LEVELS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "pilc-default.npz"
@@ -34,7 +34,7 @@ class ModelConfig:
     n_codes: int  # K
     latent_dim: int  # D
     hidden: int  # decoder width
-    n_scales: int  # S residual tables; table S codes VQ indices
+    n_scales: int  # S: decoder scale indices 0..S-1
     log_sigma_min: float
     log_sigma_step: float
     n_buckets: int  # cross-channel context buckets
@@ -73,7 +73,8 @@ class Model:
         )
         self.model_id = model_id(arrays)
         self.freqs = arrays["freqs"].astype(np.uint32)
-        self.lut = arrays["lut"].astype(np.uint8)
+        self.prior = np.ascontiguousarray(arrays["prior"], dtype=np.int64)
+        self.index_table = N_KINDS * N_LEVELS  # the last table codes VQ indices
         self._check()
         self._check_exact_bounds()
         self.tables = rans.RansTables.from_freqs(self.freqs)
@@ -87,17 +88,17 @@ class Model:
             "d1_w": (c.hidden, c.latent_dim * 9),
             "d2_w": (c.hidden, c.hidden * 9),
             "d3_w": (N_OUT, c.hidden),
-            "freqs": (c.n_scales + 1, 256),
-            "lut": (N_CH, c.n_scales, N_ACTIVITY, N_CROSS),
+            "freqs": (N_KINDS * N_LEVELS + 1, 256),
+            "prior": (N_KINDS, N_BUCKETS),
             "codebook": (c.n_codes, c.latent_dim),
         }
         for name, shape in expect.items():
             if a[name].shape != shape:
                 raise CodecError(f"weights: {name} has shape {a[name].shape}, expected {shape}")
-        if c.n_scales + 1 > 256 or c.n_codes > 256:
-            raise CodecError("weights: too many tables or codes for one-byte symbols")
-        if int(self.lut.max()) >= c.n_scales:
-            raise CodecError("weights: lookup names a table that does not exist")
+        if c.n_codes > 256 or c.n_scales > 64:
+            raise CodecError("weights: too many codes or scales")
+        if int(self.prior.min()) < 1 or int(self.prior.max()) >= 1 << 20:
+            raise CodecError("weights: pixel-model prior out of range")
 
     def _check_exact_bounds(self) -> None:
         a = self.arrays

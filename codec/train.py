@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from codec.colour import forward_rgb
-from codec.layout import CELL, tile_boxes
+from codec.layout import CELL
+from codec.learned import vq_residuals
 from codec.model import OUT_BLOCK
-from codec.predictor import encode_residuals, signed
 
 EVAL_ONLY = {"imagecompression_info", "mcmaster18", "clic_2images", "sintel_frames"}
 DEFAULT_TRAIN_DIRS = (
@@ -64,9 +64,8 @@ def load_planes(path: Path) -> np.ndarray | None:
 
 
 def residual_image(planes: np.ndarray) -> np.ndarray:
-    """Signed int8 residuals (C,H,W) exactly as the codec computes them."""
-    sym, _, _ = encode_residuals(planes, tile_boxes(planes.shape[1], planes.shape[2]))
-    return signed(sym).astype(np.int8)
+    """Signed int8 residuals (C,H,W) exactly as the codec's VQ encoder sees them."""
+    return vq_residuals(planes)
 
 
 def sample_crops(residuals: list[np.ndarray], n: int, size: int, seed: int):

@@ -1,0 +1,130 @@
+"""Fit the pixel model's coding tables and bucket priors by running the exact integer pipeline.
+
+Two passes over the training images: the first (flat prior) measures each bucket's mean |error|,
+which becomes the prior every tile plane starts from; the second counts symbols per table with
+that prior, and the counts (plus a small discretised-logistic floor, so no symbol is starved and
+rare levels keep a sane shape) become the tables. Big images are down-weighted to SAMPLES_PER_IMAGE
+so screenshots do not outvote photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from codec import learned, pixelmodel, rans
+from codec.model import DEFAULT_WEIGHTS, Model, model_id
+
+SAMPLES_PER_IMAGE = 1 << 18
+FLOOR_WEIGHT = 24.0  # pseudo-counts of the logistic floor per table
+
+
+def logistic_table(sigma: float) -> np.ndarray:
+    """Discretised zero-mean logistic over the 256 residual symbols (mod-256 order)."""
+    r = np.arange(256)
+    r = np.where(r < 128, r, r - 256).astype(np.float64)
+    cdf = lambda v: 1.0 / (1.0 + np.exp(-v / sigma))  # noqa: E731
+    with np.errstate(over="ignore"):
+        return np.maximum(cdf(r + 0.5) - cdf(r - 0.5), 1e-12)
+
+
+def level_sigmas() -> np.ndarray:
+    """Logistic scale at the centre of every level (level edges are mean |error| x 128)."""
+    edges = np.concatenate([[1], pixelmodel._LEVEL_EDGES, [pixelmodel._LEVEL_EDGES[-1] * 1.3]])
+    centres = np.sqrt(edges[:-1] * edges[1:]) / 128.0
+    return np.maximum(centres / (2 * np.log(2)), 0.05)
+
+
+def flat_prior() -> np.ndarray:
+    """Starting prior: mean |error| proportional to the energy bucket's lower edge."""
+    e_edges = np.concatenate([[0], pixelmodel._E_EDGES])
+    per_e = np.maximum(16 * 8 * (e_edges / 6.0 + 0.5), 16).astype(np.int64)
+    per_e = np.concatenate([per_e, np.full(pixelmodel.N_E_BUCKETS - len(per_e), per_e[-1])])
+    row = np.repeat(per_e, pixelmodel.N_VQ_BUCKETS)
+    return np.tile(row, (pixelmodel.N_KINDS, 1))
+
+
+def _kinds(code: pixelmodel.PlaneCode, n_ch: int) -> np.ndarray:
+    """Plane kind of every symbol of a group (stream order: tile-major, then plane)."""
+    sizes = np.diff(code.bounds)
+    kinds = np.tile(np.minimum(np.arange(n_ch), pixelmodel.N_KINDS - 1), len(sizes) // n_ch)
+    return np.repeat(kinds, sizes)
+
+
+def collect(model: Model, groups: list[np.ndarray]):
+    """Weighted (table, symbol) counts, per (kind, bucket) sums of |error| x128 and counts, and
+    VQ code counts."""
+    n_tables = pixelmodel.N_KINDS * pixelmodel.N_LEVELS
+    hist = np.zeros((n_tables, 256))
+    err_sum = np.zeros((pixelmodel.N_KINDS, pixelmodel.N_BUCKETS))
+    err_n = np.zeros_like(err_sum)
+    codes = np.zeros(256)
+    for g in groups:
+        _, indices, (code,) = learned.analyse(model, [g])
+        for idx in indices.values():
+            codes += np.bincount(idx.ravel(), minlength=256)
+        wgt = min(1.0, SAMPLES_PER_IMAGE / code.symbols.size)
+        hist += wgt * np.bincount(
+            code.table_ids.astype(np.int64) * 256 + code.symbols, minlength=hist.size
+        ).reshape(hist.shape)
+        mag = np.abs(code.symbols.astype(np.int8).astype(np.float64)) * 128 + 32
+        key = _kinds(code, g.shape[0]) * pixelmodel.N_BUCKETS + code.buckets
+        err_sum += wgt * np.bincount(key, weights=mag, minlength=err_sum.size).reshape(
+            err_sum.shape
+        )
+        err_n += wgt * np.bincount(key, minlength=err_n.size).reshape(err_n.shape)
+    return hist, err_sum, err_n, codes
+
+
+def fit(arrays: dict[str, np.ndarray], groups: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays with fitted `prior` and `freqs` (last row: the VQ index table)."""
+    arrays = dict(arrays)
+    sig = level_sigmas()
+    init = np.stack([logistic_table(s) for s in sig] * pixelmodel.N_KINDS)
+    index_row = arrays["freqs"][-1:].astype(np.float64)
+    arrays["freqs"] = rans.normalize_freqs(np.concatenate([init * 1e4, index_row]))
+    arrays["prior"] = flat_prior()
+    _, err_sum, err_n, codes = collect(Model(arrays), groups)
+    index_row = (codes + 0.5)[None]
+    fallback = arrays["prior"]
+    prior = np.where(err_n > 8, err_sum / np.maximum(err_n, 1), fallback)
+    arrays["prior"] = np.clip(np.round(prior), 1, (1 << 20) - 1).astype(np.int64)
+    hist, _, _, _ = collect(Model(arrays), groups)
+    for t in range(hist.shape[0]):
+        hist[t] = hist[t] + FLOOR_WEIGHT * init[t] / init[t].sum()
+        n = hist[t].sum()
+        print(f"table {t:3d}: {n:12.0f} samples")
+    arrays["freqs"] = rans.normalize_freqs(np.concatenate([hist, index_row]))
+    return arrays
+
+
+def main(argv: list[str] | None = None) -> None:
+    from codec.train import DEFAULT_TRAIN_DIRS, list_images, load_planes
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VQ-VAE arrays to start from")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--dirs", nargs="*", default=list(DEFAULT_TRAIN_DIRS))
+    ap.add_argument("--per-dir", type=int, default=24, help="images per folder (stratified)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(DEFAULT_WEIGHTS))
+    a = ap.parse_args(argv)
+    with np.load(a.weights, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k != "lut"}
+    rng = np.random.default_rng(a.seed)
+    chosen = []
+    for d in a.dirs:  # stratified: every folder contributes, none dominates
+        paths = list_images([Path(a.data) / d])
+        chosen += [paths[i] for i in sorted(rng.permutation(len(paths))[: a.per_dir])]
+    groups = [g for g in (load_planes(p) for p in chosen) if g is not None]
+    print(f"fitting tables on {len(groups)} images")
+    arrays = fit(arrays, groups)
+    Model(arrays)  # validates
+    np.savez_compressed(a.out, **arrays)
+    print(f"model {model_id(arrays)} -> {a.out}")
+
+
+if __name__ == "__main__":
+    main()

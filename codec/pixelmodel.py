@@ -1,0 +1,455 @@
+"""Per-pixel model of one tile plane: blended prediction and adaptive table choice, fused with rANS.
+
+Why per pixel: a residual's best predictor and its spread change from pixel to pixel; a fixed
+predictor per tile and a context from residuals alone left ~10% on the table (docs/experiments.md,
+entries 5-6). Every sample of a tile plane is modelled in raster order from its already coded
+neighbours, so the decoder runs the same recurrence fused with the rANS decode of the plane's one
+stream; tiles stay independent (one GPU thread, or one CPU task, per tile), planes of a tile run
+in order (later planes see earlier ones).
+
+Prediction (all integers, 1/8 pixel units):
+  * 4 self-correcting spatial predictors (JPEG-XL's weighted-predictor family: W+NE-N and N, W, N
+    corrected by the signed true errors of neighbours),
+  * per earlier plane r, 3 cross-plane predictors (W, N and gradient predictors of this plane
+    plus the gradient of plane r towards the current position),
+  * one least-squares linear predictor over N, W, NW, NE, NN, WW (+ 5 taps of each earlier
+    plane), fitted by the encoder per tile plane and sent as int16 coefficients in 1/256,
+  blended with weights ~ 1 / (recent |error| of each predictor)^2 around the pixel.
+
+Table choice: a local error energy E (|true error| of N, W, NW, NE and, for planes > 0, of the
+co-located earlier planes) picks one of N_BUCKETS buckets; each bucket keeps a running mean of the
+|error| it saw in this tile plane (started from a trained prior), and that mean's log picks one
+of N_LEVELS tables of the plane's kind. The decoder network's scale (VQ, one per sample) splits
+the buckets, so the learned side information and the local statistics choose together. The
+adaptation makes the tables fit images unlike the training set (docs/experiments.md, entry 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from codec import rans
+from codec.errors import CodecError
+
+N_SPATIAL = 4
+N_CROSS_PRED = 3
+N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
+N_TAPS_MAX = 16  # LS taps of plane 2: 6 own + 5 of each earlier plane
+COEF_ONE = 256  # LS coefficients are in 1/256
+COEF_MAX = 2047
+N_E_BUCKETS = 24
+N_VQ_BUCKETS = 4  # VQ scale index >> VQ_SHIFT
+VQ_SHIFT = 4
+N_BUCKETS = N_E_BUCKETS * N_VQ_BUCKETS
+N_LEVELS = 40
+N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
+PRIOR_COUNT = 4
+HALVE_AT = 256
+PAD = 2  # zero border of the per-tile error buffers
+
+_E_EDGES = np.unique(np.round(np.geomspace(1, 600, N_E_BUCKETS - 1)).astype(np.int64))
+E_BUCKET = np.searchsorted(_E_EDGES, np.arange(4096), side="right").astype(np.int64)
+_LEVEL_EDGES = np.round(np.geomspace(2, 16 * 8 * 60, N_LEVELS - 1)).astype(np.int64)
+MEAN_MAX = 1 << 15
+LEVEL_OF_MEAN = np.searchsorted(_LEVEL_EDGES, np.arange(MEAN_MAX), side="right").astype(np.int64)
+RECIP = (65535 // (np.arange(4096) + 1)).astype(np.int32)
+
+
+def n_taps(plane: int) -> int:
+    """LS taps of a plane: 6 own neighbours + 5 per earlier plane (at most 2)."""
+    return 6 + 5 * min(plane, 2)
+
+
+def n_predictors(plane: int) -> int:
+    return N_SPATIAL + N_CROSS_PRED * min(plane, 2) + 1
+
+
+@njit(cache=True, inline="always")
+def _neighbours(p, y, x, i, j, w):
+    """N, W, NW, NE, NN, WW of (y, x) at tile coordinates (i, j); tile edges replicate inward."""
+    if i >= 2 and j >= 2 and j + 1 < w:
+        return (
+            np.int64(p[y - 1, x]),
+            np.int64(p[y, x - 1]),
+            np.int64(p[y - 1, x - 1]),
+            np.int64(p[y - 1, x + 1]),
+            np.int64(p[y - 2, x]),
+            np.int64(p[y, x - 2]),
+        )
+    if i == 0 and j == 0:
+        return 128, 128, 128, 128, 128, 128
+    if i == 0:
+        wv = np.int64(p[y, x - 1])
+        ww = np.int64(p[y, x - 2]) if j > 1 else wv
+        return wv, wv, wv, wv, wv, ww
+    n = np.int64(p[y - 1, x])
+    ne = np.int64(p[y - 1, x + 1]) if j + 1 < w else n
+    nn = np.int64(p[y - 2, x]) if i > 1 else n
+    if j == 0:
+        return n, n, n, ne, nn, n
+    wv = np.int64(p[y, x - 1])
+    ww = np.int64(p[y, x - 2]) if j > 1 else wv
+    return n, wv, np.int64(p[y - 1, x - 1]), ne, nn, ww
+
+
+@njit(cache=True, inline="always")
+def _taps(planes, c, y, x, i, j, w, f):
+    """LS features of (c, y, x) into f; returns how many."""
+    n, wv, nw, ne, nn, ww = _neighbours(planes[c], y, x, i, j, w)
+    f[0] = n
+    f[1] = wv
+    f[2] = nw
+    f[3] = ne
+    f[4] = nn
+    f[5] = ww
+    k = 6
+    for r in range(min(c, 2)):
+        g = planes[r]
+        gn, gw, gnw, gne, _, _ = _neighbours(g, y, x, i, j, w)
+        f[k] = np.int64(g[y, x])
+        f[k + 1] = gn
+        f[k + 2] = gw
+        f[k + 3] = gnw
+        f[k + 4] = gne
+        k += 5
+    return k
+
+
+@njit(cache=True)
+def _solve(a, b, n):
+    """Solve the leading n x n system (Gaussian elimination, partial pivoting); encoder only."""
+    m = a[:n, :n].copy()
+    v = b[:n].copy()
+    for k in range(n):
+        piv = k
+        for r in range(k + 1, n):
+            if abs(m[r, k]) > abs(m[piv, k]):
+                piv = r
+        if piv != k:
+            for cc in range(n):
+                m[k, cc], m[piv, cc] = m[piv, cc], m[k, cc]
+            v[k], v[piv] = v[piv], v[k]
+        if abs(m[k, k]) < 1e-9:
+            continue
+        for r in range(k + 1, n):
+            fct = m[r, k] / m[k, k]
+            for cc in range(k, n):
+                m[r, cc] -= fct * m[k, cc]
+            v[r] -= fct * v[k]
+    sol = np.zeros(n)
+    for k in range(n - 1, -1, -1):
+        acc = v[k]
+        for cc in range(k + 1, n):
+            acc -= m[k, cc] * sol[cc]
+        sol[k] = acc / m[k, k] if abs(m[k, k]) >= 1e-9 else 0.0
+    return sol
+
+
+@njit(cache=True)
+def fit_coefs(planes, c, y0, x0, h, w, coef):
+    """Least-squares LS-predictor coefficients of tile plane c (every other row and column)."""
+    f = np.zeros(N_TAPS_MAX, dtype=np.int64)
+    a = np.zeros((N_TAPS_MAX, N_TAPS_MAX))
+    b = np.zeros(N_TAPS_MAX)
+    n = 6 + 5 * min(c, 2)
+    step = 2 if h * w >= 1024 else 1
+    for i in range(0, h, step):
+        for j in range(0, w, step):
+            _taps(planes, c, y0 + i, x0 + j, i, j, w, f)
+            xv = np.float64(planes[c, y0 + i, x0 + j])
+            for u in range(n):
+                fu = np.float64(f[u])
+                b[u] += fu * xv
+                for v in range(u + 1):
+                    a[u, v] += fu * np.float64(f[v])
+    for u in range(n):
+        for v in range(u):
+            a[v, u] = a[u, v]
+        a[u, u] += 1e-3 * (a[u, u] + 1.0)
+    sol = _solve(a, b, n)
+    coef[:] = 0
+    for u in range(n):
+        coef[u] = max(-COEF_MAX, min(COEF_MAX, np.int64(np.round(sol[u] * COEF_ONE))))
+
+
+@njit(cache=True, inline="always")
+def _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip):
+    """Blended prediction P (1/8 units, clamped) of (c, y, x), the local error energy E and the
+    number of predictors. ek holds the last 3 rows of per-predictor |errors| (row i % 3)."""
+    pi = i + PAD
+    pj = j + PAD
+    n, wv, nw, ne, nn, ww = _neighbours(planes[c], y, x, i, j, w)
+    f[0] = n
+    f[1] = wv
+    f[2] = nw
+    f[3] = ne
+    f[4] = nn
+    f[5] = ww
+    te_c = te[c]
+    t_w = np.int64(te_c[pi, pj - 1])
+    t_n = np.int64(te_c[pi - 1, pj])
+    t_nw = np.int64(te_c[pi - 1, pj - 1])
+    t_ne = np.int64(te_c[pi - 1, pj + 1])
+    q[0] = (wv + ne - n) << 3
+    q[1] = (n << 3) - (((t_w + t_n + t_ne) * 16) >> 5)
+    q[2] = (wv << 3) - (((t_w + t_n + t_nw) * 10) >> 5)
+    q[3] = (n << 3) - (((t_nw + t_n + t_ne) * 7) >> 5)
+    k = N_SPATIAL
+    nt = 6
+    for r in range(min(c, 2)):
+        g = planes[r]
+        gn, gw, gnw, gne, _, _ = _neighbours(g, y, x, i, j, w)
+        gx = np.int64(g[y, x])
+        f[nt] = gx
+        f[nt + 1] = gn
+        f[nt + 2] = gw
+        f[nt + 3] = gnw
+        f[nt + 4] = gne
+        nt += 5
+        q[k] = (wv + gx - gw) << 3
+        q[k + 1] = (n + gx - gn) << 3
+        q[k + 2] = (n + wv - nw + gx - (gn + gw - gnw)) << 3
+        k += N_CROSS_PRED
+    acc = 0
+    for u in range(nt):
+        acc += coef[u] * f[u]
+    q[k] = (acc + 16) >> 5
+    k += 1
+    r0 = i % 3
+    r1 = (i + 2) % 3
+    r2 = (i + 1) % 3
+    e_n = ek[r1, pj]
+    e_w = ek[r0, pj - 1]
+    e_nw = ek[r1, pj - 1]
+    e_ne = ek[r1, pj + 1]
+    e_nn = ek[r2, pj]
+    e_ww = ek[r0, pj - 2]
+    tot = 0
+    acc = 0
+    for m in range(k):
+        s = (np.int64(e_n[m]) + e_w[m] + e_nw[m] + e_ne[m] + e_nn[m] + e_ww[m]) >> 2
+        if s > 4095:
+            s = 4095
+        rc = np.int64(recip[s])
+        wt = ((rc * rc) >> 16) + 1
+        tot += wt
+        acc += wt * q[m]
+    pr = (acc + (tot >> 1)) // tot
+    if pr < 0:
+        pr = 0
+    elif pr > 255 * 8:
+        pr = 255 * 8
+    e = 2 * abs(t_n) + 2 * abs(t_w) + abs(t_nw) + abs(t_ne)
+    if c == 1:
+        e += 2 * abs(np.int64(te[0, pi, pj]))
+    elif c == 2:
+        e += abs(np.int64(te[0, pi, pj])) + abs(np.int64(te[1, pi, pj]))
+    e >>= 3
+    if e > 4095:
+        e = 4095
+    return pr, e, k
+
+
+@njit(cache=True, inline="always")
+def _bucket(e, vq, e_bucket):
+    return e_bucket[e] * N_VQ_BUCKETS + (np.int64(vq) >> VQ_SHIFT)
+
+
+@njit(cache=True, inline="always")
+def _level(asum, acnt, b, level_of_mean):
+    mean = (asum[b] << 4) // acnt[b]
+    if mean >= MEAN_MAX:
+        mean = MEAN_MAX - 1
+    return level_of_mean[mean]
+
+
+@njit(cache=True, inline="always")
+def _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt):
+    """After coding xv: store true and per-predictor errors, adapt the bucket's mean |error|."""
+    pi = i + PAD
+    pj = j + PAD
+    t = (xv << 3) - pr
+    te[c, pi, pj] = t
+    row = ek[i % 3, pj]
+    for m in range(k):
+        row[m] = abs((xv << 3) - q[m])
+    asum[b] += abs(t)
+    acnt[b] += 1
+    if acnt[b] >= HALVE_AT:
+        asum[b] = (asum[b] + 1) >> 1
+        acnt[b] >>= 1
+
+
+@njit(cache=True, inline="always")
+def _reset(asum, acnt, prior, kind, ek):
+    ek[:] = 0
+    for u in range(N_BUCKETS):
+        acnt[u] = PRIOR_COUNT
+        asum[u] = (prior[kind, u] * PRIOR_COUNT) >> 4
+
+
+@njit(cache=True, parallel=True)
+def _encode_kernel(
+    planes, boxes, vq, coefs, prior, starts, sym_out, tid_out, b_out, e_bucket, lom, recip
+):
+    """Forward pass: fit LS coefs, then symbol and table id of every sample, in stream order."""
+    n_ch = planes.shape[0]
+    for t in prange(boxes.shape[0]):
+        y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
+        te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
+        ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
+        q = np.zeros(N_PRED_MAX, dtype=np.int64)
+        f = np.zeros(N_TAPS_MAX, dtype=np.int64)
+        asum = np.zeros(N_BUCKETS, dtype=np.int64)
+        acnt = np.zeros(N_BUCKETS, dtype=np.int64)
+        for c in range(n_ch):
+            coef = coefs[t, c]
+            fit_coefs(planes, c, y0, x0, h, w, coef)
+            kind = min(c, N_KINDS - 1)
+            _reset(asum, acnt, prior, kind, ek)
+            pos = starts[t * n_ch + c]
+            for i in range(h):
+                y = y0 + i
+                for j in range(w):
+                    x = x0 + j
+                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip)
+                    b = _bucket(e, vq[c, y, x], e_bucket)
+                    lv = _level(asum, acnt, b, lom)
+                    xv = np.int64(planes[c, y, x])
+                    sym_out[pos] = (xv - ((pr + 4) >> 3)) & 0xFF
+                    tid_out[pos] = kind * N_LEVELS + lv
+                    b_out[pos] = b
+                    pos += 1
+                    _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+
+
+@njit(cache=True, parallel=True)
+def _decode_kernel(data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_bucket, lom, recip):
+    """Fused decode: per tile, per plane, model the next sample, rANS-decode it, reconstruct."""
+    n_ch = planes.shape[0]
+    for t in prange(boxes.shape[0]):
+        y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
+        te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
+        ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
+        q = np.zeros(N_PRED_MAX, dtype=np.int64)
+        f = np.zeros(N_TAPS_MAX, dtype=np.int64)
+        asum = np.zeros(N_BUCKETS, dtype=np.int64)
+        acnt = np.zeros(N_BUCKETS, dtype=np.int64)
+        for c in range(n_ch):
+            s = t * n_ch + c
+            rp = bb[s]
+            rend = bb[s + 1]
+            if rend - rp < 4:
+                err[s] = 5
+                continue
+            x0_state = rans._get_state(data, rp)
+            xs = x0_state
+            rp += 4
+            if x0_state < rans.RANS_L:
+                err[s] = 4
+                continue
+            coef = coefs[t, c]
+            kind = min(c, N_KINDS - 1)
+            _reset(asum, acnt, prior, kind, ek)
+            for i in range(h):
+                y = y0 + i
+                for j in range(w):
+                    x = x0 + j
+                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip)
+                    b = _bucket(e, vq[c, y, x], e_bucket)
+                    lv = _level(asum, acnt, b, lom)
+                    sv, xs, rp = rans._dec_sym(xs, rp, rend, kind * N_LEVELS + lv, bk, fc, data)
+                    xv = (((pr + 4) >> 3) + sv) & 0xFF
+                    planes[c, y, x] = xv
+                    _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+            err[s] = rans._status(x0_state, xs, rp, rend)
+
+
+def stream_starts(boxes: np.ndarray, n_ch: int) -> np.ndarray:
+    """Symbol bounds of the streams of a group: one per (tile, plane), tile-major."""
+    sizes = np.repeat(boxes[:, 2] * boxes[:, 3], n_ch)
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+@dataclass
+class PlaneCode:
+    """Encoder output of one plane group, in stream order (tile-major, then plane)."""
+
+    symbols: np.ndarray  # uint8 residual symbols
+    table_ids: np.ndarray  # uint8 rANS table of each symbol
+    buckets: np.ndarray  # uint8 context bucket of each symbol (table fitting only)
+    bounds: np.ndarray  # int64 stream bounds
+    coefs: np.ndarray  # (n_tiles, C, N_TAPS_MAX) int64 LS coefficients
+
+
+def encode_planes(
+    planes: np.ndarray, boxes: np.ndarray, vq: np.ndarray, prior: np.ndarray
+) -> PlaneCode:
+    """(C,H,W) uint8 planes -> everything the coder and the payload need."""
+    planes = np.ascontiguousarray(planes, dtype=np.uint8)
+    n_ch = planes.shape[0]
+    starts = stream_starts(boxes, n_ch)
+    sym = np.empty(int(starts[-1]), dtype=np.uint8)
+    tid = np.empty(int(starts[-1]), dtype=np.uint8)
+    buckets = np.empty(int(starts[-1]), dtype=np.uint8)
+    coefs = np.zeros((len(boxes), n_ch, N_TAPS_MAX), dtype=np.int64)
+    _encode_kernel(
+        planes,
+        boxes,
+        np.ascontiguousarray(vq),
+        coefs,
+        prior,
+        starts,
+        sym,
+        tid,
+        buckets,
+        E_BUCKET,
+        LEVEL_OF_MEAN,
+        RECIP,
+    )
+    return PlaneCode(sym, tid, buckets, starts, coefs)
+
+
+def decode_planes(
+    data: np.ndarray,
+    byte_bounds: np.ndarray,
+    shape: tuple[int, int, int],
+    boxes: np.ndarray,
+    vq: np.ndarray,
+    coefs: np.ndarray,
+    prior: np.ndarray,
+    tables: rans.RansTables,
+) -> np.ndarray:
+    """Inverse of encode_planes + rANS: the (C,H,W) uint8 planes."""
+    n_ch = shape[0]
+    n_streams = len(boxes) * n_ch
+    if len(byte_bounds) != n_streams + 1:
+        raise CodecError("stream count does not match the tile layout")
+    if int(byte_bounds[-1]) > len(data) or np.any(np.diff(byte_bounds) < 0):
+        raise CodecError("stream byte bounds out of range")
+    if tables.n_tables < N_KINDS * N_LEVELS:
+        raise CodecError("model has too few coding tables for the pixel model")
+    planes = np.zeros(shape, dtype=np.uint8)
+    err = np.zeros(n_streams, dtype=np.int64)
+    _decode_kernel(
+        data,
+        byte_bounds.astype(np.int64),
+        boxes,
+        np.ascontiguousarray(vq),
+        coefs,
+        prior,
+        planes,
+        err,
+        tables._bk,
+        tables._fc,
+        E_BUCKET,
+        LEVEL_OF_MEAN,
+        RECIP,
+    )
+    bad = np.flatnonzero(err)
+    if bad.size:
+        raise CodecError(f"residual stream {int(bad[0])}: corrupt (code {int(err[bad[0]])})")
+    return planes
