@@ -218,8 +218,9 @@ class ImageService:
         return await anyio.to_thread.run_sync(self.archive.image, image_id,
                                               limiter=self._limiter)
 
-    async def row(self, image_id: str) -> dict:
-        return await anyio.to_thread.run_sync(self.archive.meta, image_id)
+    async def row(self, image_id: str, full: bool = False) -> dict:
+        fn = self.archive.meta if full else self.archive.locate
+        return await anyio.to_thread.run_sync(fn, image_id)
 
     async def rendered(self, row: dict, fmt: str) -> tuple[Rendered, bool]:
         """(body, was it cached). Concurrent misses of one key share one decode."""
@@ -291,7 +292,7 @@ def create_app(archive: Archive, config: ServiceConfig | None = None, *,
     @app.api_route("/images/{image_id:path}/meta", methods=["GET", "HEAD"])
     async def meta(image_id: str) -> JSONResponse:
         validate_id(image_id)
-        row = await svc.row(image_id)
+        row = await svc.row(image_id, full=True)
         return JSONResponse(json_row(row), headers={"Cache-Control": cache_control})
 
     @app.api_route("/images/{image_id:path}", methods=["GET", "HEAD"])

@@ -137,9 +137,15 @@ def test_one_row_group_and_one_blob_read_per_uncached_image(dest):
     assert (s2["row_group_reads"], s2["blob_reads"]) == (1, 1)
     assert s2["blob_cache"]["hits"] == 1 and s2["decodes"] == 2
     # groups of 3 sorted ids: [.., misc/004, misc/005, photos/a], [photos/b, ..]
-    archive.meta("photos/a.png")  # the same row group
-    archive.meta("photos/b.png")  # the next one
-    assert archive.stats()["row_group_reads"] == 2 and archive.stats()["blob_reads"] == 1
+    archive.locate("photos/a.png")  # the same row group: cached
+    assert archive.stats()["row_group_reads"] == 1
+    archive.locate("photos/b.png")  # the next one
+    assert archive.stats()["row_group_reads"] == 2
+    row = archive.meta("photos/b.png")  # every column: decoded (and cached) apart
+    assert archive.stats()["row_group_reads"] == 3 and row["source_uri"] == "mem://photos/b.png"
+    assert set(archive.locate("photos/b.png")) < set(row)
+    archive.meta("photos/c.png")
+    assert archive.stats()["row_group_reads"] == 3 and archive.stats()["blob_reads"] == 1
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
