@@ -222,17 +222,18 @@ class ImageService:
         fn = self.archive.meta if full else self.archive.locate
         return await anyio.to_thread.run_sync(fn, image_id)
 
-    async def rendered(self, row: dict, fmt: str) -> tuple[Rendered, bool]:
-        """(body, was it cached). Concurrent misses of one key share one decode."""
+    async def rendered(self, row: dict, fmt: str) -> tuple[Rendered, str]:
+        """(body, "hit" | "miss" | "coalesced"): concurrent misses of one key share one decode,
+        the later ones are "coalesced"."""
         image_id = row["id"]
         key = (image_id, fmt, row["checksum"])
         hit = self.responses.get(key)
         if hit is not None:
             self.responses.hits += 1
-            return hit, True
+            return hit, "hit"
         fut = self._inflight.get(key)
         if fut is not None:
-            return await asyncio.shield(fut), True
+            return await asyncio.shield(fut), "coalesced"
         fut = self._inflight[key] = asyncio.get_running_loop().create_future()
         self.responses.misses += 1
         try:
@@ -240,7 +241,7 @@ class ImageService:
             out = await anyio.to_thread.run_sync(render, img, fmt)
             self.responses.put(key, out)
             fut.set_result(out)
-            return out, False
+            return out, "miss"
         except BaseException as e:
             fut.set_exception(e)
             fut.exception()  # retrieved here: waiters (if any) get it too
@@ -307,9 +308,9 @@ def create_app(archive: Archive, config: ServiceConfig | None = None, *,
         headers = {"ETag": etag, "Cache-Control": cache_control, **config.extra_headers}
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        out, cached = await svc.rendered(row, fmt)
+        out, how = await svc.rendered(row, fmt)
         headers.update(out.headers)
-        headers["X-Cache"] = "hit" if cached else "miss"
+        headers["X-Cache"] = how
         return Response(out.body, media_type=out.media_type, headers=headers)
 
     app.add_middleware(Guard, config=config, metrics=metrics)

@@ -152,6 +152,8 @@ def test_same_uncached_image_from_many_clients_decodes_once(served, images):
     want = images["photos/c.png"].pixels.tobytes()
     assert all(r[2] == want for r in results)
     assert archive.stats()["decodes"] == before + 1  # in flight or cached: never twice
+    kinds = sorted(r[1]["x-cache"] for r in results)
+    assert kinds.count("miss") == 1 and set(kinds) <= {"miss", "hit", "coalesced"}
 
 
 def test_bearer_token_required_except_healthz(served):
