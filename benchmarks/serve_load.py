@@ -197,7 +197,8 @@ def report(results: list[Result], args: argparse.Namespace, n_images: int, raw_m
         f"Command: `python benchmarks/serve_load.py {shlex.join(sys.argv[1:])}`  ",
         f"Machine: {machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; total run {wall:.0f} s; "
-        f"codec model {default_model().model_id}",
+        f"codec model {default_model().model_id}; load average (1 min) {args.load[0]:.1f} "
+        f"at the start, {os.getloadavg()[0]:.1f} at the end",
         "",
         f"- archive: {n_images} photo-like sample images (`pilc_ray.samples`: RGB, L, RGBA and "
         f"flat graphics, 32x32 to 700x500), {raw_mb:.1f} MB of pixels, written by the job's "
@@ -233,6 +234,7 @@ def main() -> int:
     ap.add_argument("--out", help="markdown report path")
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
+    args.load = os.getloadavg()  # the machine may be shared: say how busy it was
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pilc-serve-load-") as tmp:
         dest = args.dest or str(Path(tmp) / "job")

@@ -205,6 +205,12 @@ class LRUCache(Generic[V]):
                 self._inflight.pop(key, None)
             event.set()
 
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -543,7 +549,7 @@ class Archive:
             self._count(blob_reads=1, blob_bytes=len(data))
             return data
 
-        return self.blobs.get_or_load((row["blob_uri"], row["offset"], row["length"]), load)[0]
+        return self.blobs.get_or_load(_blob_key(row), load)[0]
 
     def blob(self, image_id: str) -> tuple[dict, bytes]:
         """(row, stored blob): one lookup and one ranged read when neither is cached.
@@ -556,6 +562,7 @@ class Archive:
 
     def _corrupt(self, row: dict, why: str) -> CorruptImage:
         self._count(corrupt=1)
+        self.blobs.discard(_blob_key(row))  # read it again next time: it may be repaired
         log.error("corrupt blob for id %r (%s at offset %s, %s bytes): %s", row["id"],
                   row["blob_uri"], row["offset"], row["length"], why)
         return CorruptImage(f"stored blob for {row['id']!r} failed verification: {why}")
@@ -696,6 +703,10 @@ def render(img: RasterImage, fmt: str) -> Rendered:
     return Rendered(body, FORMATS[fmt], (("X-Image-Shape", ",".join(map(str, px.shape))),
                                          ("X-Image-Dtype", px.dtype.name),
                                          ("X-Image-Mode", img.mode)))
+
+
+def _blob_key(row: dict) -> tuple[str, int, int]:
+    return row["blob_uri"], row["offset"], row["length"]
 
 
 def to_png(img: RasterImage) -> bytes:

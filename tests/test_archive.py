@@ -209,6 +209,10 @@ def test_corrupt_blob_raises_and_is_logged_never_wrong_pixels(tmp_path, images, 
     assert isinstance(got[0], CorruptImage) and isinstance(got[2], ImageNotFound)
     assert got[1] == images["photos/b.png"]
     assert archive.stats()["corrupt"] >= 3
+    reads = archive.stats()["blob_reads"]
+    flip_byte_in_blob(row)  # repaired: the bad blob was not kept in the cache
+    assert archive.image("photos/a.png") == images["photos/a.png"]
+    assert archive.stats()["blob_reads"] == reads + 1
 
 
 def test_blob_of_another_image_is_caught_by_the_index_checksum(tmp_path, images):
