@@ -33,6 +33,7 @@ REPORT_HTML = "report.html"
 BPSP_STEP = 0.125  # histogram bins: [0, BPSP_MAX) in steps of BPSP_STEP, plus an overflow count
 BPSP_MAX = 24.0  # 16-bit samples can exceed 16 bpsp when stored by a fallback; beyond: overflow
 TIME_BUCKETS = 120  # points per run in the images/s time series
+SERIES_CELLS = 20_000  # per run at most this many time cells: coarser cells for longer runs
 STREAM_ROWS = 65_536  # rows per streamed batch (at most one row group of the index is read)
 MAX_WORKERS_LISTED = 200  # per-worker table: the busiest ones (restarted actors get new names)
 MAX_ERROR_EXAMPLES = 20
@@ -65,9 +66,15 @@ def open_parquet(uri: str, options: Any = None) -> pq.ParquetFile:
 
 def iter_batches(pf: pq.ParquetFile, columns: list[str],
                  batch_rows: int = STREAM_ROWS) -> Iterator[pa.RecordBatch]:
-    """The columns of `pf` that exist, `batch_rows` at a time."""
+    """The columns of `pf` that exist, `batch_rows` at a time, one row group after another.
+
+    One reader per row group: a single `iter_batches` over the whole file keeps Arrow memory
+    growing with the rows read (measured: +2.5 MB per 65,536 rows, pyarrow 26); per row group
+    it stays flat.
+    """
     have = [c for c in columns if c in pf.schema_arrow.names]
-    yield from pf.iter_batches(batch_size=batch_rows, columns=have)
+    for g in range(pf.metadata.num_row_groups):
+        yield from pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=have)
 
 
 def _read_json(uri: str, options: Any) -> dict | None:
@@ -104,7 +111,7 @@ def _np(col: pa.Array, dtype: Any, fill: Any = 0) -> np.ndarray:
 class IndexAggregate:
     """Fixed-size summary of index rows; `add` batches in any order, then `result()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, series_cells: int = SERIES_CELLS) -> None:
         self.rows = 0
         self.passthrough = 0
         self.raw = self.comp = self.samples = 0
@@ -123,7 +130,7 @@ class IndexAggregate:
         self.models: dict[str, int] = defaultdict(int)
         # worker -> [images, raw bytes, busy seconds, first created (s), last created (s)]
         self.workers: dict[str, list[float]] = {}
-        self.series: dict[str, dict[int, list[int]]] = defaultdict(dict)  # run -> s -> [n, raw]
+        self.series: dict[str, _Series] = defaultdict(lambda: _Series(series_cells))
 
     def add(self, b: pa.RecordBatch | pa.Table) -> None:
         n = len(b)
@@ -191,14 +198,7 @@ class IndexAggregate:
         codes, uniques = _factorize(col)
         for i, name in enumerate(uniques):
             m = codes == i
-            s, inv = np.unique(secs[m], return_inverse=True)
-            counts = np.bincount(inv, minlength=len(s))
-            rawsum = np.bincount(inv, weights=raw[m], minlength=len(s))
-            per = self.series[v_key(name)]
-            for sec, c, r in zip(s.tolist(), counts.tolist(), rawsum.tolist(), strict=True):
-                cell = per.setdefault(sec, [0, 0])
-                cell[0] += c
-                cell[1] += int(r)
+            self.series[v_key(name)].add(secs[m], raw[m])
 
     # ----------------------------------------------------------------------------------------
 
@@ -266,22 +266,57 @@ class IndexAggregate:
         return {"count": len(rows), "listed": rows[:MAX_WORKERS_LISTED]}
 
     def _time_series(self) -> list[dict[str, Any]]:
-        out = []
-        for run, per in self.series.items():
-            secs = np.array(sorted(per), np.int64)
-            counts = np.array([per[s][0] for s in secs.tolist()], np.int64)
-            raw = np.array([per[s][1] for s in secs.tolist()], np.float64)
-            start, span = int(secs[0]), int(secs[-1] - secs[0]) + 1
-            width = max(1, math.ceil(span / TIME_BUCKETS))
-            k = (secs - start) // width
-            nb = int(k[-1]) + 1
-            n_b = np.bincount(k, weights=counts, minlength=nb)
-            r_b = np.bincount(k, weights=raw, minlength=nb)
-            out.append({"run_id": run, "start": _iso(start), "bucket_s": width,
-                        "images": int(counts.sum()), "span_s": span,
-                        "images_per_s": (n_b / width).round(3).tolist(),
-                        "raw_mb_per_s": (r_b / width / 1e6).round(4).tolist()})
+        out = [dict(run_id=run, **series.result()) for run, series in self.series.items()]
         return sorted(out, key=lambda r: r["start"])
+
+
+class _Series:
+    """Images and raw bytes per time cell of one run, in bounded memory.
+
+    Cells start at one second and double in width whenever a run has more than `max_cells` of
+    them, so a week-long run costs as much as a short one. The final width (smallest power of
+    two that fits) does not depend on how the rows were batched.
+    """
+
+    def __init__(self, max_cells: int) -> None:
+        self.width = 1
+        self.max_cells = max_cells
+        self.cells: dict[int, list[int]] = {}  # cell (seconds // width) -> [images, raw bytes]
+
+    def add(self, secs: np.ndarray, raw: np.ndarray) -> None:
+        ticks, inv = np.unique(secs // self.width, return_inverse=True)
+        counts = np.bincount(inv, minlength=len(ticks))
+        rawsum = np.bincount(inv, weights=raw, minlength=len(ticks))
+        for t, c, r in zip(ticks.tolist(), counts.tolist(), rawsum.tolist(), strict=True):
+            cell = self.cells.setdefault(t, [0, 0])
+            cell[0] += c
+            cell[1] += int(r)
+        while len(self.cells) > self.max_cells:
+            self.width *= 2
+            merged: dict[int, list[int]] = {}
+            for t, (c, r) in self.cells.items():
+                cell = merged.setdefault(t // 2, [0, 0])
+                cell[0] += c
+                cell[1] += r
+            self.cells = merged
+
+    def result(self) -> dict[str, Any]:
+        """At most TIME_BUCKETS points: images/s and raw MB/s per bucket, from the first cell."""
+        ticks = np.array(sorted(self.cells), np.int64)
+        counts = np.array([self.cells[t][0] for t in ticks.tolist()], np.float64)
+        raw = np.array([self.cells[t][1] for t in ticks.tolist()], np.float64)
+        span = int(ticks[-1] - ticks[0] + 1) * self.width
+        per = max(1, math.ceil(span / TIME_BUCKETS / self.width))  # cells per bucket
+        k = (ticks - ticks[0]) // per
+        nb = int(k[-1]) + 1
+        width = per * self.width
+        n_b = np.bincount(k, weights=counts, minlength=nb)
+        r_b = np.bincount(k, weights=raw, minlength=nb)
+        return {"start": _iso(int(ticks[0]) * self.width), "bucket_s": width,
+                "images": int(counts.sum()), "span_s": span,
+                "images_per_bucket": n_b.astype(np.int64).tolist(),
+                "images_per_s": (n_b / width).round(4).tolist(),
+                "raw_mb_per_s": (r_b / width / 1e6).round(4).tolist()}
 
 
 def v_key(v: Any) -> str:

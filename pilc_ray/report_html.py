@@ -14,6 +14,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 DPI = 96
@@ -143,16 +144,24 @@ def plot_time_series(r: dict, max_runs: int = 6) -> str:
 
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
+        done = ax.twinx()  # cumulative images: its slope is the rate, readable for short runs
         for s in series:
-            xs = [s["bucket_s"] * (i + 0.5) for i in range(len(s["images_per_s"]))]
-            ax.plot(xs, s["images_per_s"], marker="o" if len(xs) < 30 else None, ms=3,
-                    label=f"run {s['run_id']}")
+            n = len(s["images_per_s"])
+            xs = [s["bucket_s"] * (i + 1) for i in range(n)]
+            line, = ax.step([0, *xs], [s["images_per_s"][0], *s["images_per_s"]], where="pre",
+                            label=f"run {s['run_id']}: images/s")
+            cum = np.cumsum(s.get("images_per_bucket") or
+                            [v * s["bucket_s"] for v in s["images_per_s"]])
+            done.plot([0, *xs], [0, *cum], ls="--", lw=1, color=line.get_color(),
+                      label=f"run {s['run_id']}: images indexed")
         ax.set_xlabel("seconds since the run's first indexed batch")
         ax.set_ylabel("images / s")
+        done.set_ylabel("images indexed (dashed)")
         ax.set_ylim(bottom=0)
+        done.set_ylim(bottom=0)
         ax.set_title("Throughput over time")
         if series:
-            ax.legend(loc="lower right", fontsize="small")
+            ax.legend(loc="lower right", fontsize="x-small")
 
     peak = max((max(s["images_per_s"]) for s in series if s["images_per_s"]), default=0)
     alt = (f"Line plot of images per second over time for {len(series)} run(s); peak "

@@ -106,7 +106,32 @@ def test_streaming_aggregate_equals_whole_table_statistics(tmp_path):
     for run, s in series.items():
         assert s["images"] == int((col["run_id"] == run).sum())
         assert len(s["images_per_s"]) <= report.TIME_BUCKETS
+        assert sum(s["images_per_bucket"]) == s["images"]
         assert sum(s["images_per_s"]) * s["bucket_s"] == pytest.approx(s["images"], abs=0.1)
+
+
+def test_time_series_cells_coarsen_for_long_runs(tmp_path):
+    rows = synthetic_rows(2000)
+    for i, r in enumerate(rows):  # run-a spans 10 hours, one image every 18 s
+        if r["run_id"] == "run-a":
+            r["created"] = 1.7e9 + 18 * i
+    t = write_index(tmp_path, rows, row_group_size=300)
+    results = []
+    for batch_rows in (97, 4096):
+        agg = report.IndexAggregate(series_cells=50)
+        for b in report.iter_batches(report.open_parquet(str(tmp_path / ix.INDEX_FILE)),
+                                     list(report._COLUMNS), batch_rows):
+            agg.add(b)
+        results.append(agg.result()["time_series"])
+    assert results[0] == results[1]
+    a = {s["run_id"]: s for s in results[0]}["run-a"]
+    assert agg.series["run-a"].width == 512 and len(agg.series["run-a"].cells) <= 50  # 256: 71
+    assert a["images"] == 1000 and a["span_s"] >= 18 * 999
+    assert len(a["images_per_s"]) <= report.TIME_BUCKETS and a["bucket_s"] % 512 == 0
+    assert sum(a["images_per_bucket"]) == 1000
+    assert a["images_per_s"][1] == pytest.approx(a["images_per_bucket"][1] / a["bucket_s"],
+                                                 abs=1e-4)
+    assert len(t) == 2000
 
 
 def test_old_index_without_stage_columns_reports_and_compacts(tmp_path):
