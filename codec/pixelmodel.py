@@ -8,8 +8,9 @@ stream; tiles stay independent (one GPU thread, or one CPU task, per tile), plan
 in order (later planes see earlier ones).
 
 Prediction (all integers, 1/8 pixel units):
-  * 4 self-correcting spatial predictors (JPEG-XL's weighted-predictor family: W+NE-N and N, W, N
-    corrected by the signed true errors of neighbours),
+  * 2 spatial predictors from JPEG-XL's weighted-predictor family: W+NE-N, and N corrected by
+    the signed true errors of NW, N, NE (the W- and N-corrected members measured worse in the
+    blend, docs/experiments.md entry 7),
   * per earlier plane r, 3 cross-plane predictors (W, N and gradient predictors of this plane
     plus the gradient of plane r towards the current position),
   * one least-squares linear predictor over N, W, NW, NE, NN, WW (+ 5 taps of each earlier
@@ -34,7 +35,7 @@ from numba import njit, prange
 from codec import rans
 from codec.errors import CodecError
 
-N_SPATIAL = 4
+N_SPATIAL = 2
 N_CROSS_PRED = 3
 N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
 N_TAPS_MAX = 16  # LS taps of plane 2: 6 own + 5 of each earlier plane
@@ -55,7 +56,9 @@ E_BUCKET = np.searchsorted(_E_EDGES, np.arange(4096), side="right").astype(np.in
 _LEVEL_EDGES = np.round(np.geomspace(2, 16 * 8 * 60, N_LEVELS - 1)).astype(np.int64)
 MEAN_MAX = 1 << 15
 LEVEL_OF_MEAN = np.searchsorted(_LEVEL_EDGES, np.arange(MEAN_MAX), side="right").astype(np.int64)
-RECIP = (65535 // (np.arange(4096) + 1)).astype(np.int32)
+CNT_RECIP = np.concatenate([[0], -(-(1 << 33) // np.arange(1, HALVE_AT + 1))]).astype(np.int64)
+_RECIP = 65535 // (np.arange(4096, dtype=np.int64) + 1)
+WEIGHT_OF_ERR = (((_RECIP * _RECIP) >> 16) + 1).astype(np.int32)  # blend weight ~ 1 / err^2
 
 
 def n_taps(plane: int) -> int:
@@ -68,37 +71,38 @@ def n_predictors(plane: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _neighbours(p, y, x, i, j, w):
-    """N, W, NW, NE, NN, WW of (y, x) at tile coordinates (i, j); tile edges replicate inward."""
+def _neighbours(p, c, y, x, i, j, w):
+    """N, W, NW, NE, NN, WW of plane c at (y, x), tile coordinates (i, j); tile edges
+    replicate inward (the first sample sees 128)."""
     if i >= 2 and j >= 2 and j + 1 < w:
         return (
-            np.int64(p[y - 1, x]),
-            np.int64(p[y, x - 1]),
-            np.int64(p[y - 1, x - 1]),
-            np.int64(p[y - 1, x + 1]),
-            np.int64(p[y - 2, x]),
-            np.int64(p[y, x - 2]),
+            np.int64(p[c, y - 1, x]),
+            np.int64(p[c, y, x - 1]),
+            np.int64(p[c, y - 1, x - 1]),
+            np.int64(p[c, y - 1, x + 1]),
+            np.int64(p[c, y - 2, x]),
+            np.int64(p[c, y, x - 2]),
         )
     if i == 0 and j == 0:
         return 128, 128, 128, 128, 128, 128
     if i == 0:
-        wv = np.int64(p[y, x - 1])
-        ww = np.int64(p[y, x - 2]) if j > 1 else wv
+        wv = np.int64(p[c, y, x - 1])
+        ww = np.int64(p[c, y, x - 2]) if j > 1 else wv
         return wv, wv, wv, wv, wv, ww
-    n = np.int64(p[y - 1, x])
-    ne = np.int64(p[y - 1, x + 1]) if j + 1 < w else n
-    nn = np.int64(p[y - 2, x]) if i > 1 else n
+    n = np.int64(p[c, y - 1, x])
+    ne = np.int64(p[c, y - 1, x + 1]) if j + 1 < w else n
+    nn = np.int64(p[c, y - 2, x]) if i > 1 else n
     if j == 0:
         return n, n, n, ne, nn, n
-    wv = np.int64(p[y, x - 1])
-    ww = np.int64(p[y, x - 2]) if j > 1 else wv
-    return n, wv, np.int64(p[y - 1, x - 1]), ne, nn, ww
+    wv = np.int64(p[c, y, x - 1])
+    ww = np.int64(p[c, y, x - 2]) if j > 1 else wv
+    return n, wv, np.int64(p[c, y - 1, x - 1]), ne, nn, ww
 
 
 @njit(cache=True, inline="always")
 def _taps(planes, c, y, x, i, j, w, f):
     """LS features of (c, y, x) into f; returns how many."""
-    n, wv, nw, ne, nn, ww = _neighbours(planes[c], y, x, i, j, w)
+    n, wv, nw, ne, nn, ww = _neighbours(planes, c, y, x, i, j, w)
     f[0] = n
     f[1] = wv
     f[2] = nw
@@ -107,9 +111,8 @@ def _taps(planes, c, y, x, i, j, w, f):
     f[5] = ww
     k = 6
     for r in range(min(c, 2)):
-        g = planes[r]
-        gn, gw, gnw, gne, _, _ = _neighbours(g, y, x, i, j, w)
-        f[k] = np.int64(g[y, x])
+        gn, gw, gnw, gne, _, _ = _neighbours(planes, r, y, x, i, j, w)
+        f[k] = np.int64(planes[r, y, x])
         f[k + 1] = gn
         f[k + 2] = gw
         f[k + 3] = gnw
@@ -176,68 +179,68 @@ def fit_coefs(planes, c, y0, x0, h, w, coef):
 
 
 @njit(cache=True, inline="always")
-def _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip):
+def _floor_div(a, b):
+    """floor(a / b) for 0 < b < 2^21 and |a / b| < 2^20, via float64: exact, as a / b is either
+    an integer or at least 1/b > 2^-21 away from one, while the rounding error is below 2^-33;
+    IEEE division is correctly rounded on every CPU and GPU, and faster than int64 division."""
+    return np.int64(np.floor(np.float64(a) / np.float64(b)))
+
+
+@njit(cache=True, inline="always")
+def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     """Blended prediction P (1/8 units, clamped) of (c, y, x), the local error energy E and the
     number of predictors. ek holds the last 3 rows of per-predictor |errors| (row i % 3)."""
     pi = i + PAD
     pj = j + PAD
-    n, wv, nw, ne, nn, ww = _neighbours(planes[c], y, x, i, j, w)
-    f[0] = n
-    f[1] = wv
-    f[2] = nw
-    f[3] = ne
-    f[4] = nn
-    f[5] = ww
-    te_c = te[c]
-    t_w = np.int64(te_c[pi, pj - 1])
-    t_n = np.int64(te_c[pi - 1, pj])
-    t_nw = np.int64(te_c[pi - 1, pj - 1])
-    t_ne = np.int64(te_c[pi - 1, pj + 1])
+    n, wv, nw, ne, nn, ww = _neighbours(planes, c, y, x, i, j, w)
+    acc = (
+        coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww
+    )
+    t_w = np.int64(te[c, pi, pj - 1])
+    t_n = np.int64(te[c, pi - 1, pj])
+    t_nw = np.int64(te[c, pi - 1, pj - 1])
+    t_ne = np.int64(te[c, pi - 1, pj + 1])
     q[0] = (wv + ne - n) << 3
-    q[1] = (n << 3) - (((t_w + t_n + t_ne) * 16) >> 5)
-    q[2] = (wv << 3) - (((t_w + t_n + t_nw) * 10) >> 5)
-    q[3] = (n << 3) - (((t_nw + t_n + t_ne) * 7) >> 5)
+    q[1] = (n << 3) - (((t_nw + t_n + t_ne) * 7) >> 5)
     k = N_SPATIAL
     nt = 6
     for r in range(min(c, 2)):
-        g = planes[r]
-        gn, gw, gnw, gne, _, _ = _neighbours(g, y, x, i, j, w)
-        gx = np.int64(g[y, x])
-        f[nt] = gx
-        f[nt + 1] = gn
-        f[nt + 2] = gw
-        f[nt + 3] = gnw
-        f[nt + 4] = gne
+        gn, gw, gnw, gne, _, _ = _neighbours(planes, r, y, x, i, j, w)
+        gx = np.int64(planes[r, y, x])
+        acc += (
+            coef[nt] * gx
+            + coef[nt + 1] * gn
+            + coef[nt + 2] * gw
+            + coef[nt + 3] * gnw
+            + coef[nt + 4] * gne
+        )
         nt += 5
         q[k] = (wv + gx - gw) << 3
         q[k + 1] = (n + gx - gn) << 3
         q[k + 2] = (n + wv - nw + gx - (gn + gw - gnw)) << 3
         k += N_CROSS_PRED
-    acc = 0
-    for u in range(nt):
-        acc += coef[u] * f[u]
     q[k] = (acc + 16) >> 5
     k += 1
     r0 = i % 3
     r1 = (i + 2) % 3
     r2 = (i + 1) % 3
-    e_n = ek[r1, pj]
-    e_w = ek[r0, pj - 1]
-    e_nw = ek[r1, pj - 1]
-    e_ne = ek[r1, pj + 1]
-    e_nn = ek[r2, pj]
-    e_ww = ek[r0, pj - 2]
     tot = 0
     acc = 0
     for m in range(k):
-        s = (np.int64(e_n[m]) + e_w[m] + e_nw[m] + e_ne[m] + e_nn[m] + e_ww[m]) >> 2
+        s = (
+            np.int64(ek[r1, pj, m])
+            + ek[r0, pj - 1, m]
+            + ek[r1, pj - 1, m]
+            + ek[r1, pj + 1, m]
+            + ek[r2, pj, m]
+            + ek[r0, pj - 2, m]
+        ) >> 2
         if s > 4095:
             s = 4095
-        rc = np.int64(recip[s])
-        wt = ((rc * rc) >> 16) + 1
+        wt = np.int64(recip[s])
         tot += wt
         acc += wt * q[m]
-    pr = (acc + (tot >> 1)) // tot
+    pr = _floor_div(acc + (tot >> 1), tot)
     if pr < 0:
         pr = 0
     elif pr > 255 * 8:
@@ -259,8 +262,11 @@ def _bucket(e, vq, e_bucket):
 
 
 @njit(cache=True, inline="always")
-def _level(asum, acnt, b, level_of_mean):
-    mean = (asum[b] << 4) // acnt[b]
+def _level(asum, acnt, b, level_of_mean, cnt_recip):
+    """Table level of bucket b: log-bucketed mean |error|. floor(a / n) is computed as
+    a * ceil(2^33 / n) >> 33, exact for a < 2^24 and n <= 512 (asum < 2^19 by the prior bound
+    and HALVE_AT), and a multiply instead of a division on the decoder's critical path."""
+    mean = ((asum[b] << 4) * cnt_recip[acnt[b]]) >> 33
     if mean >= MEAN_MAX:
         mean = MEAN_MAX - 1
     return level_of_mean[mean]
@@ -273,9 +279,9 @@ def _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt):
     pj = j + PAD
     t = (xv << 3) - pr
     te[c, pi, pj] = t
-    row = ek[i % 3, pj]
+    r0 = i % 3
     for m in range(k):
-        row[m] = abs((xv << 3) - q[m])
+        ek[r0, pj, m] = abs((xv << 3) - q[m])
     asum[b] += abs(t)
     acnt[b] += 1
     if acnt[b] >= HALVE_AT:
@@ -293,7 +299,7 @@ def _reset(asum, acnt, prior, kind, ek):
 
 @njit(cache=True, parallel=True)
 def _encode_kernel(
-    planes, boxes, vq, coefs, prior, starts, sym_out, tid_out, b_out, e_bucket, lom, recip
+    planes, boxes, vq, coefs, prior, starts, sym_out, tid_out, b_out, e_bucket, lom, crc, recip
 ):
     """Forward pass: fit LS coefs, then symbol and table id of every sample, in stream order."""
     n_ch = planes.shape[0]
@@ -302,7 +308,6 @@ def _encode_kernel(
         te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
         ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
         q = np.zeros(N_PRED_MAX, dtype=np.int64)
-        f = np.zeros(N_TAPS_MAX, dtype=np.int64)
         asum = np.zeros(N_BUCKETS, dtype=np.int64)
         acnt = np.zeros(N_BUCKETS, dtype=np.int64)
         for c in range(n_ch):
@@ -315,9 +320,9 @@ def _encode_kernel(
                 y = y0 + i
                 for j in range(w):
                     x = x0 + j
-                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip)
+                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
                     b = _bucket(e, vq[c, y, x], e_bucket)
-                    lv = _level(asum, acnt, b, lom)
+                    lv = _level(asum, acnt, b, lom, crc)
                     xv = np.int64(planes[c, y, x])
                     sym_out[pos] = (xv - ((pr + 4) >> 3)) & 0xFF
                     tid_out[pos] = kind * N_LEVELS + lv
@@ -327,7 +332,9 @@ def _encode_kernel(
 
 
 @njit(cache=True, parallel=True)
-def _decode_kernel(data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_bucket, lom, recip):
+def _decode_kernel(
+    data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_bucket, lom, crc, recip
+):
     """Fused decode: per tile, per plane, model the next sample, rANS-decode it, reconstruct."""
     n_ch = planes.shape[0]
     for t in prange(boxes.shape[0]):
@@ -335,7 +342,6 @@ def _decode_kernel(data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_buc
         te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
         ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
         q = np.zeros(N_PRED_MAX, dtype=np.int64)
-        f = np.zeros(N_TAPS_MAX, dtype=np.int64)
         asum = np.zeros(N_BUCKETS, dtype=np.int64)
         acnt = np.zeros(N_BUCKETS, dtype=np.int64)
         for c in range(n_ch):
@@ -358,9 +364,9 @@ def _decode_kernel(data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_buc
                 y = y0 + i
                 for j in range(w):
                     x = x0 + j
-                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, f, coef, recip)
+                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
                     b = _bucket(e, vq[c, y, x], e_bucket)
-                    lv = _level(asum, acnt, b, lom)
+                    lv = _level(asum, acnt, b, lom, crc)
                     sv, xs, rp = rans._dec_sym(xs, rp, rend, kind * N_LEVELS + lv, bk, fc, data)
                     xv = (((pr + 4) >> 3) + sv) & 0xFF
                     planes[c, y, x] = xv
@@ -408,7 +414,8 @@ def encode_planes(
         buckets,
         E_BUCKET,
         LEVEL_OF_MEAN,
-        RECIP,
+        CNT_RECIP,
+        WEIGHT_OF_ERR,
     )
     return PlaneCode(sym, tid, buckets, starts, coefs)
 
@@ -447,7 +454,8 @@ def decode_planes(
         tables._fc,
         E_BUCKET,
         LEVEL_OF_MEAN,
-        RECIP,
+        CNT_RECIP,
+        WEIGHT_OF_ERR,
     )
     bad = np.flatnonzero(err)
     if bad.size:
