@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from codec import classical, container, learned, varints
+from codec import classical, container, learned, timing, varints
 from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
 from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
@@ -114,23 +114,21 @@ def encode_batch(
         owners, learned.encode_groups(model, groups) if groups else [], strict=True
     ):
         payloads[owner].append(payload)
-    out = []
-    for i, img in enumerate(imgs):
-        best = None
-        if i in payloads:
-            parts = payloads[i]
-            body = (
-                parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
-            )
-            best = container.pack(_header(img, "learned", model.model_id), body)
-            bpsp = 8 * len(best) / img.pixels.size
-            if not _needs_check(fallback, bpsp, img.pixels.size):
-                out.append(best)
-                continue
-        kind, payload = classical.encode_classical(img)
-        blob = container.pack(_header(img, kind), payload)
-        out.append(blob if best is None or len(blob) < len(best) else best)
-    return out
+    with timing.stage("container"):
+        return [_pack_best(img, payloads.get(i), fallback, model) for i, img in enumerate(imgs)]
+
+
+def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model: Model) -> bytes:
+    """The learned blob, or the classical one where the fallback policy finds it smaller."""
+    best = None
+    if parts is not None:
+        body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
+        best = container.pack(_header(img, "learned", model.model_id), body)
+        if not _needs_check(fallback, 8 * len(best) / img.pixels.size, img.pixels.size):
+            return best
+    kind, payload = classical.encode_classical(img)
+    blob = container.pack(_header(img, kind), payload)
+    return blob if best is None or len(blob) < len(best) else best
 
 
 def encode(image: ImageLike, *, fallback: str = "auto", model: Model | None = None) -> bytes:
@@ -166,8 +164,9 @@ def decode_image_batch(
     blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES
 ) -> list[RasterImage]:
     """Decode many blobs; learned ones of the same model share one network and coder pass."""
-    parsed = [container.parse(b) for b in blobs]
-    pixels: dict[int, np.ndarray] = {}
+    with timing.stage("container"):
+        parsed = [container.parse(b) for b in blobs]
+    pixels: dict[int, np.ndarray | RasterImage] = {}
     by_model: dict[str, list[int]] = {}
     for i, (h, payload) in enumerate(parsed):
         shape = mode_shape(h.mode, h.height, h.width)
@@ -178,7 +177,8 @@ def decode_image_batch(
                 raise CodecError(f"learned blob with non-learned mode {h.mode}")
             by_model.setdefault(h.model_id, []).append(i)
         else:
-            pixels[i] = classical.decode_classical_image(h.codec, bytes(payload), h.mode, shape)
+            with timing.stage("container"):
+                pixels[i] = classical.decode_classical_image(h.codec, bytes(payload), h.mode, shape)
     for mid, members in by_model.items():
         model = model_for(mid)
         groups, shapes, owners = [], [], []
@@ -200,7 +200,9 @@ def decode_image_batch(
     for i, (h, _) in enumerate(parsed):
         got = pixels[i]
         img = got if isinstance(got, RasterImage) else RasterImage(got, h.mode)
-        if checksum(img.pixels) != h.checksum:
+        with timing.stage("container"):
+            ok = checksum(img.pixels) == h.checksum
+        if not ok:
             raise CodecError("checksum mismatch: the blob is corrupt (decoded pixels differ)")
         img.icc_profile, img.exif, img.text = h.icc_profile, h.exif, dict(h.text)
         out.append(img)

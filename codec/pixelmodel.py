@@ -193,9 +193,7 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     pi = i + PAD
     pj = j + PAD
     n, wv, nw, ne, nn, ww = _neighbours(planes, c, y, x, i, j, w)
-    acc = (
-        coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww
-    )
+    acc = coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww
     t_w = np.int64(te[c, pi, pj - 1])
     t_n = np.int64(te[c, pi - 1, pj])
     t_nw = np.int64(te[c, pi - 1, pj - 1])

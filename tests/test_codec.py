@@ -146,3 +146,20 @@ def test_rejects_non_bytes_and_bad_fallback():
         codec.decode("not bytes")  # type: ignore[arg-type]
     with pytest.raises(codec.CodecError):
         codec.encode(_smooth(4, 4, 3), fallback="sometimes")
+
+
+def test_stage_timing_covers_every_stage():
+    """Reports split encode/decode time by stage; each stage must be charged when it runs."""
+    from codec import timing
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)
+    with timing.collect() as enc:
+        blob = codec.encode(img, fallback="always")
+    with timing.collect() as dec:
+        codec.decode(blob)
+    assert all(enc[s] > 0 for s in ("model", "predictor", "coder", "container")), enc
+    assert all(dec[s] > 0 for s in ("container",)), dec
+    with timing.collect() as dec:
+        codec.decode(codec.encode(img, fallback="never"))
+    assert dec["model"] > 0 and dec["coder"] > 0, dec
