@@ -52,10 +52,10 @@ HALVE_AT = 256
 PAD = 2  # zero border of the per-tile error buffers
 
 _E_EDGES = np.unique(np.round(np.geomspace(1, 600, N_E_BUCKETS - 1)).astype(np.int64))
-E_BUCKET = np.searchsorted(_E_EDGES, np.arange(4096), side="right").astype(np.int64)
+E_BUCKET = np.searchsorted(_E_EDGES, np.arange(4096), side="right").astype(np.uint8)
 _LEVEL_EDGES = np.round(np.geomspace(2, 16 * 8 * 60, N_LEVELS - 1)).astype(np.int64)
 MEAN_MAX = 1 << 15
-LEVEL_OF_MEAN = np.searchsorted(_LEVEL_EDGES, np.arange(MEAN_MAX), side="right").astype(np.int64)
+LEVEL_OF_MEAN = np.searchsorted(_LEVEL_EDGES, np.arange(MEAN_MAX), side="right").astype(np.uint8)
 CNT_RECIP = np.concatenate([[0], -(-(1 << 33) // np.arange(1, HALVE_AT + 1))]).astype(np.int64)
 _RECIP = 65535 // (np.arange(4096, dtype=np.int64) + 1)
 WEIGHT_OF_ERR = (((_RECIP * _RECIP) >> 16) + 1).astype(np.int32)  # blend weight ~ 1 / err^2
@@ -256,7 +256,7 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
 
 @njit(cache=True, inline="always")
 def _bucket(e, vq, e_bucket):
-    return e_bucket[e] * N_VQ_BUCKETS + (np.int64(vq) >> VQ_SHIFT)
+    return np.int64(e_bucket[e]) * N_VQ_BUCKETS + (np.int64(vq) >> VQ_SHIFT)
 
 
 @njit(cache=True, inline="always")
@@ -267,7 +267,7 @@ def _level(asum, acnt, b, level_of_mean, cnt_recip):
     mean = ((asum[b] << 4) * cnt_recip[acnt[b]]) >> 33
     if mean >= MEAN_MAX:
         mean = MEAN_MAX - 1
-    return level_of_mean[mean]
+    return np.int64(level_of_mean[mean])
 
 
 @njit(cache=True, inline="always")
