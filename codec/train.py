@@ -150,7 +150,7 @@ def train(args: argparse.Namespace) -> Path:
     data_root = Path(args.data)
     dirs = [data_root / d for d in (args.dirs or DEFAULT_TRAIN_DIRS)]
     paths = list_images(dirs)
-    cache = work / "residuals.npz"
+    cache = work / "residuals-v2.npz"  # v2: the VQ residuals of codec v2 (learned.vq_residuals)
     if cache.exists():
         with np.load(cache) as f:
             residuals = [f[k] for k in sorted(f.files, key=int)]
