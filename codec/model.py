@@ -24,7 +24,7 @@ from codec.pixelmodel import N_BUCKETS, N_KINDS, N_LEVELS
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "pilc-default.npz"
 EXACT_LIMIT = 1 << 24  # float32 represents every integer up to this exactly
-N_CH = 3  # the model codes 1 (gray) or 3 (colour-transformed) planes
+N_CH = 3  # the model sees 1 (gray, alpha) or 3 (G, R, B) planes
 OUT_BLOCK = 2  # the decoder predicts one scale per OUT_BLOCK x OUT_BLOCK pixels
 N_OUT = N_CH * (CELL // OUT_BLOCK) ** 2
 
@@ -37,7 +37,7 @@ class ModelConfig:
     n_scales: int  # S: decoder scale indices 0..S-1
     log_sigma_min: float
     log_sigma_step: float
-    n_buckets: int  # cross-channel context buckets
+    n_buckets: int  # unused since codec v2 (0 in new weights; kept: config layout)
     shift: int  # requantisation shift
 
 

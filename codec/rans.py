@@ -181,7 +181,7 @@ class RansTables:
     cum: np.ndarray
     slot2sym: np.ndarray
     # Packed kernel tables, read-only, flattened; layouts are stable for in-package kernels
-    # (codec/context.py uses _fc):
+    # (codec/pixelmodel.py uses _fc and _bk):
     #   _fc  uint32 (T*256,): freq | cum << 16 (cum[s] <= 2^16 - 1 for s < 256 as freqs >= 1)
     #   _inv float64 (T*256,): 1 / freq (exact-division trick in the encoder)
     #   _bk  uint8 (T*2^(PREC-_BK_SHIFT),): symbol owning slot k << _BK_SHIFT; decode with
