@@ -37,7 +37,7 @@ class ModelConfig:
     n_scales: int  # S: decoder scale indices 0..S-1
     log_sigma_min: float
     log_sigma_step: float
-    n_buckets: int  # unused since codec v2 (0 in new weights; kept: config layout)
+    n_buckets: int  # unused since codec v2 (kept so the config array layout is stable)
     shift: int  # requantisation shift
 
 
