@@ -13,7 +13,6 @@ lookups from many threads run in parallel without a global lock.
 
 from __future__ import annotations
 
-import bisect
 import io
 import itertools
 import logging
@@ -225,29 +224,12 @@ class LRUCache(Generic[V]):
 # the index file
 
 
-class _Span(io.RawIOBase):
+class _Span(st.SeekableRaw):
     """A seekable file of which only [start, start + len(data)) is present (one ranged read)."""
 
     def __init__(self, data: bytes, start: int, size: int) -> None:
         super().__init__()
         self.data, self.start, self._size, self.pos = data, start, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self._size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def size(self) -> int:
-        return self._size
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -257,11 +239,6 @@ class _Span(io.RawIOBase):
             raise OSError(f"read of {n} bytes at {self.pos} outside the fetched row group")
         self.pos += n
         return self.data[lo : lo + n]
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 class _IndexFile:
@@ -280,15 +257,10 @@ class _IndexFile:
         col = self.schema.get_field_index("id")
         if col < 0:
             raise ValueError(f"{uri} has no 'id' column: not a pilc index")
-        self.mins: list[str | None] = []
-        self.maxs: list[str | None] = []
+        self.ids = ix.RowGroupIds.from_metadata(self.meta, col)
         self.spans: list[tuple[int, int]] = []
         for i in range(self.meta.num_row_groups):
             rg = self.meta.row_group(i)
-            s = rg.column(col).statistics
-            ok = s is not None and s.has_min_max
-            self.mins.append(s.min if ok else None)
-            self.maxs.append(s.max if ok else None)
             lo, hi = self.stamp.size, 0
             for c in range(rg.num_columns):
                 cc = rg.column(c)
@@ -297,8 +269,6 @@ class _IndexFile:
                     start = min(start, cc.dictionary_page_offset)
                 lo, hi = min(lo, start), max(hi, start + cc.total_compressed_size)
             self.spans.append((lo, hi))
-        self.sorted = all(m is not None for m in self.mins) and all(
-            self.maxs[i] <= self.mins[i + 1] for i in range(len(self.mins) - 1))
 
     @property
     def num_rows(self) -> int:
@@ -306,17 +276,11 @@ class _IndexFile:
 
     def candidates(self, image_id: str) -> list[int]:
         """Row groups that may hold `image_id`: one at most for a compacted index."""
-        if self.sorted:
-            i = bisect.bisect_right(self.mins, image_id) - 1
-            return [i] if i >= 0 and image_id <= self.maxs[i] else []
-        return [i for i, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))
-                if lo is None or hi is None or lo <= image_id <= hi]
+        return self.ids.candidates(image_id)
 
     def first_group_from(self, start: str) -> int:
         """The first row group that may hold ids >= start (sorted index; else 0)."""
-        if not self.sorted:
-            return 0
-        return bisect.bisect_left(self.maxs, start)
+        return self.ids.first_group_from(start)
 
     def read_row_group(self, rg: int, columns: list[str] | None = None) -> pa.Table:
         """One row group in exactly one ranged read (all its bytes); only `columns` decoded."""
@@ -505,9 +469,9 @@ class Archive:
         f = self._current()
         lo = max(start or "", prefix or "")
         cols = None if columns is None else list(dict.fromkeys(["id", *columns]))
-        n = 0
+        n, mins = 0, f.ids.mins
         for rg in range(f.first_group_from(lo) if lo else 0, f.meta.num_row_groups):
-            if f.sorted and prefix and f.mins[rg] > prefix and not f.mins[rg].startswith(prefix):
+            if f.ids.sorted and prefix and mins[rg] > prefix and not mins[rg].startswith(prefix):
                 return
             t = f.read_columns(rg, cols)
             ids = t.column("id")

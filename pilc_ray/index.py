@@ -482,6 +482,43 @@ def _merge_in_memory(uris: list[str], options: Any, path: str, row_group_size: i
 # lookup
 
 
+@dataclass(frozen=True)
+class RowGroupIds:
+    """Per-row-group min/max of the id column, from a parquet footer: which row groups may
+    hold an id (shared by `IndexReader` and the archive's index file)."""
+
+    mins: list[str | None]
+    maxs: list[str | None]
+    sorted: bool  # all stats present and row groups in id order (a compacted index)
+
+    @classmethod
+    def from_metadata(cls, meta: pq.FileMetaData, col: int) -> RowGroupIds:
+        mins: list[str | None] = []
+        maxs: list[str | None] = []
+        for i in range(meta.num_row_groups):
+            s = meta.row_group(i).column(col).statistics
+            ok = s is not None and s.has_min_max
+            mins.append(s.min if ok else None)
+            maxs.append(s.max if ok else None)
+        ordered = all(m is not None for m in mins) and all(
+            maxs[i] <= mins[i + 1] for i in range(len(mins) - 1))
+        return cls(mins, maxs, ordered)
+
+    def candidates(self, image_id: str) -> list[int]:
+        """Row groups that may hold `image_id` (one at most for a compacted index)."""
+        if self.sorted:
+            i = bisect.bisect_right(self.mins, image_id) - 1
+            return [i] if i >= 0 and image_id <= self.maxs[i] else []
+        return [i for i, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))
+                if lo is None or hi is None or lo <= image_id <= hi]
+
+    def first_group_from(self, start: str) -> int:
+        """The first row group that may hold ids >= start (sorted index; else 0)."""
+        if not self.sorted:
+            return 0
+        return bisect.bisect_left(self.maxs, start)
+
+
 class IndexReader:
     """An open compacted index: footer parsed once, then one row group read per lookup."""
 
@@ -492,27 +529,14 @@ class IndexReader:
         self.file = st.RangedReader(self.storage, self.uri, self.stamp.size)
         self.pf = pq.ParquetFile(self.file)
         self.footer_bytes = self.file.bytes_read
-        meta = self.pf.metadata
-        col = self.pf.schema_arrow.get_field_index("id")
-        self.mins: list[str | None] = []
-        self.maxs: list[str | None] = []
-        for i in range(meta.num_row_groups):
-            s = meta.row_group(i).column(col).statistics
-            ok = s is not None and s.has_min_max
-            self.mins.append(s.min if ok else None)
-            self.maxs.append(s.max if ok else None)
-        self.sorted = all(m is not None for m in self.mins) and all(
-            self.maxs[i] <= self.mins[i + 1] for i in range(len(self.mins) - 1))
+        self.ids = RowGroupIds.from_metadata(
+            self.pf.metadata, self.pf.schema_arrow.get_field_index("id"))
         self.lock = threading.Lock()
         self.opened = time.monotonic()
 
     def candidates(self, image_id: str) -> list[int]:
         """Row groups that may hold `image_id` (one, for a compacted index)."""
-        if self.sorted:
-            i = bisect.bisect_right(self.mins, image_id) - 1
-            return [i] if i >= 0 and image_id <= self.maxs[i] else []
-        return [i for i, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))
-                if lo is None or hi is None or lo <= image_id <= hi]
+        return self.ids.candidates(image_id)
 
     def get(self, image_id: str) -> dict:
         """The row for `image_id`; KeyError when the index has none."""

@@ -428,15 +428,13 @@ class S3Storage(Storage):
             self.client.create_bucket(Bucket=bucket)
 
 
-class RangedReader(io.RawIOBase):
-    """Read-only seekable file over `get_range`, counting bytes and requests (for reports)."""
+class SeekableRaw(io.RawIOBase):
+    """Read-only seekable raw file of a known size: the position bookkeeping shared by
+    `RangedReader` and the archive's fetched-span file, which differ only in `read`.
+    Subclasses set `self._size` and implement `read`."""
 
-    def __init__(self, storage: Storage, uri: str, size: int) -> None:
-        super().__init__()
-        self.storage, self.uri, self._size = storage, uri, size
-        self.pos = 0
-        self.bytes_read = 0
-        self.requests = 0
+    pos = 0
+    _size = 0
 
     def readable(self) -> bool:
         return True
@@ -455,6 +453,22 @@ class RangedReader(io.RawIOBase):
     def size(self) -> int:
         return self._size
 
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+class RangedReader(SeekableRaw):
+    """Read-only seekable file over `get_range`, counting bytes and requests (for reports)."""
+
+    def __init__(self, storage: Storage, uri: str, size: int) -> None:
+        super().__init__()
+        self.storage, self.uri, self._size = storage, uri, size
+        self.pos = 0
+        self.bytes_read = 0
+        self.requests = 0
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = self._size - self.pos
@@ -466,11 +480,6 @@ class RangedReader(io.RawIOBase):
         self.bytes_read += n
         self.requests += 1
         return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 _cache: dict[tuple, Storage] = {}
