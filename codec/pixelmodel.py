@@ -295,6 +295,18 @@ def _reset(asum, acnt, prior, kind, ek):
         asum[u] = (prior[kind, u] * PRIOR_COUNT) >> 4
 
 
+@njit(cache=True, inline="always")
+def _tile_state(n_ch, h, w):
+    """Per-tile model state: true errors of every plane (padded), the 3-row ring of
+    per-predictor |errors|, predictions, and the bucket sums and counts."""
+    te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
+    ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
+    q = np.zeros(N_PRED_MAX, dtype=np.int64)
+    asum = np.zeros(N_BUCKETS, dtype=np.int64)
+    acnt = np.zeros(N_BUCKETS, dtype=np.int64)
+    return te, ek, q, asum, acnt
+
+
 @njit(cache=True, parallel=True)
 def _encode_kernel(
     planes, boxes, vq, coefs, prior, starts, sym_out, tid_out, b_out, e_bucket, lom, crc, recip
@@ -303,11 +315,7 @@ def _encode_kernel(
     n_ch = planes.shape[0]
     for t in prange(boxes.shape[0]):
         y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
-        te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
-        ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
-        q = np.zeros(N_PRED_MAX, dtype=np.int64)
-        asum = np.zeros(N_BUCKETS, dtype=np.int64)
-        acnt = np.zeros(N_BUCKETS, dtype=np.int64)
+        te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
         for c in range(n_ch):
             coef = coefs[t, c]
             fit_coefs(planes, c, y0, x0, h, w, coef)
@@ -337,11 +345,7 @@ def _decode_kernel(
     n_ch = planes.shape[0]
     for t in prange(boxes.shape[0]):
         y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
-        te = np.zeros((n_ch, h + PAD, w + 2 * PAD), dtype=np.int32)
-        ek = np.zeros((3, w + 2 * PAD, N_PRED_MAX), dtype=np.int32)
-        q = np.zeros(N_PRED_MAX, dtype=np.int64)
-        asum = np.zeros(N_BUCKETS, dtype=np.int64)
-        acnt = np.zeros(N_BUCKETS, dtype=np.int64)
+        te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
         for c in range(n_ch):
             s = t * n_ch + c
             rp = bb[s]

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit, prange
 from PIL import Image
 
+from codec.pixelmodel import _solve  # the codec's own LS solver
+
 TILE = 128
 K_SP = 4  # spatial sub-predictors
 K_X = 3  # cross sub-predictors per plane > 0
@@ -73,36 +75,6 @@ def _feats(planes, c, y, x, i, j, w, f):
         f[n + 4] = gNE
         n += 5
     return n
-
-
-@njit(cache=True)
-def _solve(A, b, n):
-    """Gaussian elimination with partial pivoting on the leading n x n block (copies)."""
-    M = A[:n, :n].copy()
-    v = b[:n].copy()
-    for k in range(n):
-        piv = k
-        for r in range(k + 1, n):
-            if abs(M[r, k]) > abs(M[piv, k]):
-                piv = r
-        if piv != k:
-            for cc in range(n):
-                M[k, cc], M[piv, cc] = M[piv, cc], M[k, cc]
-            v[k], v[piv] = v[piv], v[k]
-        if abs(M[k, k]) < 1e-12:
-            continue
-        for r in range(k + 1, n):
-            f = M[r, k] / M[k, k]
-            for cc in range(k, n):
-                M[r, cc] -= f * M[k, cc]
-            v[r] -= f * v[k]
-    sol = np.zeros(n)
-    for k in range(n - 1, -1, -1):
-        acc = v[k]
-        for cc in range(k + 1, n):
-            acc -= M[k, cc] * sol[cc]
-        sol[k] = acc / M[k, k] if abs(M[k, k]) >= 1e-12 else 0.0
-    return sol
 
 
 @njit(cache=True)
@@ -194,6 +166,8 @@ def _tile(planes, y0, x0, h, w, sym, act, crs, recip, act_edges, params, prior, 
                 best = 1 << 60
                 for m in range(nk):
                     if (params[7] >> m) & 1:
+                        continue
+                    if c == 2 and (params[10] >> m) & 1:
                         continue
                     s = (
                         _at(errk[m], i - 1, j, h, w)
@@ -390,7 +364,7 @@ def main():
     params = np.array(
         [int(a) for a in sys.argv[2].split(",")]
         if len(sys.argv) > 2
-        else [0, 1, 0, 0, 4, 256, 0, 0, 0, 0],
+        else [0, 1, 0, 0, 4, 256, 0, 0, 0, 0, 0],
         dtype=np.int64,
     )
     data = Path("../shared/data")
