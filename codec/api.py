@@ -24,11 +24,14 @@ from codec.model import WEIGHTS_DIR, Model, default_model, load_model_file
 LEARNED_MODES = ("L", "LA", "RGB", "RGBA")
 FALLBACKS = ("auto", "always", "never")
 # "auto" compares with classical codecs only where the learned path can plausibly lose:
-# synthetic content (very low bpsp, where LZ matching wins), noise (very high bpsp) and small
-# images (cheap to check). benchmarks/peers.py reports the worst case against PNG per set.
+# synthetic content (very low bpsp, or many pixels repeating their left neighbour exactly, where
+# LZ matching wins: GUI screenshots with anti-aliased text reach 1.5-6 bpsp with us but repeat
+# 40-95% of pixels, photos ~1%), noise (very high bpsp) and small images (cheap to check).
+# benchmarks/peers.py reports the worst case against PNG per set.
 AUTO_LOW_BPSP = 1.5
 AUTO_HIGH_BPSP = 6.0
 AUTO_SMALL_SAMPLES = 1 << 16
+AUTO_REPEAT = 0.2  # share of pixels equal to their left neighbour (all channels)
 
 ImageLike = RasterImage | np.ndarray | object
 
@@ -87,12 +90,26 @@ def _header(img: RasterImage, codec: str, model_id: str | None = None) -> contai
     )
 
 
-def _needs_check(fallback: str, bpsp: float, samples: int) -> bool:
+def repeat_share(pixels: np.ndarray) -> float:
+    """Share of pixels identical (all channels) to their left neighbour: high for synthetic
+    images, where classical LZ-based codecs can beat the learned path."""
+    px = pixels if pixels.ndim == 3 else pixels[:, :, None]
+    if px.shape[1] < 2:
+        return 0.0
+    return float(np.all(px[:, 1:] == px[:, :-1], axis=-1).mean())
+
+
+def _needs_check(fallback: str, bpsp: float, pixels: np.ndarray) -> bool:
     if fallback == "always":
         return True
     if fallback == "never":
         return False
-    return bpsp < AUTO_LOW_BPSP or bpsp > AUTO_HIGH_BPSP or samples <= AUTO_SMALL_SAMPLES
+    return (
+        bpsp < AUTO_LOW_BPSP
+        or bpsp > AUTO_HIGH_BPSP
+        or pixels.size <= AUTO_SMALL_SAMPLES
+        or repeat_share(pixels) >= AUTO_REPEAT
+    )
 
 
 def encode_batch(
@@ -124,7 +141,7 @@ def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model
     if parts is not None:
         body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
         best = container.pack(_header(img, "learned", model.model_id), body)
-        if not _needs_check(fallback, 8 * len(best) / img.pixels.size, img.pixels.size):
+        if not _needs_check(fallback, 8 * len(best) / img.pixels.size, img.pixels):
             return best
     kind, payload = classical.encode_classical(img)
     blob = container.pack(_header(img, kind), payload)

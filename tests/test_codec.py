@@ -163,3 +163,28 @@ def test_stage_timing_covers_every_stage():
     with timing.collect() as dec:
         codec.decode(codec.encode(img, fallback="never"))
     assert dec["model"] > 0 and dec["coder"] > 0, dec
+
+
+SCREENSHOT = "../shared/data/screenshots_gimp/toolbox__FG-select-draw-bg.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(SCREENSHOT), reason="shared data missing")
+def test_auto_fallback_catches_screenshots_the_bpsp_rule_misses():
+    """A 496k-sample RGBA GUI screenshot lands at mid bpsp with the learned path (2.6x PNG);
+    `auto` must still store it no larger than PNG + 64 bytes (the repeat-share rule)."""
+    import io
+
+    from PIL import Image
+
+    from codec.api import AUTO_REPEAT, repeat_share
+
+    px = np.asarray(Image.open(SCREENSHOT))
+    png = io.BytesIO()
+    Image.fromarray(px).save(png, "PNG")
+    learned = codec.encode(px, fallback="never")
+    assert 8 * len(learned) / px.size > 1.5 and px.size > 1 << 16  # outside the other rules
+    assert len(learned) > len(png.getvalue())  # the learned path really loses here
+    assert repeat_share(px) >= AUTO_REPEAT
+    assert len(codec.encode(px)) <= len(png.getvalue()) + 64
+    photo = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    assert repeat_share(photo) < 0.01
