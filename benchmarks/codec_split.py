@@ -1,8 +1,9 @@
 """Single-core speed of our codec with its time split, side by side with JPEG-XL e3, one run.
 
 Why: the issue's speed target is "as fast as JPEG-XL e3 on one core, same run"; the split says
-where our time goes (predictor, VQ network, coder, container). Timings are CPU time of this
-process (time.process_time), single-threaded (numba, BLAS, libjxl), best of --repeats.
+where our time goes (predictor, VQ network, coder, container). Timings are wall time of one
+thread (numba, BLAS and libjxl all limited to one), best of --repeats, so the stage shares (also
+wall time, codec.timing) add up; run it on a quiet machine.
 
     python benchmarks/codec_split.py IMG [IMG ...] --out benchmarks/results/codec_split.md
 """
@@ -33,9 +34,9 @@ def best_of(fn, repeats: int) -> tuple[float, object, dict[str, float]]:
     best, out, split = float("inf"), None, {}
     for _ in range(repeats):
         with timing.collect() as stages:
-            t0 = time.process_time()
+            t0 = time.perf_counter()
             out = fn()
-            dt = time.process_time() - t0
+            dt = time.perf_counter() - t0
         if dt < best:
             best, split = dt, dict(stages)
     return best, out, split
@@ -81,7 +82,7 @@ def main() -> None:
         f"--out {a.out} --repeats {a.repeats}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs,"
-        f" {platform.platform()}; CPU time of one thread, best of {a.repeats}",
+        f" {platform.platform()}; wall time of one thread, best of {a.repeats}",
         "- split columns: share of our time in " + " / ".join(STAGES) + " (%); the rest is "
         "Python glue (payload packing, parsing)",
         "",

@@ -195,17 +195,27 @@ def register_builtin_codecs() -> None:
 
 
 def register_pilc() -> None:
-    """Our codec, if `import codec` exposes encode(pixels) -> bytes and decode(blob)."""
+    """Our codec, if `import codec` exposes encode and decode.
+
+    It gets the image as the peers see it: pixels, mode and palette (a palette image is coded as
+    a palette image, not as a gray plane of indices), without ICC/Exif/text, which the peers do
+    not store either."""
     try:
         import codec
     except Exception as e:  # noqa: BLE001 - any import failure just means "not ready"
         SKIPPED["pilc"] = f"import codec failed: {e}"
         return
     enc, dec = getattr(codec, "encode", None), getattr(codec, "decode", None)
-    if callable(enc) and callable(dec):
-        register_codec("pilc", enc, dec, note="ours: codec.encode / codec.decode")
-    else:
+    if not (callable(enc) and callable(dec)):
         SKIPPED["pilc"] = "codec.encode/codec.decode not exposed yet"
+        return
+
+    def encode_image(img: RasterImage) -> bytes:
+        bare = RasterImage(img.pixels, img.mode, palette=img.palette, palette_mode=img.palette_mode)
+        return bytes(enc(bare))
+
+    decode_image = getattr(codec, "decode_image", dec)  # RasterImage: palettes get checked too
+    _register("pilc", encode_image, lambda blob, _img: decode_image(blob), None, "ours")
 
 
 # ----------------------------------------------------------------------------------------------
