@@ -14,7 +14,7 @@ Prediction (all integers, 1/8 pixel units):
   * per earlier plane r, 3 cross-plane predictors (W, N and gradient predictors of this plane
     plus the gradient of plane r towards the current position),
   * one least-squares linear predictor over N, W, NW, NE, NN, WW (+ 5 taps of each earlier
-    plane), fitted by the encoder per tile plane and sent as int16 coefficients in 1/256,
+    plane), fitted by the encoder per tile plane and sent as coefficients in 1/256 (|a| <= 2047),
   blended with weights ~ 1 / (recent |error| of each predictor)^2 around the pixel.
 
 Table choice: a local error energy E (|true error| of N, W, NW, NE and, for planes > 0, of the
@@ -51,6 +51,8 @@ PRIOR_COUNT = 4
 HALVE_AT = 256
 PAD = 2  # zero border of the per-tile error buffers
 
+# Format quirks kept for compatibility (docs/FORMAT.md): np.unique leaves 21 energy edges, so
+# buckets 22-23 never occur, and the level edges start 2, 2, so level 1 never occurs.
 _E_EDGES = np.unique(np.round(np.geomspace(1, 600, N_E_BUCKETS - 1)).astype(np.int64))
 E_BUCKET = np.searchsorted(_E_EDGES, np.arange(4096), side="right").astype(np.uint8)
 _LEVEL_EDGES = np.round(np.geomspace(2, 16 * 8 * 60, N_LEVELS - 1)).astype(np.int64)
@@ -64,10 +66,6 @@ WEIGHT_OF_ERR = (((_RECIP * _RECIP) >> 16) + 1).astype(np.int32)  # blend weight
 def n_taps(plane: int) -> int:
     """LS taps of a plane: 6 own neighbours + 5 per earlier plane (at most 2)."""
     return 6 + 5 * min(plane, 2)
-
-
-def n_predictors(plane: int) -> int:
-    return N_SPATIAL + N_CROSS_PRED * min(plane, 2) + 1
 
 
 @njit(cache=True, inline="always")
