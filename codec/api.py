@@ -26,7 +26,8 @@ FALLBACKS = ("auto", "always", "never")
 # "auto" compares with classical codecs only where the learned path can plausibly lose:
 # synthetic content (very low bpsp, or many pixels repeating their left neighbour exactly, where
 # LZ matching wins: GUI screenshots with anti-aliased text reach 1.5-6 bpsp with us but repeat
-# 40-95% of pixels, photos ~1%), noise (very high bpsp) and small images (cheap to check).
+# 40-95% of pixels, photos ~1%), noise (very high bpsp) and small images (checked against PNG
+# alone: cheap, and what the never-worse-than-PNG rule needs).
 # benchmarks/peers.py reports the worst case against PNG per set.
 AUTO_LOW_BPSP = 1.5
 AUTO_HIGH_BPSP = 6.0
@@ -99,17 +100,20 @@ def repeat_share(pixels: np.ndarray) -> float:
     return float(np.all(px[:, 1:] == px[:, :-1], axis=-1).mean())
 
 
-def _needs_check(fallback: str, bpsp: float, pixels: np.ndarray) -> bool:
-    if fallback == "always":
-        return True
+def _candidates(fallback: str, bpsp: float, img: RasterImage) -> tuple[str, ...]:
+    """Classical kinds to compare a learned blob with (empty: keep the learned one).
+
+    Synthetic or noisy content gets every default kind (WebP often wins there by far); a small
+    photo-like image only gets PNG, enough for the never-worse-than-PNG rule, because WebP's
+    lossless encoder would cost twice our own encode time on it."""
     if fallback == "never":
-        return False
-    return (
-        bpsp < AUTO_LOW_BPSP
-        or bpsp > AUTO_HIGH_BPSP
-        or pixels.size <= AUTO_SMALL_SAMPLES
-        or repeat_share(pixels) >= AUTO_REPEAT
-    )
+        return ()
+    if fallback == "always":
+        return classical.default_kinds(img.mode)
+    px = img.pixels
+    if bpsp < AUTO_LOW_BPSP or bpsp > AUTO_HIGH_BPSP or repeat_share(px) >= AUTO_REPEAT:
+        return classical.default_kinds(img.mode)
+    return ("png",) if px.size <= AUTO_SMALL_SAMPLES else ()
 
 
 def encode_batch(
@@ -137,15 +141,17 @@ def encode_batch(
 
 def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model: Model) -> bytes:
     """The learned blob, or the classical one where the fallback policy finds it smaller."""
-    best = None
-    if parts is not None:
-        body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
-        best = container.pack(_header(img, "learned", model.model_id), body)
-        if not _needs_check(fallback, 8 * len(best) / img.pixels.size, img.pixels):
-            return best
-    kind, payload = classical.encode_classical(img)
+    if parts is None:  # not a learned mode: classical only
+        kind, payload = classical.encode_classical(img)
+        return container.pack(_header(img, kind), payload)
+    body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
+    best = container.pack(_header(img, "learned", model.model_id), body)
+    kinds = _candidates(fallback, 8 * len(best) / img.pixels.size, img)
+    if not kinds:
+        return best
+    kind, payload = classical.encode_classical(img, kinds)
     blob = container.pack(_header(img, kind), payload)
-    return blob if best is None or len(blob) < len(best) else best
+    return blob if len(blob) < len(best) else best
 
 
 def encode(image: ImageLike, *, fallback: str = "auto", model: Model | None = None) -> bytes:
