@@ -49,6 +49,19 @@ def _scale_maps(model: Model, groups_boxes, shapes, indices_of) -> list[np.ndarr
     return maps
 
 
+def _shifted(a: np.ndarray, axis: int) -> np.ndarray:
+    """a moved one step along `axis` (towards higher indices), first slice repeated."""
+    out = np.empty_like(a)
+    src = [slice(None)] * a.ndim
+    dst = [slice(None)] * a.ndim
+    src[axis], dst[axis] = slice(None, -1), slice(1, None)
+    out[tuple(dst)] = a[tuple(src)]
+    first = [slice(None)] * a.ndim
+    first[axis] = slice(0, 1)
+    out[tuple(first)] = a[tuple(first)]
+    return out
+
+
 def vq_residuals(planes: np.ndarray) -> np.ndarray:
     """What the VQ encoder looks at: gradient residuals, later planes with the first plane's
     residual removed (roughly what the cross-plane predictors leave), clipped to int8.
@@ -56,9 +69,9 @@ def vq_residuals(planes: np.ndarray) -> np.ndarray:
     Only the encoder (and training) sees these, so they need not be exact or tile-local: the
     decoder gets the chosen indices."""
     p = planes.astype(np.int16)
-    n = np.pad(p, ((0, 0), (1, 0), (0, 0)), mode="edge")[:, :-1]
-    w = np.pad(p, ((0, 0), (0, 0), (1, 0)), mode="edge")[:, :, :-1]
-    nw = np.pad(p, ((0, 0), (1, 0), (1, 0)), mode="edge")[:, :-1, :-1]
+    n = _shifted(p, 1)  # edge-replicated neighbours, as np.pad(mode="edge") would give
+    w = _shifted(p, 2)
+    nw = _shifted(n, 2)
     r = p - np.clip(n + w - nw, 0, 255)
     if r.shape[0] == 3:
         r[1:] -= r[0]

@@ -45,7 +45,8 @@ def _conv3x3_cols(x: np.ndarray) -> np.ndarray:
     """(N,h,w,C) -> (N*h*w, 9*C) im2col with zero padding, (ky, kx, c) order: nine contiguous
     slab copies, much cheaper than a strided (c, ky, kx) gather."""
     n, h, w, c = x.shape
-    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    xp = np.zeros((n, h + 2, w + 2, c), dtype=x.dtype)
+    xp[:, 1:-1, 1:-1] = x
     cols = np.concatenate(
         [xp[:, dy : dy + h, dx : dx + w, :] for dy in range(3) for dx in range(3)], axis=-1
     )
