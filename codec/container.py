@@ -2,14 +2,18 @@
 
 Layout (docs/FORMAT.md is the spec): magic "PILC", version, codec, mode, flags, varint width and
 height, xxh3-64 of the raw pixels, the model id (learned blobs), optional metadata entries (ICC,
-Exif, text), then the payload. `parse` checks every field against hard limits and the bytes
-actually present before anything is sized from it.
+Exif, text), a 32-bit check of all those header bytes, then the payload. `parse` checks every
+field against hard limits and the bytes actually present before anything is sized from it.
+Why a header check besides the pixel checksum: a flipped byte in the ICC profile or the text
+decodes to correct pixels with wrong metadata, which the pixel checksum cannot see.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+
+import xxhash
 
 from codec import varints
 from codec.errors import CodecError
@@ -79,7 +83,13 @@ def pack(header: Header, payload: bytes) -> bytes:
         out += varints.encode_one(len(meta))
         for key, value in meta:
             out += bytes([key]) + varints.encode_one(len(value)) + value
+    out += header_check(out).to_bytes(4, "little")
     return bytes(out) + payload
+
+
+def header_check(header_bytes: bytes | bytearray | memoryview) -> int:
+    """Low 32 bits of xxh3-64 of the header bytes (magic up to the end of the metadata)."""
+    return xxhash.xxh3_64_intdigest(bytes(header_bytes)) & 0xFFFFFFFF
 
 
 def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
@@ -120,6 +130,9 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
                 header.exif = value
             else:
                 header.text = _parse_text(value)
+    end = r.pos
+    if int.from_bytes(r.take(4), "little") != header_check(r.data[:end]):
+        raise CodecError("header check failed: the blob's header or metadata is corrupt")
     return header, r.data[r.pos :]
 
 

@@ -77,6 +77,22 @@ def test_metadata_survives():
     assert back.text == img.text
 
 
+def test_every_metadata_byte_is_covered():
+    """Pixels have their checksum; a flipped bit anywhere in the header or metadata (which would
+    decode to correct pixels with a wrong ICC profile or text) must fail too."""
+    img = RasterImage(
+        _smooth(16, 24, 3), "RGB", icc_profile=b"\x00icc" * 10, exif=b"Ex", text={"k": "v"}
+    )
+    blob = codec.encode(img, fallback="never")
+    header, payload = container.parse(blob)
+    header_len = len(blob) - len(payload)
+    for pos in range(header_len):
+        bad = bytearray(blob)
+        bad[pos] ^= 0x01
+        with pytest.raises(codec.CodecError):
+            codec.decode_image(bytes(bad))
+
+
 def test_checksum_detects_corruption_in_payload():
     px = _smooth(64, 64, 3)
     blob = bytearray(codec.encode(px, fallback="never"))
@@ -104,12 +120,10 @@ def test_oversized_header_is_refused_before_allocation():
 
 
 def test_unknown_model_id_is_a_clear_error():
-    blob = bytearray(codec.encode(_smooth(8, 8, 3), fallback="never"))
-    header, _ = container.parse(bytes(blob))
-    start = bytes(blob).index(bytes.fromhex(header.model_id))
-    blob[start : start + 8] = b"\xff" * 8
+    header, payload = container.parse(codec.encode(_smooth(8, 8, 3), fallback="never"))
+    header.model_id = "ff" * 8  # a well-formed blob naming a model this install lacks
     with pytest.raises(codec.CodecError, match="model"):
-        codec.decode(bytes(blob))
+        codec.decode(container.pack(header, bytes(payload)))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
