@@ -269,6 +269,17 @@ def _level(asum, acnt, b, level_of_mean, cnt_recip):
 
 
 @njit(cache=True, inline="always")
+def _model_step(planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs):
+    """Everything encoder and decoder compute before a sample is coded: prediction, bucket,
+    table level and predictor count. tabs = (E_BUCKET, LEVEL_OF_MEAN, CNT_RECIP,
+    WEIGHT_OF_ERR)."""
+    e_bucket, lom, crc, recip = tabs
+    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
+    b = _bucket(e, vq[c, y, x], e_bucket)
+    return pr, b, _level(asum, acnt, b, lom, crc), k
+
+
+@njit(cache=True, inline="always")
 def _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt):
     """After coding xv: store true and per-predictor errors, adapt the bucket's mean |error|."""
     pi = i + PAD
@@ -311,6 +322,7 @@ def _encode_kernel(
 ):
     """Forward pass: fit LS coefs, then symbol and table id of every sample, in stream order."""
     n_ch = planes.shape[0]
+    tabs = (e_bucket, lom, crc, recip)
     for t in prange(boxes.shape[0]):
         y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
         te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
@@ -324,9 +336,9 @@ def _encode_kernel(
                 y = y0 + i
                 for j in range(w):
                     x = x0 + j
-                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
-                    b = _bucket(e, vq[c, y, x], e_bucket)
-                    lv = _level(asum, acnt, b, lom, crc)
+                    pr, b, lv, k = _model_step(
+                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs
+                    )
                     xv = np.int64(planes[c, y, x])
                     sym_out[pos] = (xv - ((pr + 4) >> 3)) & 0xFF
                     tid_out[pos] = kind * N_LEVELS + lv
@@ -341,6 +353,7 @@ def _decode_kernel(
 ):
     """Fused decode: per tile, per plane, model the next sample, rANS-decode it, reconstruct."""
     n_ch = planes.shape[0]
+    tabs = (e_bucket, lom, crc, recip)
     for t in prange(boxes.shape[0]):
         y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
         te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
@@ -364,9 +377,9 @@ def _decode_kernel(
                 y = y0 + i
                 for j in range(w):
                     x = x0 + j
-                    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
-                    b = _bucket(e, vq[c, y, x], e_bucket)
-                    lv = _level(asum, acnt, b, lom, crc)
+                    pr, b, lv, k = _model_step(
+                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs
+                    )
                     sv, xs, rp = rans._dec_sym(xs, rp, rend, kind * N_LEVELS + lv, bk, fc, data)
                     xv = (((pr + 4) >> 3) + sv) & 0xFF
                     planes[c, y, x] = xv
