@@ -168,14 +168,20 @@ class LRUCache(Generic[V]):
                 self.bytes -= s
                 self.evictions += 1
 
+    def _take_hit(self, key: Hashable):
+        """The cached entry (counted as a hit, moved to most recent) or None; hold the lock."""
+        hit = self._data.get(key)
+        if hit is not None:
+            self._data.move_to_end(key)
+            self.hits += 1
+        return hit
+
     def get_or_load(self, key: Hashable, load: Callable[[], V]) -> tuple[V, bool]:
         """(value, was it a hit). A failed load raises in the loader only; waiters retry."""
         while True:
             with self._lock:
-                hit = self._data.get(key)
+                hit = self._take_hit(key)
                 if hit is not None:
-                    self._data.move_to_end(key)
-                    self.hits += 1
                     return hit[0], True
                 event = self._inflight.get(key)
                 if event is None:
@@ -184,10 +190,8 @@ class LRUCache(Generic[V]):
                     break
             event.wait()
             with self._lock:
-                hit = self._data.get(key)
+                hit = self._take_hit(key)
                 if hit is not None:
-                    self._data.move_to_end(key)
-                    self.hits += 1
                     return hit[0], True
                 if key in self._inflight:
                     continue
