@@ -1,14 +1,17 @@
-"""Lab for the per-pixel model (docs/experiments.md entries 6-7).
+"""Lab for the per-pixel model (docs/experiments.md entries 6-8).
 
 Cross-entropy on eval images of context tables fitted on training images, for variants of the
 predictor blend and the context; much faster to iterate on than the codec. Usage:
-    python experiments/pm_lab.py rgb|sg use_bias,power,use_ls,adaptive,prior_n,halve,cross,
-        drop_mask,err4,spread
-e.g. `python experiments/pm_lab.py rgb 0,2,1,1,4,256,0,6,0,0` is what codec v2 ships.
+    [LAB_N_ACT=24 LAB_N_LEV=40] python experiments/pm_lab.py rgb|sg|gray \
+        use_bias,power,use_ls,adaptive,prior_n,halve,cross,drop_mask,err4,spread,
+        drop_mask_plane2,alt_predictor2
+e.g. `python experiments/pm_lab.py rgb 0,2,1,1,4,256,0,6,0,0,0,0` is what codec v2 ships;
+alt_predictor2 = 1 puts MED in slot 2 (drop_mask 2 then keeps it: the entry-8 gray runs).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,9 +25,9 @@ from codec.pixelmodel import _solve  # the codec's own LS solver
 TILE = 128
 K_SP = 4  # spatial sub-predictors
 K_X = 3  # cross sub-predictors per plane > 0
-N_ACT = 24
+N_ACT = int(os.environ.get("LAB_N_ACT", 24))
 N_CROSS = 6
-N_LEV = 40
+N_LEV = int(os.environ.get("LAB_N_LEV", 40))
 
 
 @njit(cache=True, inline="always")
@@ -141,7 +144,16 @@ def _tile(planes, y0, x0, h, w, sym, act, crs, recip, act_edges, params, prior, 
                 teNE = _at(te[c], i - 1, j + 1, h, w)
                 q[0] = (W + NE - N) << 3
                 q[1] = (N << 3) - (((teW + teN + teNE) * 16) >> 5)
-                q[2] = (W << 3) - (((teW + teN + teNW) * 10) >> 5)
+                if params[11] == 1:
+                    hi = max(N, W)
+                    lo = min(N, W)
+                    q[2] = (lo if NW >= hi else (hi if NW <= lo else N + W - NW)) << 3
+                elif params[11] == 2:
+                    q[2] = (N + W - NW) << 3
+                elif params[11] == 3:
+                    q[2] = ((N + W) << 2) + ((NE - NW) << 1)
+                else:
+                    q[2] = (W << 3) - (((teW + teN + teNW) * 10) >> 5)
                 q[3] = (N << 3) - (((teNW + teN + teNE) * 7) >> 5)
                 k = K_SP
                 for r in range(min(c, 2)):
@@ -313,6 +325,8 @@ PRIOR = np.zeros((3, N_ACT), dtype=np.int64)
 def load(path, colour):
     im = Image.open(path)
     a = np.asarray(im.convert("RGB"))
+    if colour == "gray":
+        return np.ascontiguousarray(np.asarray(im.convert("L"))[None])
     if colour == "sg":
         r, g, b = (a[..., k].astype(np.int16) for k in range(3))
         return np.stack([g, (r - g + 128) & 255, (b - g + 128) & 255]).astype(np.uint8)
@@ -329,7 +343,7 @@ def stats(paths, colour, params, limit=1 << 19):
             pl, boxes_of(*pl.shape[1:]), RECIP, ACT_EDGES, params, PRIOR, LEV_EDGES
         )
         c_img = np.zeros_like(cnt)
-        idx = ((np.arange(3)[:, None, None] * N_LEV + act) * N_CROSS + crs) * 256 + sym
+        idx = ((np.arange(pl.shape[0])[:, None, None] * N_LEV + act) * N_CROSS + crs) * 256 + sym
         c_img.ravel()[:] = np.bincount(idx.ravel(), minlength=cnt.size)
         n = pl.size
         wgt = min(1.0, limit / n)
@@ -347,7 +361,7 @@ def prior_from(paths, colour, params):
             pl, boxes_of(*pl.shape[1:]), RECIP, ACT_EDGES, params, PRIOR, LEV_EDGES
         )
         mag = np.abs(sym.astype(np.int8).astype(np.int64)) * 8 + 2
-        for c in range(3):
+        for c in range(pl.shape[0]):
             tot[c] += np.bincount(act[c].ravel(), weights=mag[c].ravel(), minlength=N_ACT)
             n[c] += np.bincount(act[c].ravel(), minlength=N_ACT)
     return np.round(16 * tot / np.maximum(n, 1)).astype(np.int64)
@@ -364,7 +378,7 @@ def main():
     params = np.array(
         [int(a) for a in sys.argv[2].split(",")]
         if len(sys.argv) > 2
-        else [0, 1, 0, 0, 4, 256, 0, 0, 0, 0, 0],
+        else [0, 1, 0, 0, 4, 256, 0, 0, 0, 0, 0, 0],
         dtype=np.int64,
     )
     data = Path("../shared/data")
@@ -379,7 +393,8 @@ def main():
         "in64": sorted((data / "imagenet_sample_downsampled/64x64").glob("*.png"))[:60],
     }
     t0 = time.time()
-    train = [t for t in train if Image.open(t).mode == "RGB"]
+    if colour != "gray":
+        train = [t for t in train if Image.open(t).mode == "RGB"]
     print(len(train), "train images")
     global PRIOR
     if params[3]:
