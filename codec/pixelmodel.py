@@ -191,6 +191,9 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     pi = i + PAD
     pj = j + PAD
     n, wv, nw, ne, nn, ww = _neighbours(planes, c, y, x, i, j, w)
+    # The LS dot product gathers the same taps, in the same order, as `_taps` (which fit_coefs
+    # uses); it is written out here because going through `_taps` and a tap array made the fused
+    # decode ~15% slower (93-96 vs 79-83 ns/sample, one thread, 1024x1024 RGB crop).
     acc = coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww
     t_w = np.int64(te[c, pi, pj - 1])
     t_n = np.int64(te[c, pi - 1, pj])
