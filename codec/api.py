@@ -119,9 +119,14 @@ def _candidates(fallback: str, bpsp: float, img: RasterImage) -> tuple[str, ...]
 
 
 def encode_batch(
-    images: Sequence[ImageLike], *, fallback: str = "auto", model: Model | None = None
+    images: Sequence[ImageLike],
+    *,
+    fallback: str = "auto",
+    model: Model | None = None,
+    vq: bool = False,
 ) -> list[bytes]:
-    """Encode many images; all learned-path tiles share one network and coder pass."""
+    """Encode many images; all learned-path tiles share one network and coder pass. vq sends
+    the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md)."""
     if fallback not in FALLBACKS:
         raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
@@ -134,7 +139,7 @@ def encode_batch(
             owners.append(i)
     payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
     for owner, payload in zip(
-        owners, learned.encode_groups(model, groups) if groups else [], strict=True
+        owners, learned.encode_groups(model, groups, vq) if groups else [], strict=True
     ):
         payloads[owner].append(payload)
     with timing.stage("container"):
@@ -156,9 +161,11 @@ def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model
     return blob if len(blob) < len(best) else best
 
 
-def encode(image: ImageLike, *, fallback: str = "auto", model: Model | None = None) -> bytes:
+def encode(
+    image: ImageLike, *, fallback: str = "auto", model: Model | None = None, vq: bool = False
+) -> bytes:
     """Encode one image (array, PIL image, RasterImage, path or file bytes) to a blob."""
-    return encode_batch([image], fallback=fallback, model=model)[0]
+    return encode_batch([image], fallback=fallback, model=model, vq=vq)[0]
 
 
 @lru_cache(maxsize=8)

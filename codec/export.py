@@ -95,6 +95,8 @@ def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -
     )
     arrays["log_sigma"] = np.array([LOG_SIGMA_MIN, step], dtype=np.float64)
     arrays["freqs"] = np.ones((pixelmodel.N_KINDS * pixelmodel.N_LEVELS + 1, 256), np.uint32)
+    # the static VQ index table, from the codes the encoder picked on the calibration crops
+    arrays["freqs"][-1] = np.bincount(calib.ravel(), minlength=256)[:256] + 1
     dirs = [Path(args.data) / d for d in (args.dirs or _default_dirs())]
     rng = np.random.default_rng(args.seed)
     per_dir = max(1, args.table_images // len(dirs))
@@ -113,6 +115,4 @@ def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -
 
 
 def _default_dirs():
-    from codec.train import DEFAULT_TRAIN_DIRS
-
-    return DEFAULT_TRAIN_DIRS
+    return fit_tables.TABLE_DIRS

@@ -6,12 +6,16 @@ streams of a stage through one coder call, so a batch fills the machine the same
 of image sizes it holds.
 
 Coding stages:
-  0. VQ indices, one stream per tile, static table (the model's last table).
+  0. VQ indices, one stream per tile, static table (the model's last table); only in groups whose
+     flags say so. The encoder leaves it out unless asked (`vq=True`): with the v2 pixel model
+     the index stream costs 2-10x what the scales save (docs/experiments.md entry 9). Without it
+     every sample's VQ scale is 0.
   1. pixels: one stream per (tile, plane), tile-major; decoded by codec.pixelmodel with the
      prediction and table choice fused into the rANS loop.
 
-Group payload: LS coefficients (zigzag varints, n_taps(c) per tile plane), stream word counts
-(varints: stage 0 then stage 1), stream bytes in the same order.
+Group payload: flags (varint, bit 0: VQ stage present), LS coefficients (zigzag varints,
+n_taps(c) per tile plane), stream word counts (varints: stage 0 then stage 1), stream bytes in
+the same order.
 """
 
 from __future__ import annotations
@@ -26,21 +30,27 @@ from codec.errors import CodecError
 from codec.layout import CELL, cell_shape, tile_boxes
 from codec.model import Model, residual_features
 
+FLAG_VQ = 1
 
-def _tiles_by_shape(groups_boxes) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """(group, tile) keys of every tile, grouped by latent shape: one network pass per shape."""
+
+def _tiles_by_shape(groups_boxes, vq_on) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(group, tile) keys of every tile of the VQ groups, grouped by latent shape: one network
+    pass per shape."""
     by_shape: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     for g, boxes in enumerate(groups_boxes):
+        if not vq_on[g]:
+            continue
         for t, (_, _, h, w) in enumerate(boxes):
             by_shape[cell_shape(int(h), int(w))].append((g, t))
     return by_shape
 
 
-def _scale_maps(model: Model, groups_boxes, shapes, indices_of) -> list[np.ndarray]:
-    """Run the integer decoder over every tile (batched by latent shape): (C,H,W) scale maps."""
-    maps = [np.empty(s, dtype=np.uint8) for s in shapes]
-    for keys in _tiles_by_shape(groups_boxes).values():
-        idx = np.stack([indices_of(g, t) for g, t in keys])
+def _scale_maps(model: Model, groups_boxes, shapes, vq_on, indices: dict) -> list[np.ndarray]:
+    """Run the integer decoder over every tile of the VQ groups (batched by latent shape):
+    (C,H,W) scale maps, zero in groups without the VQ stage."""
+    maps = [np.zeros(s, dtype=np.uint8) for s in shapes]
+    for keys in _tiles_by_shape(groups_boxes, vq_on).values():
+        idx = np.stack([indices[key] for key in keys])
         scales = model.decode_scales(idx)
         for k, (g, t) in enumerate(keys):
             y0, x0, h, w = groups_boxes[g][t]
@@ -83,11 +93,11 @@ def vq_features(planes: np.ndarray) -> np.ndarray:
     return residual_features(vq_residuals(planes))
 
 
-def _vq_indices(model: Model, groups: list[np.ndarray], boxes_all) -> dict:
-    """Encoder side: code indices of every tile, (g, t) -> (lh, lw) uint8."""
-    feats_of = [vq_features(g) for g in groups]
+def _vq_indices(model: Model, groups: list[np.ndarray], boxes_all, vq_on) -> dict:
+    """Encoder side: code indices of every tile of the VQ groups, (g, t) -> (lh, lw) uint8."""
+    feats_of = [vq_features(g) if on else None for g, on in zip(groups, vq_on, strict=True)]
     indices: dict[tuple[int, int], np.ndarray] = {}
-    for (lh, lw), keys in _tiles_by_shape(boxes_all).items():
+    for (lh, lw), keys in _tiles_by_shape(boxes_all, vq_on).items():
         feats = np.zeros((len(keys), 3, lh * CELL, lw * CELL), dtype=np.float32)
         for k, (g, t) in enumerate(keys):
             y0, x0, h, w = boxes_all[g][t]
@@ -99,9 +109,9 @@ def _vq_indices(model: Model, groups: list[np.ndarray], boxes_all) -> dict:
     return indices
 
 
-def _index_bounds(boxes: np.ndarray) -> np.ndarray:
-    """Stream bounds of the VQ index stage: one stream per tile of lh*lw indices."""
-    sizes = [int(np.prod(cell_shape(int(h), int(w)))) for _, _, h, w in boxes]
+def _index_bounds(boxes: np.ndarray, vq_on: bool) -> np.ndarray:
+    """Stream bounds of the VQ index stage: one stream per tile of lh*lw indices, or none."""
+    sizes = [int(np.prod(cell_shape(int(h), int(w)))) for _, _, h, w in boxes] if vq_on else []
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
@@ -123,12 +133,14 @@ def _coef_mask(n_tiles: int, n_ch: int) -> np.ndarray:
     return mask
 
 
-def analyse(model: Model, groups: list[np.ndarray]):
-    """Encode-side modelling of a batch: VQ indices per tile, then each group's PlaneCode."""
+def analyse(model: Model, groups: list[np.ndarray], vq: bool = False):
+    """Encode-side modelling of a batch: VQ indices per tile (if vq), then each group's
+    PlaneCode."""
     boxes_all = [tile_boxes(p.shape[1], p.shape[2]) for p in groups]
+    vq_on = [vq] * len(groups)
     with timing.stage("model"):
-        indices = _vq_indices(model, groups, boxes_all)
-        vq = _scale_maps(model, boxes_all, [p.shape for p in groups], lambda g, t: indices[(g, t)])
+        indices = _vq_indices(model, groups, boxes_all, vq_on)
+        vq = _scale_maps(model, boxes_all, [p.shape for p in groups], vq_on, indices)
     with timing.stage("predictor"):
         encoded = [
             pixelmodel.encode_planes(planes, boxes_all[g], vq[g], model.prior)
@@ -137,16 +149,19 @@ def analyse(model: Model, groups: list[np.ndarray]):
     return boxes_all, indices, encoded
 
 
-def encode_groups(model: Model, groups: list[np.ndarray]) -> list[bytes]:
-    """Learned payload of each plane group."""
-    boxes_all, indices, encoded = analyse(model, groups)
+def encode_groups(model: Model, groups: list[np.ndarray], vq: bool = False) -> list[bytes]:
+    """Learned payload of each plane group; vq sends the VQ-VAE side information."""
+    boxes_all, indices, encoded = analyse(model, groups, vq)
     shapes = [p.shape for p in groups]
     with timing.stage("coder"):
         syms, tids, bnds, counts = [], [], [np.zeros(1, dtype=np.int64)], []
         offset = 0
         for g, enc in enumerate(encoded):
-            idx = np.concatenate([indices[(g, t)].ravel() for t in range(len(boxes_all[g]))])
-            ib = _index_bounds(boxes_all[g])
+            ib = _index_bounds(boxes_all[g], vq)
+            idx = np.concatenate(
+                [indices[(g, t)].ravel() for t in range(len(boxes_all[g]) if vq else 0)]
+                + [np.zeros(0, dtype=np.uint8)]
+            )
             for s, t, b in (
                 (idx, np.full(idx.shape, model.index_table, np.uint8), ib),
                 (enc.symbols, enc.table_ids, enc.bounds),
@@ -165,8 +180,12 @@ def encode_groups(model: Model, groups: list[np.ndarray]) -> list[bytes]:
         words = (np.diff(bb) - 4) // 2
         n_ch = shapes[g][0]
         sent = enc.coefs[_coef_mask(len(boxes_all[g]), n_ch)]
+        flags = np.array([FLAG_VQ if vq else 0], dtype=np.uint64)
         out.append(
-            varints.encode(_zigzag(sent)) + varints.encode(words) + data[bb[0] : bb[-1]].tobytes()
+            varints.encode(flags)
+            + varints.encode(_zigzag(sent))
+            + varints.encode(words)
+            + data[bb[0] : bb[-1]].tobytes()
         )
         first += n
     return out
@@ -177,6 +196,7 @@ class _Parsed:
     shape: tuple[int, int, int]
     boxes: np.ndarray
     coefs: np.ndarray  # (n_tiles, C, N_TAPS_MAX) int64
+    vq_on: bool
     index_bounds: np.ndarray
     data: np.ndarray
     index_bytes: np.ndarray  # byte bounds of the VQ index streams
@@ -188,11 +208,12 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     n_ch, height, width = shape
     boxes = tile_boxes(height, width)
     reader = varints.Reader(payload)
+    flags = int(reader.varint_array(1, np.array([FLAG_VQ]))[0])
     mask = _coef_mask(len(boxes), n_ch)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
     coefs = np.zeros(mask.shape, dtype=np.int64)
     coefs[mask] = _unzigzag(raw)
-    ib = _index_bounds(boxes)
+    ib = _index_bounds(boxes, bool(flags & FLAG_VQ))
     pixel_sizes = np.repeat(boxes[:, 2] * boxes[:, 3], n_ch)
     max_words = np.concatenate([np.diff(ib), pixel_sizes])
     words = reader.varint_array(len(max_words), max_words)
@@ -204,7 +225,9 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     data = np.frombuffer(payload, dtype=np.uint8, offset=reader.pos)
     ends = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     n_idx = len(ib) - 1
-    return _Parsed(shape, boxes, coefs, ib, data, ends[: n_idx + 1], ends[n_idx:])
+    return _Parsed(
+        shape, boxes, coefs, bool(flags & FLAG_VQ), ib, data, ends[: n_idx + 1], ends[n_idx:]
+    )
 
 
 def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
@@ -229,7 +252,7 @@ def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
         raise CodecError("learned payload: VQ index out of range")
     out, first = {}, 0
     for g, p in enumerate(parsed):
-        for t, (_, _, h, w) in enumerate(p.boxes):
+        for t, (_, _, h, w) in enumerate(p.boxes if p.vq_on else ()):
             lh, lw = cell_shape(int(h), int(w))
             out[(g, t)] = flat[first : first + lh * lw].reshape(lh, lw)
             first += lh * lw
@@ -243,7 +266,8 @@ def decode_groups(
     parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
-        vq = _scale_maps(model, [p.boxes for p in parsed], shapes, lambda g, t: indices[(g, t)])
+        vq_on = [p.vq_on for p in parsed]
+        vq = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
     with timing.stage("coder"):
         return [
             pixelmodel.decode_planes(

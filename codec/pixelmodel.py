@@ -8,9 +8,10 @@ stream; tiles stay independent (one GPU thread, or one CPU task, per tile), plan
 in order (later planes see earlier ones).
 
 Prediction (all integers, 1/8 pixel units):
-  * 2 spatial predictors from JPEG-XL's weighted-predictor family: W+NE-N, and N corrected by
-    the signed true errors of NW, N, NE (the W- and N-corrected members measured worse in the
-    blend, docs/experiments.md entry 7),
+  * 3 spatial predictors from JPEG-XL's weighted-predictor family: W+NE-N, N corrected by the
+    signed true errors of NW, N, NE, and W corrected by those of W, N, NW (true error =
+    value - prediction, so a correction adds it; format version 2 subtracted it, which is why
+    these measured worse than nothing there, docs/experiments.md entries 7 and 9),
   * per earlier plane r, 3 cross-plane predictors (W, N and gradient predictors of this plane
     plus the gradient of plane r towards the current position),
   * one least-squares linear predictor over N, W, NW, NE, NN, WW (+ 5 taps of each earlier
@@ -21,8 +22,9 @@ Table choice: a local error energy E (|true error| of N, W, NW, NE and, for plan
 co-located earlier planes) picks one of N_BUCKETS buckets; each bucket keeps a running mean of the
 |error| it saw in this tile plane (started from a trained prior), and that mean's log picks one
 of N_LEVELS tables of the plane's kind. The decoder network's scale (VQ, one per sample) splits
-the buckets, so the learned side information and the local statistics choose together. The
-adaptation makes the tables fit images unlike the training set (docs/experiments.md, entry 6).
+the buckets, so the learned side information and the local statistics choose together (when the
+encoder sends it; otherwise the scale is 0). The adaptation makes the tables fit images unlike
+the training set (docs/experiments.md, entry 6).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from numba import njit, prange
 from codec import rans
 from codec.errors import CodecError
 
-N_SPATIAL = 2
+N_SPATIAL = 3
 N_CROSS_PRED = 3
 N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
 N_TAPS_MAX = 16  # LS taps of plane 2: 6 own + 5 of each earlier plane
@@ -200,7 +202,8 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     t_nw = np.int64(te[c, pi - 1, pj - 1])
     t_ne = np.int64(te[c, pi - 1, pj + 1])
     q[0] = (wv + ne - n) << 3
-    q[1] = (n << 3) - (((t_nw + t_n + t_ne) * 7) >> 5)
+    q[1] = (n << 3) + (((t_nw + t_n + t_ne) * 7) >> 5)
+    q[2] = (wv << 3) + (((t_w + t_n + t_nw) * 10) >> 5)
     k = N_SPATIAL
     nt = 6
     for r in range(min(c, 2)):

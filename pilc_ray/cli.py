@@ -14,7 +14,7 @@ from codec.errors import CodecError
 
 
 def _cmd_encode(a: argparse.Namespace) -> int:
-    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback)
+    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback, vq=a.vq)
     Path(a.output).write_bytes(blob)
     info = codec.info(blob)
     raw = info["width"] * info["height"]
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("input")
     e.add_argument("output")
     e.add_argument("--fallback", choices=("auto", "always", "never"), default="auto")
+    e.add_argument(
+        "--vq", action="store_true", help="send VQ-VAE side information (costs bytes; FORMAT.md)"
+    )
     e.set_defaults(fn=_cmd_encode)
     d = sub.add_parser("decode", help="decompress a blob to PNG")
     d.add_argument("input")

@@ -40,6 +40,32 @@ def test_batch_matches_single_and_mixes_sizes():
         assert np.array_equal(im, back)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_vq_side_information_is_optional_per_group(channels):
+    px = _smooth(150, 140, channels, seed=channels)
+    plain = codec.encode(px, fallback="never")
+    with_vq = codec.encode(px, fallback="never", vq=True)
+    if channels != 4:  # one group: the payload opens with its flags
+        assert container.parse(plain)[1][0] == 0
+        assert container.parse(with_vq)[1][0] == 1
+    assert plain != with_vq
+    back = codec.decode_batch([plain, with_vq])
+    assert all(np.array_equal(b, px) for b in back)
+
+
+def test_unknown_group_flags_are_refused():
+    from codec import learned
+    from codec.model import default_model
+
+    px = _smooth(40, 40, 3)
+    header, payload = container.parse(codec.encode(px, fallback="never"))
+    assert payload[0] == 0  # flags: no VQ stage
+    for flags in (2, 3, 0x80):
+        bad = bytes([flags]) + bytes(payload[1:])
+        with pytest.raises(codec.CodecError, match="exceeds limit|truncated"):
+            learned.decode_groups(default_model(), [bad], [(3, 40, 40)])
+
+
 def test_fallback_flags_classical_and_never_loses_to_png():
     flat = np.zeros((300, 300, 3), dtype=np.uint8)
     flat[100:200, 50:250] = (10, 200, 30)
