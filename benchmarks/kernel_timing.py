@@ -1,0 +1,72 @@
+"""Per-sample cost of the pixel model's two hot loops, one thread: the encoder's pass (LS fit +
+model) and the fused model + rANS decode kernel, on 1024x1024 crops (RGB and gray).
+
+Usage: python benchmarks/kernel_timing.py [RGB_IMAGE GRAY_IMAGE] [--repeats N]
+Used for the speed entries of docs/experiments.md; wall time, best of N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numba
+import numpy as np
+from PIL import Image
+
+from codec import learned, pixelmodel
+from codec.layout import tile_boxes
+from codec.model import default_model
+
+DATA = "../shared/data/"
+DEFAULTS = (
+    DATA + "clic_2images/alberto-montalesi-176097.png",
+    DATA + "imagecompression_info/gray8bit/flower_foveon.png",
+)
+
+
+def _planes(path: str) -> np.ndarray:
+    a = np.asarray(Image.open(path))
+    g = a[None] if a.ndim == 2 else a[..., :3].transpose(2, 0, 1)[[1, 0, 2]]
+    return np.ascontiguousarray(g[:, :1024, :1024])
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("images", nargs="*", default=list(DEFAULTS))
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    numba.set_num_threads(1)
+    model = default_model()
+    for path in a.images:
+        g = _planes(path)
+        payload = learned.encode_groups(model, [g])[0]
+        p = learned._parse(payload, g.shape)
+        vq = np.zeros(g.shape, np.uint8)
+        boxes = tile_boxes(g.shape[1], g.shape[2])
+
+        def enc(g=g, boxes=boxes, vq=vq):
+            return pixelmodel.encode_planes(g, boxes, vq, model.prior)
+
+        def dec(p=p, vq=vq):
+            return pixelmodel.decode_planes(
+                p.data, p.pixel_bytes, p.shape, p.boxes, vq, p.coefs, model.prior, model.tables
+            )
+
+        if not np.array_equal(dec(), g):
+            raise SystemExit(f"{path}: decode mismatch")
+        ns = [_best(f, a.repeats) / g.size * 1e9 for f in (enc, dec)]
+        print(f"{path.split('/')[-1]} {g.shape}: encode {ns[0]:.1f} ns/sample, decode {ns[1]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
