@@ -51,7 +51,7 @@ def main() -> None:
         g = _planes(path)
         payload = learned.encode_groups(model, [g])[0]
         p = learned._parse(payload, g.shape)
-        vq = np.zeros(g.shape, np.uint8)
+        vq = None  # the default: no VQ stage
         boxes = tile_boxes(g.shape[1], g.shape[2])
 
         def enc(g=g, boxes=boxes, vq=vq):

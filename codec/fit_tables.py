@@ -54,7 +54,7 @@ def flat_prior() -> np.ndarray:
     e_edges = np.concatenate([[0], pixelmodel._E_EDGES])
     per_e = np.maximum(16 * 8 * (e_edges / 6.0 + 0.5), 16).astype(np.int64)
     per_e = np.concatenate([per_e, np.full(pixelmodel.N_E_BUCKETS - len(per_e), per_e[-1])])
-    row = np.repeat(per_e, pixelmodel.N_VQ_BUCKETS)
+    row = np.repeat(per_e, pixelmodel.N_SUB_BUCKETS)
     return np.tile(row, (pixelmodel.N_KINDS, 1))
 
 
@@ -102,6 +102,8 @@ def fit(
     index_row = arrays["freqs"][-1:].astype(np.float64)
     arrays["freqs"] = rans.normalize_freqs(np.concatenate([init * 1e4, index_row]))
     fallback = arrays.get("prior", flat_prior())  # for buckets seen too rarely (VQ scales > 0)
+    if fallback.shape != flat_prior().shape:  # weights from before a bucket-layout change
+        fallback = flat_prior()
     arrays["prior"] = flat_prior()
     _, err_sum, err_n, codes = collect(Model(arrays), groups, vq)
     if codes.sum() > 0:

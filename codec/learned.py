@@ -9,7 +9,7 @@ Coding stages:
   0. VQ indices, one stream per tile, static table (the model's last table); only in groups whose
      flags say so. The encoder leaves it out unless asked (`vq=True`): with the v2 pixel model
      the index stream costs 2-10x what the scales save (docs/experiments.md entry 9). Without it
-     every sample's VQ scale is 0.
+     the pixel model splits its buckets by a local gradient class instead of the VQ scale.
   1. pixels: one stream per (tile, plane), tile-major; decoded by codec.pixelmodel with the
      prediction and table choice fused into the rANS loop.
 
@@ -45,10 +45,14 @@ def _tiles_by_shape(groups_boxes, vq_on) -> dict[tuple[int, int], list[tuple[int
     return by_shape
 
 
-def _scale_maps(model: Model, groups_boxes, shapes, vq_on, indices: dict) -> list[np.ndarray]:
+def _scale_maps(
+    model: Model, groups_boxes, shapes, vq_on, indices: dict
+) -> list[np.ndarray | None]:
     """Run the integer decoder over every tile of the VQ groups (batched by latent shape):
-    (C,H,W) scale maps, zero in groups without the VQ stage."""
-    maps = [np.zeros(s, dtype=np.uint8) for s in shapes]
+    (C,H,W) scale maps, None for groups without the VQ stage."""
+    maps = [
+        np.zeros(s, dtype=np.uint8) if on else None for s, on in zip(shapes, vq_on, strict=True)
+    ]
     for keys in _tiles_by_shape(groups_boxes, vq_on).values():
         idx = np.stack([indices[key] for key in keys])
         scales = model.decode_scales(idx)

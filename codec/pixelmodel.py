@@ -20,12 +20,13 @@ Prediction (all integers, 1/8 pixel units):
   > 0 the LS predictor's weight is doubled (-0.2% bytes on RGB, docs/experiments.md entry 9).
 
 Table choice: a local error energy E (|true error| of N, W, NW, NE and, for planes > 0, of the
-co-located earlier planes) picks one of N_BUCKETS buckets; each bucket keeps a running mean of the
-|error| it saw in this tile plane (started from a trained prior), and that mean's log picks one
-of N_LEVELS tables of the plane's kind. The decoder network's scale (VQ, one per sample) splits
-the buckets, so the learned side information and the local statistics choose together (when the
-encoder sends it; otherwise the scale is 0). The adaptation makes the tables fit images unlike
-the training set (docs/experiments.md, entry 6).
+co-located earlier planes), split 4 ways by a sub-bucket, picks one of N_BUCKETS buckets; each
+bucket keeps a running mean of the |error| it saw in this tile plane (started from a trained
+prior), and that mean's log picks one of N_LEVELS tables of the plane's kind. The sub-bucket is
+the decoder network's scale class where the group carries the VQ stage, else a class of the
+local pixel gradient |N-NW| + |W-NW| + |NE-N| (edges vs noise at equal error energy: -0.3% bytes
+on photos, -2% on screenshots, docs/experiments.md entry 9). The adaptation makes the tables fit
+images unlike the training set (docs/experiments.md, entry 6).
 """
 
 from __future__ import annotations
@@ -45,13 +46,17 @@ N_TAPS_MAX = 16  # LS taps of plane 2: 6 own + 5 of each earlier plane
 COEF_ONE = 256  # LS coefficients are in 1/256
 COEF_MAX = 2047
 N_E_BUCKETS = 24
-N_VQ_BUCKETS = 4  # VQ scale index >> VQ_SHIFT
+N_SUB_BUCKETS = 4  # with the VQ stage: VQ scale index >> VQ_SHIFT; without: gradient class
 VQ_SHIFT = 4
-N_BUCKETS = N_E_BUCKETS * N_VQ_BUCKETS
+N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
 PRIOR_COUNT = 4
 HALVE_AT = 256
+GRAD_EDGES = (1, 4, 12)  # |N-NW| + |W-NW| + |NE-N| -> gradient class 0..3
+GRAD_CLASS = np.searchsorted(GRAD_EDGES, np.arange(GRAD_EDGES[-1] + 1), side="right").astype(
+    np.uint8
+)
 PAD = 2  # zero border of the per-tile error buffers
 
 # Format quirks kept for compatibility (docs/FORMAT.md): np.unique leaves 21 energy edges, so
@@ -191,8 +196,9 @@ def _floor_div(a, b):
 
 @njit(cache=True, inline="always")
 def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
-    """Blended prediction P (1/8 units, clamped) of (c, y, x), the local error energy E and the
-    number of predictors. ek holds the last 3 rows of per-predictor |errors| (row i % 3)."""
+    """Blended prediction P (1/8 units, clamped) of (c, y, x), the local error energy E, the
+    number of predictors and the gradient class. ek holds the last 3 rows of per-predictor
+    |errors| (row i % 3)."""
     pi = i + PAD
     pj = j + PAD
     n, wv, nw, ne, nn, ww = _neighbours(planes, c, y, x, i, j, w)
@@ -261,12 +267,13 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     e >>= 3
     if e > 4095:
         e = 4095
-    return pr, e, k
+    gs = abs(n - nw) + abs(wv - nw) + abs(ne - n)
+    return pr, e, k, np.int64(GRAD_CLASS[min(gs, GRAD_EDGES[-1])])
 
 
 @njit(cache=True, inline="always")
-def _bucket(e, vq, e_bucket):
-    return np.int64(e_bucket[e]) * N_VQ_BUCKETS + (np.int64(vq) >> VQ_SHIFT)
+def _bucket(e, sub, e_bucket):
+    return np.int64(e_bucket[e]) * N_SUB_BUCKETS + sub
 
 
 @njit(cache=True, inline="always")
@@ -281,13 +288,15 @@ def _level(asum, acnt, b, level_of_mean, cnt_recip):
 
 
 @njit(cache=True, inline="always")
-def _model_step(planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs):
+def _model_step(planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs):
     """Everything encoder and decoder compute before a sample is coded: prediction, bucket,
-    table level and predictor count. tabs = (E_BUCKET, LEVEL_OF_MEAN, CNT_RECIP,
-    WEIGHT_OF_ERR)."""
+    table level and predictor count. The bucket's sub-index is the VQ scale class where the
+    group carries the VQ stage, else the local gradient class. tabs = (E_BUCKET,
+    LEVEL_OF_MEAN, CNT_RECIP, WEIGHT_OF_ERR)."""
     e_bucket, lom, crc, recip = tabs
-    pr, e, k = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
-    b = _bucket(e, vq[c, y, x], e_bucket)
+    pr, e, k, g = _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip)
+    sub = (np.int64(vq[c, y, x]) >> VQ_SHIFT) if use_vq else g
+    b = _bucket(e, sub, e_bucket)
     return pr, b, _level(asum, acnt, b, lom, crc), k
 
 
@@ -330,7 +339,20 @@ def _tile_state(n_ch, h, w):
 
 @njit(cache=True, parallel=True)
 def _encode_kernel(
-    planes, boxes, vq, coefs, prior, starts, sym_out, tid_out, b_out, e_bucket, lom, crc, recip
+    planes,
+    boxes,
+    vq,
+    use_vq,
+    coefs,
+    prior,
+    starts,
+    sym_out,
+    tid_out,
+    b_out,
+    e_bucket,
+    lom,
+    crc,
+    recip,
 ):
     """Forward pass: fit LS coefs, then symbol and table id of every sample, in stream order."""
     n_ch = planes.shape[0]
@@ -349,7 +371,7 @@ def _encode_kernel(
                 for j in range(w):
                     x = x0 + j
                     pr, b, lv, k = _model_step(
-                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs
+                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
                     )
                     xv = np.int64(planes[c, y, x])
                     sym_out[pos] = (xv - ((pr + 4) >> 3)) & 0xFF
@@ -361,7 +383,7 @@ def _encode_kernel(
 
 @njit(cache=True, parallel=True)
 def _decode_kernel(
-    data, bb, boxes, vq, coefs, prior, planes, err, bk, fc, e_bucket, lom, crc, recip
+    data, bb, boxes, vq, use_vq, coefs, prior, planes, err, bk, fc, e_bucket, lom, crc, recip
 ):
     """Fused decode: per tile, per plane, model the next sample, rANS-decode it, reconstruct."""
     n_ch = planes.shape[0]
@@ -390,7 +412,7 @@ def _decode_kernel(
                 for j in range(w):
                     x = x0 + j
                     pr, b, lv, k = _model_step(
-                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, asum, acnt, tabs
+                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
                     )
                     sv, xs, rp = rans._dec_sym(xs, rp, rend, kind * N_LEVELS + lv, bk, fc, data)
                     xv = (((pr + 4) >> 3) + sv) & 0xFF
@@ -416,10 +438,14 @@ class PlaneCode:
     coefs: np.ndarray  # (n_tiles, C, N_TAPS_MAX) int64 LS coefficients
 
 
+_NO_VQ = np.zeros((1, 1, 1), dtype=np.uint8)
+
+
 def encode_planes(
-    planes: np.ndarray, boxes: np.ndarray, vq: np.ndarray, prior: np.ndarray
+    planes: np.ndarray, boxes: np.ndarray, vq: np.ndarray | None, prior: np.ndarray
 ) -> PlaneCode:
-    """(C,H,W) uint8 planes -> everything the coder and the payload need."""
+    """(C,H,W) uint8 planes -> everything the coder and the payload need. vq: the (C,H,W) VQ
+    scale map where the group carries the VQ stage, else None."""
     planes = np.ascontiguousarray(planes, dtype=np.uint8)
     n_ch = planes.shape[0]
     starts = stream_starts(boxes, n_ch)
@@ -430,7 +456,8 @@ def encode_planes(
     _encode_kernel(
         planes,
         boxes,
-        np.ascontiguousarray(vq),
+        _NO_VQ if vq is None else np.ascontiguousarray(vq),
+        vq is not None,
         coefs,
         prior,
         starts,
@@ -450,7 +477,7 @@ def decode_planes(
     byte_bounds: np.ndarray,
     shape: tuple[int, int, int],
     boxes: np.ndarray,
-    vq: np.ndarray,
+    vq: np.ndarray | None,
     coefs: np.ndarray,
     prior: np.ndarray,
     tables: rans.RansTables,
@@ -470,7 +497,8 @@ def decode_planes(
         data,
         byte_bounds.astype(np.int64),
         boxes,
-        np.ascontiguousarray(vq),
+        _NO_VQ if vq is None else np.ascontiguousarray(vq),
+        vq is not None,
         coefs,
         prior,
         planes,
