@@ -16,7 +16,7 @@ Prediction (all integers, 1/8 pixel units):
     plus the gradient of plane r towards the current position),
   * one least-squares linear predictor over N, W, NW, NE, NN, WW (+ 5 taps of each earlier
     plane), fitted by the encoder per tile plane and sent as coefficients in 1/256 (|a| <= 2047),
-  blended with weights ~ 1 / (recent |error| of each predictor)^2 around the pixel; on planes
+  blended with weights ~ 1 / (recent |error| of each predictor + 12)^2 around the pixel; on planes
   > 0 the LS predictor's weight is doubled (-0.2% bytes on RGB, docs/experiments.md entry 9).
 
 Table choice: a local error energy E (|true error| of N, W, NW, NE and, for planes > 0, of the
@@ -70,8 +70,13 @@ _LEVEL_EDGES = np.round(np.geomspace(2, 16 * 8 * 60, N_LEVELS - 1)).astype(np.in
 MEAN_MAX = 1 << 15
 LEVEL_OF_MEAN = np.searchsorted(_LEVEL_EDGES, np.arange(MEAN_MAX), side="right").astype(np.uint8)
 CNT_RECIP = np.concatenate([[0], -(-(1 << 33) // np.arange(1, HALVE_AT + 1))]).astype(np.int64)
-_RECIP = 65535 // (np.arange(4096, dtype=np.int64) + 1)
-WEIGHT_OF_ERR = (((_RECIP * _RECIP) >> 16) + 1).astype(np.int32)  # blend weight ~ 1 / err^2
+# Blend weight of a predictor whose 6-neighbour |error| sum (1/8 units) is 2s: ~ 1 / (s + 12)^2,
+# at most 65536 (so a blend's weight total stays < 2^21, as _floor_div needs). The softening
+# constant replaced format v2's 1 / (s/2 + 1)^2 (-0.1..-0.6% bytes, docs/experiments.md entry 9).
+WEIGHT_SOFT = 12
+WEIGHT_OF_ERR = (
+    65535 * WEIGHT_SOFT**2 // (np.arange(4096, dtype=np.int64) + WEIGHT_SOFT) ** 2 + 1
+).astype(np.int32)
 
 
 def n_taps(plane: int) -> int:
@@ -248,7 +253,7 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
             + ek[r1, pj + 1, m]
             + ek[r2, pj, m]
             + ek[r0, pj - 2, m]
-        ) >> 2
+        ) >> 1
         if s > 4095:
             s = 4095
         wt = np.int64(recip[s])
