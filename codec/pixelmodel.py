@@ -19,14 +19,14 @@ Prediction (all integers, 1/8 pixel units):
   blended with weights ~ 1 / (recent |error| of each predictor + 12)^2 around the pixel; on planes
   > 0 the LS predictor's weight is doubled (-0.2% bytes on RGB, docs/experiments.md entry 9).
 
-Table choice: a local error energy E (|true error| of N, W, NW, NE and, for planes > 0, of the
-co-located earlier planes), split 4 ways by a sub-bucket, picks one of N_BUCKETS buckets; each
-bucket keeps a running mean of the |error| it saw in this tile plane (started from a trained
-prior), and that mean's log picks one of N_LEVELS tables of the plane's kind. The sub-bucket is
-the decoder network's scale class where the group carries the VQ stage, else a class of the
-local pixel gradient |N-NW| + |W-NW| + |NE-N| (edges vs noise at equal error energy: -0.3% bytes
-on photos, -2% on screenshots, docs/experiments.md entry 9). The adaptation makes the tables fit
-images unlike the training set (docs/experiments.md, entry 6).
+Table choice: a local error energy E (|true error| of N, W, NW, NE, NN, WW and, for planes > 0,
+of the co-located earlier planes), split 4 ways by a sub-bucket, picks one of N_BUCKETS
+buckets; each bucket keeps a running mean of the |error| it saw in this tile plane (started
+from a trained prior), and that mean's log picks one of N_LEVELS tables of the plane's kind.
+The sub-bucket is the decoder network's scale class where the group carries the VQ stage, else
+a class of the local pixel gradient |N-NW| + |W-NW| + |NE-N| (edges vs noise at equal error
+energy: -0.3% bytes on photos, -2% on screenshots, docs/experiments.md entry 9). The adaptation
+makes the tables fit images unlike the training set (docs/experiments.md, entry 6).
 """
 
 from __future__ import annotations
@@ -268,6 +268,7 @@ def _predict(planes, c, y, x, i, j, w, te, ek, q, coef, recip):
     elif pr > 255 * 8:
         pr = 255 * 8
     e = 2 * abs(t_n) + 2 * abs(t_w) + abs(t_nw) + abs(t_ne)
+    e += abs(np.int64(te[c, pi - 2, pj])) + abs(np.int64(te[c, pi, pj - 2]))
     if c == 1:
         e += 2 * abs(np.int64(te[0, pi, pj]))
     elif c == 2:
