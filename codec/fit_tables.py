@@ -16,20 +16,14 @@ import numpy as np
 
 from codec import learned, pixelmodel, rans
 from codec.model import DEFAULT_WEIGHTS, Model, model_id
+from codec.train import DEFAULT_TRAIN_DIRS
 
 SAMPLES_PER_IMAGE = 1 << 18
 # Screenshots are left out of the table fit: their residuals (a spike at 0 under heavy tails)
 # pulled every level's shape away from photos' (+0.2% bytes on RGB, +2% on gray photos;
 # screenshots gain 1.2% from them, but photos are what the learned path is for).
 # docs/experiments.md entry 9.
-TABLE_DIRS = (
-    "wikipedia_photos",
-    "urban100_subset",
-    "usc_sipi",
-    "waterloo_bragzone",
-    "classic_sr_denoise_sets",
-    "imagenet_sample_downsampled/64x64",
-)
+TABLE_DIRS = tuple(d for d in DEFAULT_TRAIN_DIRS if d != "screenshots_gimp")
 FLOOR_WEIGHT = 24.0  # pseudo-counts of the logistic floor per table
 
 
