@@ -7,9 +7,9 @@ of image sizes it holds.
 
 Coding stages:
   0. VQ indices, one stream per tile, static table (the model's last table); only in groups whose
-     flags say so. The encoder leaves it out unless asked (`vq=True`): with the v2 pixel model
-     the index stream costs 2-10x what the scales save (docs/experiments.md entry 9). Without it
-     the pixel model splits its buckets by a local gradient class instead of the VQ scale.
+     flags say so. The encoder leaves it out unless asked (`vq=True`): with the per-pixel model
+     of format v3 the index stream costs 2-10x what the scales save (docs/experiments.md entry
+     9). Without it the pixel model splits its buckets by a local gradient class instead.
   1. pixels: one stream per (tile, plane), tile-major; decoded by codec.pixelmodel with the
      prediction and table choice fused into the rANS loop.
 
@@ -144,10 +144,10 @@ def analyse(model: Model, groups: list[np.ndarray], vq: bool = False):
     vq_on = [vq] * len(groups)
     with timing.stage("model"):
         indices = _vq_indices(model, groups, boxes_all, vq_on)
-        vq = _scale_maps(model, boxes_all, [p.shape for p in groups], vq_on, indices)
+        scales = _scale_maps(model, boxes_all, [p.shape for p in groups], vq_on, indices)
     with timing.stage("predictor"):
         encoded = [
-            pixelmodel.encode_planes(planes, boxes_all[g], vq[g], model.prior)
+            pixelmodel.encode_planes(planes, boxes_all[g], scales[g], model.prior)
             for g, planes in enumerate(groups)
         ]
     return boxes_all, indices, encoded
@@ -271,7 +271,7 @@ def decode_groups(
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
         vq_on = [p.vq_on for p in parsed]
-        vq = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
+        scales = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
     with timing.stage("coder"):
         return [
             pixelmodel.decode_planes(
@@ -279,7 +279,7 @@ def decode_groups(
                 p.pixel_bytes,
                 p.shape,
                 p.boxes,
-                vq[g],
+                scales[g],
                 p.coefs,
                 model.prior,
                 model.tables,
