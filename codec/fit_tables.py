@@ -95,10 +95,11 @@ def fit(
     init = np.stack([logistic_table(s) for s in sig] * pixelmodel.N_KINDS)
     index_row = arrays["freqs"][-1:].astype(np.float64)
     arrays["freqs"] = rans.normalize_freqs(np.concatenate([init * 1e4, index_row]))
-    fallback = arrays.get("prior", flat_prior())  # for buckets seen too rarely (VQ scales > 0)
-    if fallback.shape != flat_prior().shape:  # weights from before a bucket-layout change
-        fallback = flat_prior()
-    arrays["prior"] = flat_prior()
+    flat = flat_prior()
+    fallback = arrays.get("prior", flat)  # for buckets seen too rarely (VQ scales > 0)
+    if fallback.shape != flat.shape:  # weights from before a bucket-layout change
+        fallback = flat
+    arrays["prior"] = flat
     _, err_sum, err_n, codes = collect(Model(arrays), groups, vq)
     if codes.sum() > 0:
         index_row = (codes + 0.5)[None]

@@ -162,9 +162,10 @@ def encode_groups(model: Model, groups: list[np.ndarray], vq: bool = False) -> l
         offset = 0
         for g, enc in enumerate(encoded):
             ib = _index_bounds(boxes_all[g], vq)
-            idx = np.concatenate(
-                [indices[(g, t)].ravel() for t in range(len(boxes_all[g]) if vq else 0)]
-                + [np.zeros(0, dtype=np.uint8)]
+            idx = (
+                np.concatenate([indices[(g, t)].ravel() for t in range(len(boxes_all[g]))])
+                if vq
+                else np.zeros(0, dtype=np.uint8)
             )
             for s, t, b in (
                 (idx, np.full(idx.shape, model.index_table, np.uint8), ib),
@@ -212,12 +213,12 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     n_ch, height, width = shape
     boxes = tile_boxes(height, width)
     reader = varints.Reader(payload)
-    flags = int(reader.varint_array(1, np.array([FLAG_VQ]))[0])
+    vq_on = bool(reader.varint_array(1, np.array([FLAG_VQ]))[0] & FLAG_VQ)
     mask = _coef_mask(len(boxes), n_ch)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
     coefs = np.zeros(mask.shape, dtype=np.int64)
     coefs[mask] = _unzigzag(raw)
-    ib = _index_bounds(boxes, bool(flags & FLAG_VQ))
+    ib = _index_bounds(boxes, vq_on)
     pixel_sizes = np.repeat(boxes[:, 2] * boxes[:, 3], n_ch)
     max_words = np.concatenate([np.diff(ib), pixel_sizes])
     words = reader.varint_array(len(max_words), max_words)
@@ -229,9 +230,7 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     data = np.frombuffer(payload, dtype=np.uint8, offset=reader.pos)
     ends = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     n_idx = len(ib) - 1
-    return _Parsed(
-        shape, boxes, coefs, bool(flags & FLAG_VQ), ib, data, ends[: n_idx + 1], ends[n_idx:]
-    )
+    return _Parsed(shape, boxes, coefs, vq_on, ib, data, ends[: n_idx + 1], ends[n_idx:])
 
 
 def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
