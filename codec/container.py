@@ -20,7 +20,7 @@ from codec.errors import CodecError
 from codec.imagefile import MODES
 
 MAGIC = b"PILC"
-VERSION = 3  # 3: optional VQ stage, corrected spatial predictors (docs/FORMAT.md)
+VERSION = 4  # 4: residual frame by the prediction's rounding offset (docs/FORMAT.md)
 CODECS = ("learned", "png", "webp", "jxl", "zlib")
 MAX_SIDE = 1 << 20
 FLAG_METADATA = 1

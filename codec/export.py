@@ -94,7 +94,7 @@ def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -
         [args.codes, args.latent, args.hidden, N_SCALES, 0, SHIFT], dtype=np.int64
     )
     arrays["log_sigma"] = np.array([LOG_SIGMA_MIN, step], dtype=np.float64)
-    arrays["freqs"] = np.ones((pixelmodel.N_KINDS * pixelmodel.N_LEVELS + 1, 256), np.uint32)
+    arrays["freqs"] = np.ones((pixelmodel.N_PIXEL_TABLES + 1, 256), np.uint32)
     # the static VQ index table, from the codes the encoder picked on the calibration crops
     arrays["freqs"][-1] = np.bincount(calib.ravel(), minlength=256)[:256] + 1
     dirs = [Path(args.data) / d for d in (args.dirs or _default_dirs())]

@@ -27,10 +27,10 @@ TABLE_DIRS = tuple(d for d in DEFAULT_TRAIN_DIRS if d != "screenshots_gimp")
 FLOOR_WEIGHT = 24.0  # pseudo-counts of the logistic floor per table
 
 
-def logistic_table(sigma: float) -> np.ndarray:
-    """Discretised zero-mean logistic over the 256 residual symbols (mod-256 order)."""
+def logistic_table(sigma: float, centre: float = 0.0) -> np.ndarray:
+    """Discretised logistic over the 256 residual symbols (mod-256 order)."""
     r = np.arange(256)
-    r = np.where(r < 128, r, r - 256).astype(np.float64)
+    r = np.where(r < 128, r, r - 256).astype(np.float64) - centre
     cdf = lambda v: 1.0 / (1.0 + np.exp(-v / sigma))  # noqa: E731
     with np.errstate(over="ignore"):
         return np.maximum(cdf(r + 0.5) - cdf(r - 0.5), 1e-12)
@@ -41,6 +41,23 @@ def level_sigmas() -> np.ndarray:
     edges = np.concatenate([[1], pixelmodel._LEVEL_EDGES, [pixelmodel._LEVEL_EDGES[-1] * 1.3]])
     centres = np.sqrt(edges[:-1] * edges[1:]) / 128.0
     return np.maximum(centres / (2 * np.log(2)), 0.05)
+
+
+# Mean lean of the (sign-flipped) residual in each offset class: P's rounding offset is 0-1/8
+# in the first, 2/8-4/8 in the second (pixelmodel._coding_frame).
+CLASS_CENTRES = (0.0, 0.375)
+
+
+def initial_tables() -> np.ndarray:
+    """Logistic tables in table-id order (kind, level, offset class): the starting point of a
+    fit and the floor that keeps rare tables sane."""
+    rows = [
+        logistic_table(s, c)
+        for _ in range(pixelmodel.N_KINDS)
+        for s in level_sigmas()
+        for c in CLASS_CENTRES
+    ]
+    return np.stack(rows)
 
 
 def flat_prior() -> np.ndarray:
@@ -62,8 +79,7 @@ def _kinds(code: pixelmodel.PlaneCode, n_ch: int) -> np.ndarray:
 def collect(model: Model, groups: list[np.ndarray], vq: bool = False):
     """Weighted (table, symbol) counts, per (kind, bucket) sums of |error| x128 and counts, and
     VQ code counts."""
-    n_tables = pixelmodel.N_KINDS * pixelmodel.N_LEVELS
-    hist = np.zeros((n_tables, 256))
+    hist = np.zeros((pixelmodel.N_PIXEL_TABLES, 256))
     err_sum = np.zeros((pixelmodel.N_KINDS, pixelmodel.N_BUCKETS))
     err_n = np.zeros_like(err_sum)
     codes = np.zeros(256)
@@ -91,8 +107,7 @@ def fit(
     the encoder runs by default (vq=False); the index table and the priors of VQ scales the
     fit does not see are kept from `arrays`."""
     arrays = dict(arrays)
-    sig = level_sigmas()
-    init = np.stack([logistic_table(s) for s in sig] * pixelmodel.N_KINDS)
+    init = initial_tables()
     index_row = arrays["freqs"][-1:].astype(np.float64)
     arrays["freqs"] = rans.normalize_freqs(np.concatenate([init * 1e4, index_row]))
     flat = flat_prior()

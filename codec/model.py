@@ -19,7 +19,7 @@ import numpy as np
 from codec import rans
 from codec.errors import CodecError
 from codec.layout import CELL
-from codec.pixelmodel import N_BUCKETS, N_KINDS, N_LEVELS
+from codec.pixelmodel import N_BUCKETS, N_KINDS, N_PIXEL_TABLES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "pilc-default.npz"
@@ -87,7 +87,7 @@ class Model:
         self.model_id = model_id(arrays)
         self.freqs = arrays["freqs"].astype(np.uint32)
         self.prior = np.ascontiguousarray(arrays["prior"], dtype=np.int64)
-        self.index_table = N_KINDS * N_LEVELS  # the last table codes VQ indices
+        self.index_table = N_PIXEL_TABLES  # the last table codes VQ indices
         self._check()
         self._check_exact_bounds()
         self.tables = rans.RansTables.from_freqs(self.freqs)
@@ -108,7 +108,7 @@ class Model:
             "d1_w": (c.hidden, c.latent_dim * 9),
             "d2_w": (c.hidden, c.hidden * 9),
             "d3_w": (N_OUT, c.hidden),
-            "freqs": (N_KINDS * N_LEVELS + 1, 256),
+            "freqs": (N_PIXEL_TABLES + 1, 256),
             "prior": (N_KINDS, N_BUCKETS),
             "codebook": (c.n_codes, c.latent_dim),
         }

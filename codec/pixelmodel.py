@@ -22,7 +22,9 @@ Prediction (all integers, 1/8 pixel units):
 Table choice: a local error energy E (|true error| of N, W, NW, NE, NN, WW and, for planes > 0,
 of the co-located earlier planes), split 4 ways by a sub-bucket, picks one of N_BUCKETS
 buckets; each bucket keeps a running mean of the |error| it saw in this tile plane (started
-from a trained prior), and that mean's log picks one of N_LEVELS tables of the plane's kind.
+from a trained prior), and that mean's log picks one of N_LEVELS levels of the plane's kind; the
+prediction's rounding offset picks one of the level's two tables and the residual's sign
+(_coding_frame).
 The sub-bucket is the decoder network's scale class where the group carries the VQ stage, else
 a class of the local pixel gradient |N-NW| + |W-NW| + |NE-N| (edges vs noise at equal error
 energy: -0.3% bytes on photos, -2% on screenshots, docs/experiments.md entry 9). The adaptation
@@ -51,6 +53,9 @@ VQ_SHIFT = 4
 N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
+N_OFFSET_CLASSES = 2  # |P - 8 * round(P / 8)| < 2 or >= 2 (in 1/8): see _coding_frame
+N_PIXEL_TABLES = N_KINDS * N_LEVELS * N_OFFSET_CLASSES
+FAR_OFFSETS = 0b11000111  # bit d + 4 set where the rounding offset d (-4..3) has |d| >= 2
 PRIOR_COUNT = 4
 HALVE_AT = 256
 GRAD_EDGES = (1, 4, 12)  # |N-NW| + |W-NW| + |NE-N| -> gradient class 0..3
@@ -297,6 +302,21 @@ def _level(asum, acnt, b, level_of_mean, cnt_recip):
 
 
 @njit(cache=True, inline="always")
+def _coding_frame(pr, kind, lv):
+    """Where a sample's residual is coded from: base = P rounded to a whole value, whether the
+    residual's sign is flipped (neg = -1, else 0: r -> (r ^ neg) - neg, branch-free as the
+    flips are a coin toss), and the rANS table. P's rounding offset d = P - 8 * base (-4..3,
+    in 1/8) says which side of base the value more likely lies: the residual is flipped where
+    d < 0, so every table sees it leaning the same way, and |d| >= 2 (P near a half) picks the
+    table of the level's second offset class (-0.3% bytes on photos, -1.5% gray, -1.1%
+    screenshots, docs/experiments.md entry 10)."""
+    base = (pr + 4) >> 3
+    d = pr - (base << 3)
+    far = (FAR_OFFSETS >> (d + 4)) & 1
+    return base, d >> 63, ((kind * N_LEVELS + lv) << 1) + far
+
+
+@njit(cache=True, inline="always")
 def _model_step(planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs):
     """Everything encoder and decoder compute before a sample is coded: prediction, bucket,
     table level and predictor count. The bucket's sub-index is the VQ scale class where the
@@ -389,8 +409,9 @@ def _encode_kernel(
                         planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
                     )
                     xv = np.int64(planes[c, y, x])
-                    sym_out[pos] = (xv - ((pr + 4) >> 3)) & 0xFF
-                    tid_out[pos] = kind * N_LEVELS + lv
+                    base, neg, tid = _coding_frame(pr, kind, lv)
+                    sym_out[pos] = (((xv - base) ^ neg) - neg) & 0xFF
+                    tid_out[pos] = tid
                     b_out[pos] = b
                     pos += 1
                     _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
@@ -429,8 +450,9 @@ def _decode_kernel(
                     pr, b, lv, k = _model_step(
                         planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
                     )
-                    sv, xs, rp = rans._dec_sym(xs, rp, rend, kind * N_LEVELS + lv, bk, fc, data)
-                    xv = (((pr + 4) >> 3) + sv) & 0xFF
+                    base, neg, tid = _coding_frame(pr, kind, lv)
+                    sv, xs, rp = rans._dec_sym(xs, rp, rend, tid, bk, fc, data)
+                    xv = (base + ((np.int64(sv) ^ neg) - neg)) & 0xFF
                     planes[c, y, x] = xv
                     _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
             err[s] = rans._status(x0_state, xs, rp, rend)
@@ -504,7 +526,7 @@ def decode_planes(
         raise CodecError("stream count does not match the tile layout")
     if int(byte_bounds[-1]) > len(data) or np.any(np.diff(byte_bounds) < 0):
         raise CodecError("stream byte bounds out of range")
-    if tables.n_tables < N_KINDS * N_LEVELS:
+    if tables.n_tables < N_PIXEL_TABLES:
         raise CodecError("model has too few coding tables for the pixel model")
     planes = np.zeros(shape, dtype=np.uint8)
     err = np.zeros(n_streams, dtype=np.int64)
