@@ -372,6 +372,61 @@ def _tile_state(n_ch, h, w):
     return te, ek, q, asum, acnt
 
 
+@njit(cache=True, inline="always")
+def _encode_plane(planes, c, box, st, coef, vq, use_vq, prior, tabs, pos, out):
+    """Forward pass over tile plane c: symbol, table id and bucket of every sample into
+    out = (sym_out, tid_out, b_out) from pos on. Called with c a literal (see _encode_kernel)."""
+    y0, x0, h, w = box
+    te, ek, q, asum, acnt = st
+    sym_out, tid_out, b_out = out
+    kind = min(c, N_KINDS - 1)
+    _reset(asum, acnt, prior, kind, ek)
+    for i in range(h):
+        y = y0 + i
+        for j in range(w):
+            x = x0 + j
+            pr, b, lv, k = _model_step(
+                planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
+            )
+            xv = np.int64(planes[c, y, x])
+            base, neg, tid = _coding_frame(pr, kind, lv)
+            sym_out[pos] = (((xv - base) ^ neg) - neg) & 0xFF
+            tid_out[pos] = tid
+            b_out[pos] = b
+            pos += 1
+            _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+
+
+@njit(cache=True, inline="always")
+def _decode_plane(planes, c, box, st, coef, vq, use_vq, prior, tabs, stream):
+    """Fused model + rANS decode of tile plane c from stream = (state, read position, end, bk,
+    fc, data); returns the final state and read position. Called with c a literal (see
+    _decode_kernel)."""
+    y0, x0, h, w = box
+    te, ek, q, asum, acnt = st
+    xs, rp, rend, bk, fc, data = stream
+    kind = min(c, N_KINDS - 1)
+    _reset(asum, acnt, prior, kind, ek)
+    for i in range(h):
+        y = y0 + i
+        for j in range(w):
+            x = x0 + j
+            pr, b, lv, k = _model_step(
+                planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
+            )
+            base, neg, tid = _coding_frame(pr, kind, lv)
+            sv, xs, rp = rans._dec_sym(xs, rp, rend, tid, bk, fc, data)
+            xv = (base + ((np.int64(sv) ^ neg) - neg)) & 0xFF
+            planes[c, y, x] = xv
+            _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+    return xs, rp
+
+
+# Both kernels call the plane loop once per plane index with c a literal: numba inlines each
+# copy, so a plane's predictor count and its cross-plane branches are compile-time constants
+# (fused decode 5-10% faster, docs/experiments.md entry 10). Groups have 1 or 3 planes.
+
+
 @njit(cache=True, parallel=True)
 def _encode_kernel(
     planes,
@@ -393,28 +448,19 @@ def _encode_kernel(
     n_ch = planes.shape[0]
     tabs = (e_bucket, lom, crc, recip)
     for t in prange(boxes.shape[0]):
-        y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
-        te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
+        box = (boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3])
+        st = _tile_state(n_ch, box[2], box[3])
         for c in range(n_ch):
             coef = coefs[t, c]
-            fit_coefs(planes, c, y0, x0, h, w, coef)
-            kind = min(c, N_KINDS - 1)
-            _reset(asum, acnt, prior, kind, ek)
+            fit_coefs(planes, c, box[0], box[1], box[2], box[3], coef)
             pos = starts[t * n_ch + c]
-            for i in range(h):
-                y = y0 + i
-                for j in range(w):
-                    x = x0 + j
-                    pr, b, lv, k = _model_step(
-                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
-                    )
-                    xv = np.int64(planes[c, y, x])
-                    base, neg, tid = _coding_frame(pr, kind, lv)
-                    sym_out[pos] = (((xv - base) ^ neg) - neg) & 0xFF
-                    tid_out[pos] = tid
-                    b_out[pos] = b
-                    pos += 1
-                    _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+            out = (sym_out, tid_out, b_out)
+            if c == 0:
+                _encode_plane(planes, 0, box, st, coef, vq, use_vq, prior, tabs, pos, out)
+            elif c == 1:
+                _encode_plane(planes, 1, box, st, coef, vq, use_vq, prior, tabs, pos, out)
+            else:
+                _encode_plane(planes, 2, box, st, coef, vq, use_vq, prior, tabs, pos, out)
 
 
 @njit(cache=True, parallel=True)
@@ -425,8 +471,8 @@ def _decode_kernel(
     n_ch = planes.shape[0]
     tabs = (e_bucket, lom, crc, recip)
     for t in prange(boxes.shape[0]):
-        y0, x0, h, w = boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3]
-        te, ek, q, asum, acnt = _tile_state(n_ch, h, w)
+        box = (boxes[t, 0], boxes[t, 1], boxes[t, 2], boxes[t, 3])
+        st = _tile_state(n_ch, box[2], box[3])
         for c in range(n_ch):
             s = t * n_ch + c
             rp = bb[s]
@@ -435,26 +481,17 @@ def _decode_kernel(
                 err[s] = 5
                 continue
             x0_state = rans._get_state(data, rp)
-            xs = x0_state
-            rp += 4
             if x0_state < rans.RANS_L:
                 err[s] = 4
                 continue
             coef = coefs[t, c]
-            kind = min(c, N_KINDS - 1)
-            _reset(asum, acnt, prior, kind, ek)
-            for i in range(h):
-                y = y0 + i
-                for j in range(w):
-                    x = x0 + j
-                    pr, b, lv, k = _model_step(
-                        planes, c, y, x, i, j, w, te, ek, q, coef, vq, use_vq, asum, acnt, tabs
-                    )
-                    base, neg, tid = _coding_frame(pr, kind, lv)
-                    sv, xs, rp = rans._dec_sym(xs, rp, rend, tid, bk, fc, data)
-                    xv = (base + ((np.int64(sv) ^ neg) - neg)) & 0xFF
-                    planes[c, y, x] = xv
-                    _update(planes, c, i, j, xv, pr, b, k, te, ek, q, asum, acnt)
+            stream = (x0_state, rp + 4, rend, bk, fc, data)
+            if c == 0:
+                xs, rp = _decode_plane(planes, 0, box, st, coef, vq, use_vq, prior, tabs, stream)
+            elif c == 1:
+                xs, rp = _decode_plane(planes, 1, box, st, coef, vq, use_vq, prior, tabs, stream)
+            else:
+                xs, rp = _decode_plane(planes, 2, box, st, coef, vq, use_vq, prior, tabs, stream)
             err[s] = rans._status(x0_state, xs, rp, rend)
 
 
@@ -478,6 +515,11 @@ class PlaneCode:
 _NO_VQ = np.zeros((1, 1, 1), dtype=np.uint8)
 
 
+def _check_planes(n_ch: int) -> None:
+    if not 1 <= n_ch <= 3:  # the kernels specialise plane indices 0, 1 and 2
+        raise CodecError(f"a plane group has 1 to 3 planes, not {n_ch}")
+
+
 def encode_planes(
     planes: np.ndarray, boxes: np.ndarray, vq: np.ndarray | None, prior: np.ndarray
 ) -> PlaneCode:
@@ -485,6 +527,7 @@ def encode_planes(
     scale map where the group carries the VQ stage, else None."""
     planes = np.ascontiguousarray(planes, dtype=np.uint8)
     n_ch = planes.shape[0]
+    _check_planes(n_ch)
     starts = stream_starts(boxes, n_ch)
     sym = np.empty(int(starts[-1]), dtype=np.uint8)
     tid = np.empty(int(starts[-1]), dtype=np.uint8)
@@ -521,6 +564,7 @@ def decode_planes(
 ) -> np.ndarray:
     """Inverse of encode_planes + rANS: the (C,H,W) uint8 planes."""
     n_ch = shape[0]
+    _check_planes(n_ch)
     n_streams = len(boxes) * n_ch
     if len(byte_bounds) != n_streams + 1:
         raise CodecError("stream count does not match the tile layout")

@@ -66,6 +66,31 @@ def test_unknown_group_flags_are_refused():
             learned.decode_groups(default_model(), [bad], [(3, 40, 40)])
 
 
+@pytest.mark.parametrize(
+    ("pr", "base", "neg", "far"),
+    [(80, 10, 0, 0), (81, 10, 0, 0), (82, 10, 0, 1), (83, 10, 0, 1),
+     (79, 10, -1, 0), (78, 10, -1, 1), (76, 10, -1, 1), (84, 11, -1, 1), (0, 0, 0, 0)],
+)  # fmt: skip
+def test_residual_frame_follows_the_rounding_offset(pr, base, neg, far):
+    """docs/FORMAT.md: base = (P + 4) >> 3, flipped where P < 8 base, second table where
+    |P - 8 base| >= 2; table ids interleave the two classes per level."""
+    from codec import pixelmodel
+
+    kind, level = 2, 7
+    got = pixelmodel._coding_frame(pr, kind, level)
+    assert got == (base, neg, (kind * pixelmodel.N_LEVELS + level) * 2 + far)
+
+
+def test_plane_groups_hold_at_most_three_planes():
+    from codec import pixelmodel
+    from codec.layout import tile_boxes
+    from codec.model import default_model
+
+    planes = np.zeros((4, 8, 8), np.uint8)
+    with pytest.raises(codec.CodecError, match="1 to 3 planes"):
+        pixelmodel.encode_planes(planes, tile_boxes(8, 8), None, default_model().prior)
+
+
 def test_fallback_flags_classical_and_never_loses_to_png():
     flat = np.zeros((300, 300, 3), dtype=np.uint8)
     flat[100:200, 50:250] = (10, 200, 30)
