@@ -533,13 +533,15 @@ def encode_planes(
     tid = np.empty(int(starts[-1]), dtype=np.uint8)
     buckets = np.empty(int(starts[-1]), dtype=np.uint8)
     coefs = np.zeros((len(boxes), n_ch, N_TAPS_MAX), dtype=np.int64)
+    # Inputs the kernels only read go in read-only (rans._ro): numba compiles once per
+    # writability, and each compile of these kernels takes over a minute.
     _encode_kernel(
-        planes,
-        boxes,
-        _NO_VQ if vq is None else np.ascontiguousarray(vq),
+        rans._ro(planes),
+        rans._ro(boxes),
+        rans._ro(_NO_VQ if vq is None else np.ascontiguousarray(vq)),
         vq is not None,
         coefs,
-        prior,
+        rans._ro(prior),
         starts,
         sym,
         tid,
@@ -575,13 +577,13 @@ def decode_planes(
     planes = np.zeros(shape, dtype=np.uint8)
     err = np.zeros(n_streams, dtype=np.int64)
     _decode_kernel(
-        data,
+        rans._ro(data),
         byte_bounds.astype(np.int64),
-        boxes,
-        _NO_VQ if vq is None else np.ascontiguousarray(vq),
+        rans._ro(boxes),
+        rans._ro(_NO_VQ if vq is None else np.ascontiguousarray(vq)),
         vq is not None,
-        coefs,
-        prior,
+        rans._ro(coefs),
+        rans._ro(prior),
         planes,
         err,
         tables._bk,
