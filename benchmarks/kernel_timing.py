@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
-from PIL import Image
 
 from codec import learned, pixelmodel
 from codec.layout import tile_boxes
 from codec.model import default_model
+from codec.train import load_planes
 
 DATA = "../shared/data/"
 DEFAULTS = (
@@ -26,8 +27,10 @@ DEFAULTS = (
 
 
 def _planes(path: str) -> np.ndarray:
-    a = np.asarray(Image.open(path))
-    g = a[None] if a.ndim == 2 else a[..., :3].transpose(2, 0, 1)[[1, 0, 2]]
+    """The image's plane group as the codec codes it, cropped to 1024x1024."""
+    g = load_planes(Path(path))
+    if g is None:
+        raise SystemExit(f"{path}: not an 8-bit gray or colour image")
     return np.ascontiguousarray(g[:, :1024, :1024])
 
 

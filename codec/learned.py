@@ -185,9 +185,8 @@ def encode_groups(model: Model, groups: list[np.ndarray], vq: bool = False) -> l
         words = (np.diff(bb) - 4) // 2
         n_ch = shapes[g][0]
         sent = enc.coefs[_coef_mask(len(boxes_all[g]), n_ch)]
-        flags = np.array([FLAG_VQ if vq else 0], dtype=np.uint64)
         out.append(
-            varints.encode(flags)
+            varints.encode_one(FLAG_VQ if vq else 0)
             + varints.encode(_zigzag(sent))
             + varints.encode(words)
             + data[bb[0] : bb[-1]].tobytes()
@@ -213,7 +212,7 @@ def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     n_ch, height, width = shape
     boxes = tile_boxes(height, width)
     reader = varints.Reader(payload)
-    vq_on = bool(reader.varint_array(1, np.array([FLAG_VQ]))[0] & FLAG_VQ)
+    vq_on = bool(reader.varint(FLAG_VQ) & FLAG_VQ)
     mask = _coef_mask(len(boxes), n_ch)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
     coefs = np.zeros(mask.shape, dtype=np.int64)
