@@ -19,6 +19,7 @@ from codec import classical, container, learned, timing, varints
 from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
 from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
+from codec.layout import DEFAULT_TILE
 from codec.model import WEIGHTS_DIR, Model, default_model, load_model_file
 
 LEARNED_MODES = ("L", "LA", "RGB", "RGBA")
@@ -127,11 +128,14 @@ def encode_batch(
     fallback: str = "auto",
     model: Model | None = None,
     vq: bool = False,
+    tile: int = DEFAULT_TILE,
 ) -> list[bytes]:
     """Encode many images; all learned-path tiles share one network and coder pass. vq sends
-    the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md)."""
+    the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
+    tile is the learned path's tile side (256, or 128 for more independent streams)."""
     if fallback not in FALLBACKS:
         raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
+    learned.check_tile(tile)
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
     model = model or default_model()
     learned_ids = [i for i, im in enumerate(imgs) if im.mode in LEARNED_MODES]
@@ -142,7 +146,7 @@ def encode_batch(
             owners.append(i)
     payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
     for owner, payload in zip(
-        owners, learned.encode_groups(model, groups, vq) if groups else [], strict=True
+        owners, learned.encode_groups(model, groups, vq, tile) if groups else [], strict=True
     ):
         payloads[owner].append(payload)
     with timing.stage("container"):
@@ -165,10 +169,15 @@ def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model
 
 
 def encode(
-    image: ImageLike, *, fallback: str = "auto", model: Model | None = None, vq: bool = False
+    image: ImageLike,
+    *,
+    fallback: str = "auto",
+    model: Model | None = None,
+    vq: bool = False,
+    tile: int = DEFAULT_TILE,
 ) -> bytes:
     """Encode one image (array, PIL image, RasterImage, path or file bytes) to a blob."""
-    return encode_batch([image], fallback=fallback, model=model, vq=vq)[0]
+    return encode_batch([image], fallback=fallback, model=model, vq=vq, tile=tile)[0]
 
 
 @lru_cache(maxsize=8)

@@ -20,7 +20,9 @@ from codec.errors import CodecError
 from codec.imagefile import MODES
 
 MAGIC = b"PILC"
-VERSION = 4  # 4: residual frame by the prediction's rounding offset (docs/FORMAT.md)
+VERSION = 5  # 5: a group's flags may choose 256-pixel tiles (docs/FORMAT.md)
+# A version 4 blob is a version 5 blob whose groups all use 128-pixel tiles: still read.
+READ_VERSIONS = (4, 5)
 CODECS = ("learned", "png", "webp", "jxl", "zlib")
 MAX_SIDE = 1 << 20
 FLAG_METADATA = 1
@@ -41,10 +43,11 @@ class Header:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     text: dict[str, str] = field(default_factory=dict)
+    version: int = VERSION  # of a parsed blob; pack always writes VERSION
 
     def to_dict(self) -> dict:
         return {
-            "format_version": VERSION,
+            "format_version": self.version,
             "codec": self.codec,
             "mode": self.mode,
             "width": self.width,
@@ -100,8 +103,8 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
     if r.remaining < 4 or r.take(4) != MAGIC:
         raise CodecError("not a pilc blob (bad magic)")
     version = r.u8()
-    if version != VERSION:
-        raise CodecError(f"unsupported format version {version} (this build reads {VERSION})")
+    if version not in READ_VERSIONS:
+        raise CodecError(f"unsupported format version {version} (this build reads {READ_VERSIONS})")
     codec_id, mode_id, flags = r.u8(), r.u8(), r.u8()
     if codec_id >= len(CODECS):
         raise CodecError(f"unknown codec id {codec_id}")
@@ -113,7 +116,7 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
     height = r.varint(MAX_SIDE)
     if width < 1 or height < 1:
         raise CodecError(f"invalid image size {width}x{height}")
-    header = Header(CODECS[codec_id], MODES[mode_id], width, height, r.u64())
+    header = Header(CODECS[codec_id], MODES[mode_id], width, height, r.u64(), version=version)
     if header.codec == "learned":
         header.model_id = r.take(8).hex()
     if flags & FLAG_METADATA:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from codec import learned, pixelmodel, rans
+from codec.layout import TILE
 from codec.model import DEFAULT_WEIGHTS, Model, model_id
 from codec.train import DEFAULT_TRAIN_DIRS
 
@@ -25,6 +26,12 @@ SAMPLES_PER_IMAGE = 1 << 18
 # docs/experiments.md entry 9.
 TABLE_DIRS = tuple(d for d in DEFAULT_TRAIN_DIRS if d != "screenshots_gimp")
 FLOOR_WEIGHT = 24.0  # pseudo-counts of the logistic floor per table
+# The shipped tables (c268fb2d) were fitted on 128-pixel tiles, format v4's only side. The
+# encoder now defaults to 256 (layout.DEFAULT_TILE); refitting there would change the model id,
+# and blobs name the model they need, so v4 blobs would no longer decode with the shipped
+# weights. Tables adapt per bucket anyway: the 256 tiles' gain was measured with these tables
+# (docs/experiments.md entry 12).
+FIT_TILE = TILE
 
 
 def logistic_table(sigma: float, centre: float = 0.0) -> np.ndarray:
@@ -76,7 +83,7 @@ def _kinds(code: pixelmodel.PlaneCode, n_ch: int) -> np.ndarray:
     return np.repeat(kinds, sizes)
 
 
-def collect(model: Model, groups: list[np.ndarray], vq: bool = False):
+def collect(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = FIT_TILE):
     """Weighted (table, symbol) counts, per (kind, bucket) sums of |error| x128 and counts, and
     VQ code counts."""
     hist = np.zeros((pixelmodel.N_PIXEL_TABLES, 256))
@@ -84,7 +91,7 @@ def collect(model: Model, groups: list[np.ndarray], vq: bool = False):
     err_n = np.zeros_like(err_sum)
     codes = np.zeros(256)
     for g in groups:
-        _, indices, (code,) = learned.analyse(model, [g], vq)
+        _, indices, (code,) = learned.analyse(model, [g], vq, tile)
         for idx in indices.values():
             codes += np.bincount(idx.ravel(), minlength=256)
         wgt = min(1.0, SAMPLES_PER_IMAGE / code.symbols.size)

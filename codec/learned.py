@@ -13,7 +13,8 @@ Coding stages:
   1. pixels: one stream per (tile, plane), tile-major; decoded by codec.pixelmodel with the
      prediction and table choice fused into the rANS loop.
 
-Group payload: flags (varint, bit 0: VQ stage present), LS coefficients (zigzag varints,
+Group payload: flags (varint, bit 0: VQ stage present, bit 1: 256-pixel tiles instead of 128,
+format v5), LS coefficients (zigzag varints,
 n_taps(c) per tile plane), stream word counts (varints: stage 0 then stage 1), stream bytes in
 the same order.
 """
@@ -27,10 +28,11 @@ import numpy as np
 
 from codec import pixelmodel, rans, timing, varints
 from codec.errors import CodecError
-from codec.layout import CELL, cell_shape, tile_boxes
+from codec.layout import CELL, DEFAULT_TILE, TILE, TILE_SIZES, cell_shape, tile_boxes
 from codec.model import Model, residual_features
 
 FLAG_VQ = 1
+FLAG_TILE256 = 2
 
 
 def _tiles_by_shape(groups_boxes, vq_on) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -137,10 +139,16 @@ def _coef_mask(n_tiles: int, n_ch: int) -> np.ndarray:
     return mask
 
 
-def analyse(model: Model, groups: list[np.ndarray], vq: bool = False):
+def check_tile(tile: int) -> None:
+    if tile not in TILE_SIZES:
+        raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
+
+
+def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE):
     """Encode-side modelling of a batch: VQ indices per tile (if vq), then each group's
     PlaneCode."""
-    boxes_all = [tile_boxes(p.shape[1], p.shape[2]) for p in groups]
+    check_tile(tile)
+    boxes_all = [tile_boxes(p.shape[1], p.shape[2], tile) for p in groups]
     vq_on = [vq] * len(groups)
     with timing.stage("model"):
         indices = _vq_indices(model, groups, boxes_all, vq_on)
@@ -153,9 +161,13 @@ def analyse(model: Model, groups: list[np.ndarray], vq: bool = False):
     return boxes_all, indices, encoded
 
 
-def encode_groups(model: Model, groups: list[np.ndarray], vq: bool = False) -> list[bytes]:
-    """Learned payload of each plane group; vq sends the VQ-VAE side information."""
-    boxes_all, indices, encoded = analyse(model, groups, vq)
+def encode_groups(
+    model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE
+) -> list[bytes]:
+    """Learned payload of each plane group; vq sends the VQ-VAE side information, tile is the
+    tile side (layout.TILE_SIZES)."""
+    boxes_all, indices, encoded = analyse(model, groups, vq, tile)
+    flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
     shapes = [p.shape for p in groups]
     with timing.stage("coder"):
         syms, tids, bnds, counts = [], [], [np.zeros(1, dtype=np.int64)], []
@@ -186,7 +198,7 @@ def encode_groups(model: Model, groups: list[np.ndarray], vq: bool = False) -> l
         n_ch = shapes[g][0]
         sent = enc.coefs[_coef_mask(len(boxes_all[g]), n_ch)]
         out.append(
-            varints.encode_one(FLAG_VQ if vq else 0)
+            varints.encode_one(flags)
             + varints.encode(_zigzag(sent))
             + varints.encode(words)
             + data[bb[0] : bb[-1]].tobytes()
@@ -210,9 +222,10 @@ class _Parsed:
 def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
     """Split a group payload, checking every count and length before anything is allocated."""
     n_ch, height, width = shape
-    boxes = tile_boxes(height, width)
     reader = varints.Reader(payload)
-    vq_on = bool(reader.varint(FLAG_VQ) & FLAG_VQ)
+    flags = reader.varint(FLAG_VQ | FLAG_TILE256)
+    vq_on = bool(flags & FLAG_VQ)
+    boxes = tile_boxes(height, width, 2 * TILE if flags & FLAG_TILE256 else TILE)
     mask = _coef_mask(len(boxes), n_ch)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
     coefs = np.zeros(mask.shape, dtype=np.int64)

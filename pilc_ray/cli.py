@@ -14,7 +14,7 @@ from codec.errors import CodecError
 
 
 def _cmd_encode(a: argparse.Namespace) -> int:
-    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback, vq=a.vq)
+    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback, vq=a.vq, tile=a.tile)
     Path(a.output).write_bytes(blob)
     info = codec.info(blob)
     raw = info["width"] * info["height"]
@@ -198,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fallback", choices=("auto", "always", "never"), default="auto")
     e.add_argument(
         "--vq", action="store_true", help="send VQ-VAE side information (costs bytes; FORMAT.md)"
+    )
+    e.add_argument(
+        "--tile",
+        type=int,
+        choices=(128, 256),
+        default=256,
+        help="tile side: 256 (fewer bytes) or 128 (4x more independent streams)",
     )
     e.set_defaults(fn=_cmd_encode)
     d = sub.add_parser("decode", help="decompress a blob to PNG")

@@ -45,12 +45,48 @@ def test_vq_side_information_is_optional_per_group(channels):
     px = _smooth(150, 140, channels, seed=channels)
     plain = codec.encode(px, fallback="never")
     with_vq = codec.encode(px, fallback="never", vq=True)
-    if channels != 4:  # one group: the payload opens with its flags
-        assert container.parse(plain)[1][0] == 0
-        assert container.parse(with_vq)[1][0] == 1
+    if channels != 4:  # one group: the payload opens with its flags (bit 0: VQ stage)
+        assert container.parse(plain)[1][0] & 1 == 0
+        assert container.parse(with_vq)[1][0] & 1 == 1
     assert plain != with_vq
     back = codec.decode_batch([plain, with_vq])
     assert all(np.array_equal(b, px) for b in back)
+
+
+@pytest.mark.parametrize("tile", [128, 256])
+@pytest.mark.parametrize("shape", [(300, 260, 3), (257, 129, 1), (130, 270, 4)])
+def test_both_tile_sides_round_trip_and_are_flagged(tile, shape):
+    from codec import learned
+
+    px = _smooth(*shape, seed=shape[2])
+    blob = codec.encode(px, fallback="never", tile=tile)
+    assert np.array_equal(codec.decode(blob), px)
+    if shape[2] != 4:  # one group: the payload is the group's
+        n_ch, h, w = (3 if shape[2] == 3 else 1), shape[0], shape[1]
+        payload = bytes(container.parse(blob)[1])
+        assert payload[0] >> 1 == (tile == 256)
+        boxes = learned._parse(payload, (n_ch, h, w)).boxes
+        assert int(boxes[:, 2].max()) == min(tile, h) and int(boxes[:, 3].max()) == min(tile, w)
+        assert len(boxes) == (-(-h // tile)) * (-(-w // tile))
+    other = codec.encode(px, fallback="never", tile=384 - tile)  # one batch, both tile sides
+    assert all(np.array_equal(b, px) for b in codec.decode_batch([blob, other]))
+
+
+def test_tile_side_is_checked():
+    with pytest.raises(codec.CodecError, match="tile side"):
+        codec.encode(_smooth(8, 8, 3), tile=64)
+
+
+def test_version_4_blobs_still_decode(monkeypatch):
+    """Format 5 only added the 256-pixel tile flag: a version 4 blob is read as before."""
+    px = _smooth(150, 140, 3)
+    monkeypatch.setattr(container, "VERSION", 4)
+    old = codec.encode(px, fallback="never", tile=128)
+    monkeypatch.undo()
+    new = codec.encode(px, fallback="never", tile=128)
+    assert codec.info(old)["format_version"] == 4 and codec.info(new)["format_version"] == 5
+    assert np.array_equal(codec.decode(old), px)
+    assert bytes(container.parse(old)[1]) == bytes(container.parse(new)[1])
 
 
 def test_unknown_group_flags_are_refused():
@@ -59,8 +95,8 @@ def test_unknown_group_flags_are_refused():
 
     px = _smooth(40, 40, 3)
     header, payload = container.parse(codec.encode(px, fallback="never"))
-    assert payload[0] == 0  # flags: no VQ stage
-    for flags in (2, 3, 0x80):
+    assert payload[0] == 2  # flags: no VQ stage, 256-pixel tiles
+    for flags in (4, 6, 0x80):
         bad = bytes([flags]) + bytes(payload[1:])
         with pytest.raises(codec.CodecError, match="exceeds limit|truncated"):
             learned.decode_groups(default_model(), [bad], [(3, 40, 40)])

@@ -31,11 +31,13 @@ def test_decoder_network_golden(golden):
     )
 
 
-@pytest.mark.parametrize("name", ["rgb", "gray", "rgba", "tiny"])
+@pytest.mark.parametrize("name", ["rgb", "rgb_t128", "gray", "rgba", "tiny"])
 def test_blob_golden_bytes(golden, name):
+    from golden.make_codec_vectors import tile_option
+
     px = golden[f"in_{name}"]
     expected = golden[f"blob_{name}"].tobytes()
-    assert codec.encode(px, fallback="never") == expected
+    assert codec.encode(px, fallback="never", **tile_option(name)) == expected
     assert np.array_equal(codec.decode(expected), px)
 
 

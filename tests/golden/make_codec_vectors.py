@@ -16,18 +16,28 @@ from codec.model import default_model
 OUT = Path(__file__).with_name("codec_vectors.npz")
 
 
+# Vectors encoded with a tile side other than the default (layout.DEFAULT_TILE).
+TILES = {"rgb_t128": 128}
+
+
 def inputs() -> dict[str, np.ndarray]:
-    """Fixed images: smooth+noise RGB, gray, RGBA, odd sizes crossing tile edges, 1x1."""
+    """Fixed images: smooth+noise RGB (also with 128-pixel tiles), gray, RGBA, odd sizes
+    crossing tile edges, 1x1."""
     rng = np.random.default_rng(1234)
     y, x = np.mgrid[0:150, 0:200]
     base = (128 + 60 * np.sin(x / 17.0) * np.cos(y / 23.0)).astype(np.int64)
     rgb = np.stack([base, base // 2 + 40, 255 - base], -1) + rng.integers(-4, 5, (150, 200, 3))
     return {
         "rgb": np.clip(rgb, 0, 255).astype(np.uint8),
+        "rgb_t128": np.clip(rgb, 0, 255).astype(np.uint8),
         "gray": np.clip(base[:37, :129] + rng.integers(-2, 3, (37, 129)), 0, 255).astype(np.uint8),
         "rgba": np.clip(rgb[:64, :70], 0, 255).astype(np.uint8)[..., [0, 1, 2, 0]],
         "tiny": np.array([[[7, 8, 9]]], dtype=np.uint8),
     }
+
+
+def tile_option(name: str) -> dict[str, int]:
+    return {"tile": TILES[name]} if name in TILES else {}
 
 
 def network_inputs(n_codes: int) -> np.ndarray:
@@ -40,7 +50,7 @@ def main() -> None:
     arrays = {"model_id": np.frombuffer(bytes.fromhex(model.model_id), dtype=np.uint8)}
     for name, px in inputs().items():
         arrays[f"in_{name}"] = px
-        blob = codec.encode(px, fallback="never")
+        blob = codec.encode(px, fallback="never", **tile_option(name))
         arrays[f"blob_{name}"] = np.frombuffer(blob, dtype=np.uint8)
     idx = network_inputs(model.config.n_codes)
     arrays["net_indices"] = idx
