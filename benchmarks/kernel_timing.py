@@ -1,7 +1,7 @@
 """Per-sample cost of the pixel model's two hot loops, one thread: the encoder's pass (LS fit +
 model) and the fused model + rANS decode kernel, on 1024x1024 crops (RGB and gray).
 
-Usage: python benchmarks/kernel_timing.py [RGB_IMAGE GRAY_IMAGE] [--repeats N]
+Usage: python benchmarks/kernel_timing.py [RGB_IMAGE GRAY_IMAGE] [--repeats N] [--tile 128|256]
 Used for the speed entries of docs/experiments.md; wall time, best of N.
 """
 
@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 from codec import learned, pixelmodel
-from codec.layout import tile_boxes
+from codec.layout import DEFAULT_TILE, TILE_SIZES, tile_boxes
 from codec.model import default_model
 from codec.train import load_planes
 
@@ -47,15 +47,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("images", nargs="*", default=list(DEFAULTS))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tile", type=int, choices=TILE_SIZES, default=DEFAULT_TILE)
     a = ap.parse_args()
     numba.set_num_threads(1)
     model = default_model()
     for path in a.images:
         g = _planes(path)
-        payload = learned.encode_groups(model, [g])[0]
+        payload = learned.encode_groups(model, [g], tile=a.tile)[0]
         p = learned._parse(payload, g.shape)
         vq = None  # the default: no VQ stage
-        boxes = tile_boxes(g.shape[1], g.shape[2])
+        boxes = tile_boxes(g.shape[1], g.shape[2], a.tile)
 
         def enc(g=g, boxes=boxes, vq=vq):
             return pixelmodel.encode_planes(g, boxes, vq, model.prior)

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from codec.layout import TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray import storage as st
 from pilc_ray.progress import Progress
@@ -56,6 +57,7 @@ class JobConfig:
     num_cpus: int | None = None  # for the embedded local Ray only
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
+    tile: int = 256  # learned path's tile side: 256, or 128 for 4x more streams per image
     jpeg: str = "passthrough"
     all_files: bool = False
     verify: bool = False
@@ -259,6 +261,8 @@ class Driver:
             raise JobError(f"layout must be 'shards' or 'objects', not {cfg.layout!r}")
         if cfg.engine not in ("actors", "data"):
             raise JobError(f"engine must be 'actors' or 'data', not {cfg.engine!r}")
+        if cfg.tile not in TILE_SIZES:
+            raise JobError(f"tile must be one of {TILE_SIZES}, not {cfg.tile!r}")
         if cfg.batch_size < 1 or cfg.max_attempts < 1:
             raise JobError("batch_size and max_attempts must be at least 1")
         self.cfg = cfg
@@ -403,8 +407,8 @@ class Driver:
     def worker_config(self, threads: int) -> dict[str, Any]:
         cfg = self.cfg
         return WorkerConfig(dest=self.dest, layout=cfg.layout, fallback=cfg.fallback,
-                            jpeg=cfg.jpeg, storage_options=self.opts.to_dict(), threads=threads,
-                            verify=cfg.verify).to_dict()
+                            tile=cfg.tile, jpeg=cfg.jpeg, storage_options=self.opts.to_dict(),
+                            threads=threads, verify=cfg.verify).to_dict()
 
     def _start_pool(self) -> list[Any]:
         import ray

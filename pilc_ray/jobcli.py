@@ -42,6 +42,9 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jpeg", choices=("passthrough", "decode"),
                    help="JPEG inputs: store the file as-is (default) or compress its pixels")
     p.add_argument("--fallback", choices=("auto", "always", "never"))
+    p.add_argument("--tile", type=int, choices=(128, 256),
+                   help="learned path's tile side: 256 (default, fewer bytes) or 128 (4x more "
+                   "independent streams per image)")
     p.add_argument("--all-files", action="store_const", const=True,
                    help="take every file of a folder/prefix, not only image extensions")
     p.add_argument("--verify", action="store_const", const=True,

@@ -45,6 +45,7 @@ class WorkerConfig:
     dest: str
     layout: str = "shards"  # "shards" (one object per batch) or "objects" (one per image)
     fallback: str = "auto"
+    tile: int = 256  # learned path's tile side (codec.layout.TILE_SIZES)
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1  # numba threads per worker: one per CPU it was given
@@ -262,19 +263,22 @@ class BatchCompressor:
         self.batches += 1
         return {"rows": rows, "errors": errors}
 
+    def _codec_options(self) -> dict[str, Any]:
+        return {"fallback": self.config.fallback, "tile": self.config.tile, "model": self.model}
+
     def _encode(self, images: list, fail) -> list[bytes | None]:
         """One codec pass for the batch; if it fails, find the culprits one image at a time."""
         if not images:
             return []
         imgs = [img for _, img, _, _ in images]
         try:
-            return list(codec.encode_batch(imgs, fallback=self.config.fallback, model=self.model))
+            return list(codec.encode_batch(imgs, **self._codec_options()))
         except Exception:  # noqa: BLE001 - isolate the bad image(s) below
             pass
         out: list[bytes | None] = []
         for (item, img, _, _) in images:
             try:
-                out.append(codec.encode(img, fallback=self.config.fallback, model=self.model))
+                out.append(codec.encode(img, **self._codec_options()))
             except Exception as e:  # noqa: BLE001
                 fail(item, "encode", e)
                 out.append(None)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import codec
+from codec import container
 from codec.imagefile import RasterImage
 from pilc_ray import api, testing
 from pilc_ray import index as ix
@@ -107,7 +108,8 @@ def test_objects_layout_corrupt_inputs_and_cli(tmp_path, ray_address, capsys):
     (tmp_path / "src" / "empty.tif").write_bytes(b"")
     dest = str(tmp_path / "job")
     rc = pilc_main(["compress", str(tmp_path / "src"), "--out", dest, "--layout", "objects",
-                    "--workers", "2", "--cpus-per-worker", "0.5", "--no-progress"])
+                    "--workers", "2", "--cpus-per-worker", "0.5", "--no-progress",
+                    "--tile", "128"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "4 images compressed" in out and "3 errors" in out
@@ -116,7 +118,13 @@ def test_objects_layout_corrupt_inputs_and_cli(tmp_path, ray_address, capsys):
     assert set(errs) == {"truncated.png", "garbage.png", "empty.tif"}
     assert all(e["stage"] == "decode-input" and e["error"] for e in errs.values())
     assert "empty" in errs["empty.tif"]["error"]
-    assert len(list((tmp_path / "job" / "objects").rglob("*.pilc"))) == 4
+    blobs = [p.read_bytes() for p in (tmp_path / "job" / "objects").rglob("*.pilc")]
+    assert len(blobs) == 4
+    # --tile 128 reached the workers: one-group learned blobs open their payload with the
+    # group flags, whose bit 1 (256-pixel tiles) is clear
+    one_group = [b for b in blobs if codec.info(b)["codec"] == "learned"
+                 and codec.info(b)["mode"] in ("L", "RGB")]
+    assert one_group and all(container.parse(b)[1][0] >> 1 == 0 for b in one_group)
     assert pilc_main(["verify", dest]) == 0
     assert pilc_main(["lookup", dest, "set1/img_001.png"]) == 0
     assert pilc_main(["lookup", dest, "nope"]) == 1
@@ -134,6 +142,8 @@ def test_empty_and_missing_sources(tmp_path, ray_address):
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(JobError, match="cannot write"):
         api.compress(str(tmp_path / "empty"), str(tmp_path / "a_file" / "job"), **FAST)
+    with pytest.raises(JobError, match="tile must be one of"):
+        Driver(JobConfig(source=str(tmp_path / "empty"), dest=str(tmp_path / "job3"), tile=64))
 
 
 def test_in_memory_images_and_object_refs(tmp_path, ray_address):
