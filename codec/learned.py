@@ -14,9 +14,8 @@ Coding stages:
      prediction and table choice fused into the rANS loop.
 
 Group payload: flags (varint, bit 0: VQ stage present, bit 1: 256-pixel tiles instead of 128,
-format v5), LS coefficients (zigzag varints,
-n_taps(c) per tile plane), stream word counts (varints: stage 0 then stage 1), stream bytes in
-the same order.
+format v5), LS coefficients (zigzag varints, n_taps(c) per tile plane), stream word counts
+(varints: stage 0 then stage 1), stream bytes in the same order.
 """
 
 from __future__ import annotations
@@ -140,6 +139,7 @@ def _coef_mask(n_tiles: int, n_ch: int) -> np.ndarray:
 
 
 def check_tile(tile: int) -> None:
+    """The group flags can only say 128 or 256: refuse anything else before any work."""
     if tile not in TILE_SIZES:
         raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
 
