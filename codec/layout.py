@@ -4,8 +4,8 @@ Every image plane group is cut into square tiles coded independently (bounded me
 mixed-size batches). Each (tile, plane) is one rANS stream decoded by the per-pixel model
 (codec/pixelmodel.py). The tile side is the encoder's choice, sent in the group's flags: 256 by
 default, as a tile's first row and column predict worse and its model state starts cold
-(-0.2% bytes on RGB photos, -0.6% gray, -2% screenshots against 128, docs/experiments.md entry
-12; 512 gave back most of it), or 128 for 4x more independent streams per image (a 1 MP RGB
+(-0.15% bytes on RGB photos, -0.9% gray, -1.2% screenshots against 128, docs/experiments.md
+entry 12; 512 gave back most of it), or 128 for 4x more independent streams per image (a 1 MP RGB
 image gives 48 streams at 256, 192 at 128) where one image must fill many cores or a GPU.
 """
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import codec
 from codec.errors import CodecError
+from codec.layout import DEFAULT_TILE, TILE_SIZES
 
 
 def _cmd_encode(a: argparse.Namespace) -> int:
@@ -202,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--tile",
         type=int,
-        choices=(128, 256),
-        default=256,
+        choices=TILE_SIZES,
+        default=DEFAULT_TILE,
         help="tile side: 256 (fewer bytes) or 128 (4x more independent streams)",
     )
     e.set_defaults(fn=_cmd_encode)

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from codec.layout import TILE_SIZES
+from codec.layout import DEFAULT_TILE, TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray import storage as st
 from pilc_ray.progress import Progress
@@ -57,7 +57,7 @@ class JobConfig:
     num_cpus: int | None = None  # for the embedded local Ray only
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
-    tile: int = 256  # learned path's tile side: 256, or 128 for 4x more streams per image
+    tile: int = DEFAULT_TILE  # learned path's tile side: 256, or 128 for 4x more streams per image
     jpeg: str = "passthrough"
     all_files: bool = False
     verify: bool = False

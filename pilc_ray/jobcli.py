@@ -12,6 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codec.layout import TILE_SIZES
+
 if TYPE_CHECKING:  # the job needs the `ray` extra; `pilc encode` and friends do not
     from pilc_ray.job import JobConfig
 
@@ -42,7 +44,7 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jpeg", choices=("passthrough", "decode"),
                    help="JPEG inputs: store the file as-is (default) or compress its pixels")
     p.add_argument("--fallback", choices=("auto", "always", "never"))
-    p.add_argument("--tile", type=int, choices=(128, 256),
+    p.add_argument("--tile", type=int, choices=TILE_SIZES,
                    help="learned path's tile side: 256 (default, fewer bytes) or 128 (4x more "
                    "independent streams per image)")
     p.add_argument("--all-files", action="store_const", const=True,
