@@ -27,9 +27,10 @@ def inputs() -> dict[str, np.ndarray]:
     y, x = np.mgrid[0:150, 0:200]
     base = (128 + 60 * np.sin(x / 17.0) * np.cos(y / 23.0)).astype(np.int64)
     rgb = np.stack([base, base // 2 + 40, 255 - base], -1) + rng.integers(-4, 5, (150, 200, 3))
+    rgb8 = np.clip(rgb, 0, 255).astype(np.uint8)
     return {
-        "rgb": np.clip(rgb, 0, 255).astype(np.uint8),
-        "rgb_t128": np.clip(rgb, 0, 255).astype(np.uint8),
+        "rgb": rgb8,
+        "rgb_t128": rgb8,
         "gray": np.clip(base[:37, :129] + rng.integers(-2, 3, (37, 129)), 0, 255).astype(np.uint8),
         "rgba": np.clip(rgb[:64, :70], 0, 255).astype(np.uint8)[..., [0, 1, 2, 0]],
         "tiny": np.array([[[7, 8, 9]]], dtype=np.uint8),
