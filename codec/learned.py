@@ -32,6 +32,9 @@ from codec.model import Model, residual_features
 
 FLAG_VQ = 1
 FLAG_TILE256 = 2
+# Pixels per encoder chunk (runs of whole tiles): ~7 bytes of working memory per pixel and plane
+# (~90 MiB for RGB) however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
+CHUNK_PIXELS = 1 << 22
 
 
 def _tiles_by_shape(groups_boxes, vq_on) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -144,15 +147,21 @@ def check_tile(tile: int) -> None:
         raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
 
 
-def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE):
-    """Encode-side modelling of a batch: VQ indices per tile (if vq), then each group's
-    PlaneCode."""
+def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tile: int):
+    """Tile boxes of every group, VQ indices per tile (if vq) and the scale maps they give."""
     check_tile(tile)
     boxes_all = [tile_boxes(p.shape[1], p.shape[2], tile) for p in groups]
     vq_on = [vq] * len(groups)
     with timing.stage("model"):
         indices = _vq_indices(model, groups, boxes_all, vq_on)
         scales = _scale_maps(model, boxes_all, [p.shape for p in groups], vq_on, indices)
+    return boxes_all, indices, scales
+
+
+def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE):
+    """Encode-side modelling of a batch in one pass (table fitting): VQ indices per tile (if
+    vq), then each group's PlaneCode."""
+    boxes_all, indices, scales = _side_information(model, groups, vq, tile)
     with timing.stage("predictor"):
         encoded = [
             pixelmodel.encode_planes(planes, boxes_all[g], scales[g], model.prior)
@@ -161,49 +170,113 @@ def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int 
     return boxes_all, indices, encoded
 
 
+def _tile_chunks(boxes_all, limit: int) -> list[list[tuple[int, int, int]]]:
+    """Runs of whole tiles, (group, first tile, end tile), holding at most `limit` pixels (or
+    one tile) per chunk: the encoder's working memory scales with a chunk, not the batch."""
+    chunks: list[list[tuple[int, int, int]]] = [[]]
+    size = 0
+    for g, boxes in enumerate(boxes_all):
+        start = 0
+        for t, (_, _, h, w) in enumerate(boxes):
+            n = int(h * w)
+            if size and size + n > limit:
+                if t > start:
+                    chunks[-1].append((g, start, t))
+                chunks.append([])
+                size, start = 0, t
+            size += n
+        if len(boxes) > start:
+            chunks[-1].append((g, start, len(boxes)))
+    return [c for c in chunks if c]
+
+
+def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
+    """Stage 0 (VQ indices) of every group in one coder call: per group (word counts, bytes)."""
+    syms, bnds, off = [], [np.zeros(1, dtype=np.int64)], 0
+    for g, boxes in enumerate(boxes_all):
+        ib = _index_bounds(boxes, vq)
+        syms.extend(indices[(g, t)].ravel() for t in range(len(boxes)) if vq)
+        bnds.append(ib[1:] + off)
+        off += int(ib[-1])
+    sym = np.concatenate(syms).astype(np.uint8) if syms else np.zeros(0, np.uint8)
+    data, bb = rans.encode_streams(
+        sym, np.full(sym.shape, model.index_table, np.uint8), np.concatenate(bnds), model.tables
+    )
+    out, first = [], 0
+    for boxes in boxes_all:
+        n = len(boxes) if vq else 0
+        b = bb[first : first + n + 1]
+        out.append(((np.diff(b) - 4) // 2, data[b[0] : b[-1]].tobytes()))
+        first += n
+    return out
+
+
+def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
+    """Stage 1 of every group, chunk by chunk (model pass, then one coder call per chunk):
+    per group (LS coefficients, word counts, stream byte pieces). Streams are independent, so
+    the bytes do not depend on the chunking."""
+    coefs = [[] for _ in groups]
+    words = [[] for _ in groups]
+    parts = [[] for _ in groups]
+    for chunk in _tile_chunks(boxes_all, limit):
+        with timing.stage("predictor"):
+            codes = [
+                pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], model.prior)
+                for g, a, b in chunk
+            ]
+        with timing.stage("coder"):
+            offsets = np.cumsum([0] + [len(c.symbols) for c in codes[:-1]])
+            data, bb = rans.encode_streams(
+                np.concatenate([c.symbols for c in codes]),
+                np.concatenate([c.table_ids for c in codes]),
+                np.concatenate(
+                    [[0]] + [c.bounds[1:] + o for c, o in zip(codes, offsets, strict=True)]
+                ),
+                model.tables,
+            )
+        first = 0
+        for (g, _, _), code in zip(chunk, codes, strict=True):
+            n = len(code.bounds) - 1
+            b = bb[first : first + n + 1]
+            coefs[g].append(code.coefs)
+            words[g].append((np.diff(b) - 4) // 2)
+            parts[g].append(data[b[0] : b[-1]].tobytes())
+            first += n
+    return [
+        (np.concatenate(coefs[g]), np.concatenate(words[g]), parts[g]) for g in range(len(groups))
+    ]
+
+
 def encode_groups(
-    model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE
+    model: Model,
+    groups: list[np.ndarray],
+    vq: bool = False,
+    tile: int = DEFAULT_TILE,
+    chunk_pixels: int | None = None,
 ) -> list[bytes]:
     """Learned payload of each plane group; vq sends the VQ-VAE side information, tile is the
-    tile side (layout.TILE_SIZES)."""
-    boxes_all, indices, encoded = analyse(model, groups, vq, tile)
-    flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
-    shapes = [p.shape for p in groups]
+    tile side (layout.TILE_SIZES). The pixel stage runs over runs of whole tiles of at most
+    chunk_pixels pixels (default CHUNK_PIXELS), so its working memory (symbols, table ids, the
+    coder's worst-case buffer: ~7 bytes per sample) is bounded by the chunk, not by the image
+    or the batch."""
+    boxes_all, indices, scales = _side_information(model, groups, vq, tile)
     with timing.stage("coder"):
-        syms, tids, bnds, counts = [], [], [np.zeros(1, dtype=np.int64)], []
-        offset = 0
-        for g, enc in enumerate(encoded):
-            ib = _index_bounds(boxes_all[g], vq)
-            idx = (
-                np.concatenate([indices[(g, t)].ravel() for t in range(len(boxes_all[g]))])
-                if vq
-                else np.zeros(0, dtype=np.uint8)
-            )
-            for s, t, b in (
-                (idx, np.full(idx.shape, model.index_table, np.uint8), ib),
-                (enc.symbols, enc.table_ids, enc.bounds),
-            ):
-                syms.append(s.astype(np.uint8))
-                tids.append(t)
-                bnds.append(b[1:] + offset)
-                offset += len(s)
-            counts.append(len(ib) - 1 + len(enc.bounds) - 1)
-        data, byte_bounds = rans.encode_streams(
-            np.concatenate(syms), np.concatenate(tids), np.concatenate(bnds), model.tables
-        )
-    out, first = [], 0
-    for g, (enc, n) in enumerate(zip(encoded, counts, strict=True)):
-        bb = byte_bounds[first : first + n + 1]
-        words = (np.diff(bb) - 4) // 2
-        n_ch = shapes[g][0]
-        sent = enc.coefs[_coef_mask(len(boxes_all[g]), n_ch)]
-        out.append(
-            varints.encode_one(flags)
-            + varints.encode(_zigzag(sent))
-            + varints.encode(words)
-            + data[bb[0] : bb[-1]].tobytes()
-        )
-        first += n
+        index_streams = _encode_index_streams(model, boxes_all, indices, vq)
+    limit = chunk_pixels or CHUNK_PIXELS
+    pixel_streams = _encode_pixel_streams(model, groups, boxes_all, scales, limit)
+    flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
+    out = []
+    for g, ((idx_words, idx_bytes), (coefs, px_words, px_parts)) in enumerate(
+        zip(index_streams, pixel_streams, strict=True)
+    ):
+        sent = coefs[_coef_mask(len(boxes_all[g]), groups[g].shape[0])]
+        head = [
+            varints.encode_one(flags),
+            varints.encode(_zigzag(sent)),
+            varints.encode(np.concatenate([idx_words, px_words])),
+            idx_bytes,
+        ]
+        out.append(b"".join(head + px_parts))  # one copy of the stream bytes, not one per part
     return out
 
 
