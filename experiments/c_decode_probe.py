@@ -1,8 +1,8 @@
-"""Is numba the decode bottleneck? The fused decode kernel (pixelmodel._decode_kernel) ported to C
-(experiments/c_probe/): scalar, with the predictor blend in AVX2 lanes, and with 1, 2 or 4
-equal-shape tiles decoded stage-interleaved. Each variant is built with gcc, called through
-ctypes on the same 1024x1024 crops, checked bit for bit against the image, and timed alternately
-with the numba kernel in one process (docs/experiments.md entry 14).
+"""Is numba the decode bottleneck? The fused decode kernel (pixelmodel._decode_kernel) ported to
+C (experiments/c_probe/): scalar; with the predictor blend in AVX2 lanes (scalar.c built with
+-DSIMD_BLEND); with 1, 2 or 4 equal-shape tiles decoded stage-interleaved. Each variant is built
+with gcc, called through ctypes on the same 1024x1024 crops, checked bit for bit against the
+image, and timed alternately with the numba kernel in one process (docs/experiments.md, 14).
 
 Usage: python experiments/c_decode_probe.py [RGB_IMAGE GRAY_IMAGE] [--repeats N] [--rounds N]
        python experiments/c_decode_probe.py --dump DIR [IMAGE]   (inputs for c_probe/main.c)
@@ -33,7 +33,7 @@ DEFAULTS = (
 )
 VARIANTS = {  # name: (source, extra gcc flags)
     "scalar": ("scalar.c", []),
-    "simd": ("simd.c", ["-mavx2"]),
+    "simd": ("scalar.c", ["-DSIMD_BLEND", "-DNPM=16", "-mavx2"]),
     "tiles1": ("interleave.c", ["-DNL=1"]),
     "tiles2": ("interleave.c", ["-DNL=2"]),
     "tiles4": ("interleave.c", ["-DNL=4"]),

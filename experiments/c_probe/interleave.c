@@ -1,78 +1,6 @@
 // Probe: pixelmodel._decode_kernel in C with NL equal-shape tiles decoded stage-interleaved
 // (build with -DNL=1, 2 or 4); docs/experiments.md entry 14.
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-
-#define PAD 2
-#define NPM 10
-#define NB 96
-#define NSUB 4
-#define NLEV 40
-#define RANS_L (1 << 16)
-#define FAR_OFFSETS 199
-#define HALVE_AT 256
-#define PRIOR_COUNT 4
-#define EDGE_ROW_BUCKET 22
-#define EDGE_COL_BUCKET 23
-#define MEAN_MAX (1 << 15)
-#define AI static inline __attribute__((always_inline))
-
-typedef struct {
-    const uint8_t *e_bucket, *lom, *grad_class;
-    const int64_t *crc;
-    const int32_t *recip;
-    const uint8_t *bk;
-    const uint32_t *fc;
-} Tabs;
-
-AI int64_t i64abs(int64_t v) { return v < 0 ? -v : v; }
-
-// neighbours N, W, NW, NE, NN, WW of plane p (row-major h x W image, stride ws)
-AI void neighbours(const uint8_t *p, int64_t ws, int64_t y, int64_t x, int64_t i, int64_t j,
-                   int64_t w, int64_t *o) {
-    const uint8_t *r = p + y * ws + x;
-    if (i >= 2 && j >= 2 && j + 1 < w) {
-        o[0] = r[-ws]; o[1] = r[-1]; o[2] = r[-ws - 1]; o[3] = r[-ws + 1]; o[4] = r[-2 * ws];
-        o[5] = r[-2];
-        return;
-    }
-    if (i == 0 && j == 0) { o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = 128; return; }
-    if (i == 0) {
-        int64_t wv = r[-1];
-        int64_t ww = j > 1 ? r[-2] : wv;
-        o[0] = o[1] = o[2] = o[3] = o[4] = wv; o[5] = ww;
-        return;
-    }
-    int64_t n = r[-ws];
-    int64_t ne = j + 1 < w ? r[-ws + 1] : n;
-    int64_t nn = i > 1 ? r[-2 * ws] : n;
-    if (j == 0) { o[0] = n; o[1] = n; o[2] = n; o[3] = ne; o[4] = nn; o[5] = n; return; }
-    int64_t wv = r[-1];
-    int64_t ww = j > 1 ? r[-2] : wv;
-    o[0] = n; o[1] = wv; o[2] = r[-ws - 1]; o[3] = ne; o[4] = nn; o[5] = ww;
-}
-
-AI int64_t dec_sym(uint32_t *xp, int64_t *rpp, int64_t rend, int64_t t, const Tabs *tb,
-                   const uint8_t *data) {
-    int64_t x = *xp;
-    int64_t slot = x & 0xFFFF;
-    int64_t s = tb->bk[(t << 11) | (slot >> 5)];
-    int64_t e = tb->fc[(t << 8) | s];
-    while (slot >= (e >> 16) + (e & 0xFFFF)) { s++; e = tb->fc[(t << 8) | s]; }
-    x = (e & 0xFFFF) * (x >> 16) + slot - (e >> 16);
-    int64_t need = x < RANS_L;
-    int64_t rp = *rpp;
-    int64_t rc = rp < rend - 2 ? rp : rend - 2;
-    int64_t wd = (int64_t)data[rc] | ((int64_t)data[rc + 1] << 8);
-    int64_t mask = -need;
-    x = (((x << 16) | wd) & mask) | (x & ~mask);
-    *xp = (uint32_t)x;
-    *rpp = rp + 2 * need;
-    return s;
-}
-
+#include "common.h"
 
 typedef struct {
     int64_t y0, x0, h, w, tw, tp;
@@ -96,88 +24,10 @@ AI void ctx_row(Ctx *C, const int c, int64_t i) {
     C->trow = C->te + c * C->tp + (i + PAD) * C->tw;
 }
 
-AI void step(Ctx *restrict C, uint8_t *planes, int64_t H, int64_t W, const int c, int64_t i, int64_t j,
-             const uint8_t *vq, int use_vq, const Tabs *tb, const uint8_t *data) {
-    const int64_t hw = H * W;
-    const int kind = c < 2 ? c : 2;
-    const int k = 3 + 3 * (c < 2 ? c : 2) + 1;
-    const int64_t w = C->w, tw = C->tw, tp = C->tp;
-    const int64_t y = C->y0 + i, x = C->x0 + j, pi = i + PAD, pj = j + PAD;
-    const int64_t *coef = C->coef;
-    int64_t *q = C->q;
-    int32_t *trow = C->trow, *er0 = C->er0, *te = C->te;
-    const int32_t *er1 = C->er1, *er2 = C->er2;
-    uint8_t *pc = planes + c * hw;
-            int64_t nb[6];
-            neighbours(pc, W, y, x, i, j, w, nb);
-            int64_t n = nb[0], wv = nb[1], nw = nb[2], ne = nb[3], nn = nb[4], ww = nb[5];
-            int64_t acc = coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww;
-            int64_t t_w = trow[pj - 1], t_n = trow[pj - tw], t_nw = trow[pj - tw - 1], t_ne = trow[pj - tw + 1];
-            q[0] = (wv + ne - n) << 3;
-            q[1] = (n << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
-            q[2] = (wv << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
-            int kk = 3, nt = 6;
-            for (int r = 0; r < (c < 2 ? c : 2); r++) {
-                int64_t g[6];
-                const uint8_t *pr_ = planes + r * hw;
-                neighbours(pr_, W, y, x, i, j, w, g);
-                int64_t gx = pr_[y * W + x];
-                acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1] + coef[nt + 3] * g[2] + coef[nt + 4] * g[3];
-                nt += 5;
-                q[kk] = (wv + gx - g[1]) << 3;
-                q[kk + 1] = (n + gx - g[0]) << 3;
-                q[kk + 2] = (n + wv - nw + gx - (g[0] + g[1] - g[2])) << 3;
-                kk += 3;
-            }
-            q[kk] = (acc + 16) >> 5;
-            int64_t tot = 0, bl = 0, wt = 0;
-            for (int m = 0; m < k; m++) {
-                int64_t s = ((int64_t)er1[pj * NPM + m] + er0[(pj - 1) * NPM + m] + er1[(pj - 1) * NPM + m]
-                             + er1[(pj + 1) * NPM + m] + er2[pj * NPM + m] + er0[(pj - 2) * NPM + m]) >> 1;
-                if (s > 4095) s = 4095;
-                wt = tb->recip[s];
-                tot += wt;
-                bl += wt * q[m];
-            }
-            if (c > 0) { tot += wt; bl += wt * q[k - 1]; }
-            int64_t pr = (int64_t)floor((double)(bl + (tot >> 1)) / (double)tot);
-            if (pr < 0) pr = 0; else if (pr > 255 * 8) pr = 255 * 8;
-            int64_t e = 2 * i64abs(t_n) + 2 * i64abs(t_w) + i64abs(t_nw) + i64abs(t_ne);
-            e += i64abs(trow[pj - 2 * tw]) + i64abs(trow[pj - 2]);
-            if (c == 1) e += 2 * i64abs(te[pi * tw + pj]);
-            else if (c == 2) e += i64abs(te[pi * tw + pj]) + i64abs(te[tp + pi * tw + pj]);
-            e >>= 3;
-            if (e > 4095) e = 4095;
-            int64_t gs = i64abs(n - nw) + i64abs(wv - nw) + i64abs(ne - n);
-            int64_t g = tb->grad_class[gs < 12 ? gs : 12];
-            int64_t sub = use_vq ? (vq[c * hw + y * W + x] >> 4) : g;
-            int64_t b = (int64_t)tb->e_bucket[e] * NSUB + sub;
-            if (i == 0) b = EDGE_ROW_BUCKET * NSUB + sub;
-            else if (j == 0) b = EDGE_COL_BUCKET * NSUB + sub;
-            int64_t mean = ((C->asum[b] << 4) * tb->crc[C->acnt[b]]) >> 33;
-            if (mean >= MEAN_MAX) mean = MEAN_MAX - 1;
-            int64_t lv = tb->lom[mean];
-            int64_t base = (pr + 4) >> 3;
-            int64_t d = pr - (base << 3);
-            int64_t far = (FAR_OFFSETS >> (d + 4)) & 1;
-            int64_t neg = d >> 63;
-            int64_t tid = ((kind * NLEV + lv) << 1) + far;
-            int64_t sv = dec_sym(&C->xs, &C->rp, C->rend, tid, tb, data);
-            int64_t xv = (base + ((sv ^ neg) - neg)) & 0xFF;
-            pc[y * W + x] = (uint8_t)xv;
-            int64_t t = (xv << 3) - pr;
-            trow[pj] = (int32_t)t;
-            for (int m = 0; m < k; m++) er0[pj * NPM + m] = (int32_t)i64abs((xv << 3) - q[m]);
-            C->asum[b] += i64abs(t);
-            C->acnt[b] += 1;
-            if (C->acnt[b] >= HALVE_AT) { C->asum[b] = (C->asum[b] + 1) >> 1; C->acnt[b] >>= 1; }
-}
-
-
 #ifndef NL
 #define NL 2
 #endif
-AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c, int64_t i, int64_t j,
+AI void step_multi(Ctx **CC, const int nl, uint8_t *planes, int64_t H, int64_t W, const int c, int64_t i, int64_t j,
                    const uint8_t *vq, int use_vq, const Tabs *tb, const uint8_t *data) {
     const int64_t hw = H * W;
     const int kind = c < 2 ? c : 2;
@@ -185,7 +35,7 @@ AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c,
     const int64_t pi = i + PAD, pj = j + PAD;
     int64_t pr[NL], b[NL], tid[NL], base[NL], neg[NL], xv[NL], tot[NL], bl[NL];
     int64_t gs[NL], e[NL];
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
         const int64_t w = C->w, tw = C->tw;
         const int64_t y = C->y0 + i, x = C->x0 + j;
@@ -222,23 +72,11 @@ AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c,
         e[l] = ee > 4095 ? 4095 : ee;
         gs[l] = i64abs(nb[0] - nb[2]) + i64abs(nb[1] - nb[2]) + i64abs(nb[3] - nb[0]);
     }
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
-        const int32_t *er0 = C->er0, *er1 = C->er1, *er2 = C->er2;
-        const int64_t *q = C->q;
-        int64_t tt = 0, bb = 0, wt = 0;
-        for (int m = 0; m < k; m++) {
-            int64_t s = ((int64_t)er1[pj * NPM + m] + er0[(pj - 1) * NPM + m] + er1[(pj - 1) * NPM + m]
-                         + er1[(pj + 1) * NPM + m] + er2[pj * NPM + m] + er0[(pj - 2) * NPM + m]) >> 1;
-            if (s > 4095) s = 4095;
-            wt = tb->recip[s];
-            tt += wt;
-            bb += wt * q[m];
-        }
-        if (c > 0) { tt += wt; bb += wt * q[k - 1]; }
-        tot[l] = tt; bl[l] = bb;
+        blend_sums(C->er0, C->er1, C->er2, pj, C->q, k, c, tb, &tot[l], &bl[l]);
     }
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
         int64_t g = tb->grad_class[gs[l] < 12 ? gs[l] : 12];
         int64_t sub = use_vq ? (vq[c * hw + (C->y0 + i) * W + C->x0 + j] >> 4) : g;
@@ -249,7 +87,7 @@ AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c,
         int64_t p_ = (int64_t)floor((double)(bl[l] + (tot[l] >> 1)) / (double)tot[l]);
         pr[l] = p_ < 0 ? 0 : (p_ > 255 * 8 ? 255 * 8 : p_);
     }
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
         int64_t mean = ((C->asum[b[l]] << 4) * tb->crc[C->acnt[b[l]]]) >> 33;
         if (mean >= MEAN_MAX) mean = MEAN_MAX - 1;
@@ -261,12 +99,12 @@ AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c,
         base[l] = bs;
         tid[l] = ((kind * NLEV + lv) << 1) + far;
     }
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
         int64_t sv = dec_sym(&C->xs, &C->rp, C->rend, tid[l], tb, data);
         xv[l] = (base[l] + ((sv ^ neg[l]) - neg[l])) & 0xFF;
     }
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
         uint8_t *pc = planes + c * hw;
         pc[(C->y0 + i) * W + C->x0 + j] = (uint8_t)xv[l];
@@ -279,30 +117,16 @@ AI void step_multi(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c,
     }
 }
 
-AI void plane1(Ctx *A, uint8_t *planes, int64_t H, int64_t W, const int c, const uint8_t *vq, int use_vq,
+// nl equal-shape tiles of one plane in lockstep (nl = 1: a tile alone)
+AI void planeG(Ctx **CC, const int nl, uint8_t *planes, int64_t H, int64_t W, const int c, const uint8_t *vq, int use_vq,
                const int64_t *prior, const Tabs *tb, const uint8_t *data) {
-    ctx_plane_start(A, c, prior);
-    for (int64_t i = 0; i < A->h; i++) {
-        ctx_row(A, c, i);
-        for (int64_t j = 0; j < A->w; j++) step(A, planes, H, W, c, i, j, vq, use_vq, tb, data);
-    }
-}
-AI void planeG(Ctx **CC, uint8_t *planes, int64_t H, int64_t W, const int c, const uint8_t *vq, int use_vq,
-               const int64_t *prior, const Tabs *tb, const uint8_t *data) {
-    for (int l = 0; l < NL; l++) ctx_plane_start(CC[l], c, prior);
+    for (int l = 0; l < nl; l++) ctx_plane_start(CC[l], c, prior);
     for (int64_t i = 0; i < CC[0]->h; i++) {
-        for (int l = 0; l < NL; l++) ctx_row(CC[l], c, i);
-        for (int64_t j = 0; j < CC[0]->w; j++) step_multi(CC, planes, H, W, c, i, j, vq, use_vq, tb, data);
+        for (int l = 0; l < nl; l++) ctx_row(CC[l], c, i);
+        for (int64_t j = 0; j < CC[0]->w; j++) step_multi(CC, nl, planes, H, W, c, i, j, vq, use_vq, tb, data);
     }
 }
 
-static int status(int64_t x0, int64_t x, int64_t rp, int64_t rend) {
-    if (x0 < RANS_L) return 4;
-    if (rp > rend) return 1;
-    if (x != RANS_L) return 2;
-    if (rp != rend) return 3;
-    return 0;
-}
 
 static void ctx_init(Ctx *C, const int64_t *box, int64_t n_ch) {
     C->y0 = box[0]; C->x0 = box[1]; C->h = box[2]; C->w = box[3];
@@ -352,15 +176,16 @@ int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int6
                 X[l].coef = coefs + s_ * 16;
             }
             if (G == NL && !bad) {
-                if (c == 0) planeG(CC, planes, H, W, 0, vq, use_vq, prior, &tb, data);
-                else if (c == 1) planeG(CC, planes, H, W, 1, vq, use_vq, prior, &tb, data);
-                else planeG(CC, planes, H, W, 2, vq, use_vq, prior, &tb, data);
+                if (c == 0) planeG(CC, NL, planes, H, W, 0, vq, use_vq, prior, &tb, data);
+                else if (c == 1) planeG(CC, NL, planes, H, W, 1, vq, use_vq, prior, &tb, data);
+                else planeG(CC, NL, planes, H, W, 2, vq, use_vq, prior, &tb, data);
             } else {
                 for (int l = 0; l < G; l++) {
                     if (ee[l]) continue;
-                    if (c == 0) plane1(&X[l], planes, H, W, 0, vq, use_vq, prior, &tb, data);
-                    else if (c == 1) plane1(&X[l], planes, H, W, 1, vq, use_vq, prior, &tb, data);
-                    else plane1(&X[l], planes, H, W, 2, vq, use_vq, prior, &tb, data);
+                    Ctx *one[1] = {&X[l]};
+                    if (c == 0) planeG(one, 1, planes, H, W, 0, vq, use_vq, prior, &tb, data);
+                    else if (c == 1) planeG(one, 1, planes, H, W, 1, vq, use_vq, prior, &tb, data);
+                    else planeG(one, 1, planes, H, W, 2, vq, use_vq, prior, &tb, data);
                 }
             }
             for (int l = 0; l < G; l++) {

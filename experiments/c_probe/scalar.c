@@ -1,76 +1,9 @@
-// Probe: pixelmodel._decode_kernel ported to C, scalar (docs/experiments.md entry 14).
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
-
-#define PAD 2
-#define NPM 10
-#define NB 96
-#define NSUB 4
-#define NLEV 40
-#define RANS_L (1 << 16)
-#define FAR_OFFSETS 199
-#define HALVE_AT 256
-#define PRIOR_COUNT 4
-#define EDGE_ROW_BUCKET 22
-#define EDGE_COL_BUCKET 23
-#define MEAN_MAX (1 << 15)
-#define AI static inline __attribute__((always_inline))
-
-typedef struct {
-    const uint8_t *e_bucket, *lom, *grad_class;
-    const int64_t *crc;
-    const int32_t *recip;
-    const uint8_t *bk;
-    const uint32_t *fc;
-} Tabs;
-
-AI int64_t i64abs(int64_t v) { return v < 0 ? -v : v; }
-
-// neighbours N, W, NW, NE, NN, WW of plane p (row-major h x W image, stride ws)
-AI void neighbours(const uint8_t *p, int64_t ws, int64_t y, int64_t x, int64_t i, int64_t j,
-                   int64_t w, int64_t *o) {
-    const uint8_t *r = p + y * ws + x;
-    if (i >= 2 && j >= 2 && j + 1 < w) {
-        o[0] = r[-ws]; o[1] = r[-1]; o[2] = r[-ws - 1]; o[3] = r[-ws + 1]; o[4] = r[-2 * ws];
-        o[5] = r[-2];
-        return;
-    }
-    if (i == 0 && j == 0) { o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = 128; return; }
-    if (i == 0) {
-        int64_t wv = r[-1];
-        int64_t ww = j > 1 ? r[-2] : wv;
-        o[0] = o[1] = o[2] = o[3] = o[4] = wv; o[5] = ww;
-        return;
-    }
-    int64_t n = r[-ws];
-    int64_t ne = j + 1 < w ? r[-ws + 1] : n;
-    int64_t nn = i > 1 ? r[-2 * ws] : n;
-    if (j == 0) { o[0] = n; o[1] = n; o[2] = n; o[3] = ne; o[4] = nn; o[5] = n; return; }
-    int64_t wv = r[-1];
-    int64_t ww = j > 1 ? r[-2] : wv;
-    o[0] = n; o[1] = wv; o[2] = r[-ws - 1]; o[3] = ne; o[4] = nn; o[5] = ww;
-}
-
-AI int64_t dec_sym(uint32_t *xp, int64_t *rpp, int64_t rend, int64_t t, const Tabs *tb,
-                   const uint8_t *data) {
-    int64_t x = *xp;
-    int64_t slot = x & 0xFFFF;
-    int64_t s = tb->bk[(t << 11) | (slot >> 5)];
-    int64_t e = tb->fc[(t << 8) | s];
-    while (slot >= (e >> 16) + (e & 0xFFFF)) { s++; e = tb->fc[(t << 8) | s]; }
-    x = (e & 0xFFFF) * (x >> 16) + slot - (e >> 16);
-    int64_t need = x < RANS_L;
-    int64_t rp = *rpp;
-    int64_t rc = rp < rend - 2 ? rp : rend - 2;
-    int64_t wd = (int64_t)data[rc] | ((int64_t)data[rc + 1] << 8);
-    int64_t mask = -need;
-    x = (((x << 16) | wd) & mask) | (x & ~mask);
-    *xp = (uint32_t)x;
-    *rpp = rp + 2 * need;
-    return s;
-}
+// Probe: pixelmodel._decode_kernel ported to C (docs/experiments.md entry 14). Built plain, or
+// with -DSIMD_BLEND -DNPM=16 -mavx2: the predictor blend in AVX2 lanes, one per predictor.
+#ifdef SIMD_BLEND
+#include <immintrin.h>
+#endif
+#include "common.h"
 
 AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const int64_t *box,
                      int32_t *te, int32_t *ek, int64_t *asum, int64_t *acnt, const int64_t *coef,
@@ -118,16 +51,58 @@ AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const i
                 kk += 3;
             }
             q[kk] = (acc + 16) >> 5;
-            int64_t tot = 0, bl = 0, wt = 0;
-            for (int m = 0; m < k; m++) {
-                int64_t s = ((int64_t)er1[pj * NPM + m] + er0[(pj - 1) * NPM + m] + er1[(pj - 1) * NPM + m]
-                             + er1[(pj + 1) * NPM + m] + er2[pj * NPM + m] + er0[(pj - 2) * NPM + m]) >> 1;
-                if (s > 4095) s = 4095;
-                wt = tb->recip[s];
-                tot += wt;
-                bl += wt * q[m];
+#ifdef SIMD_BLEND
+            __m256i qv0, qv1 = _mm256_setzero_si256();
+            if (k == 4) qv0 = _mm256_setr_epi32(q[0], q[1], q[2], q[3], 0, 0, 0, 0);
+            else if (k == 7) qv0 = _mm256_setr_epi32(q[0], q[1], q[2], q[3], q[4], q[5], q[6], 0);
+            else { qv0 = _mm256_setr_epi32(q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]); qv1 = _mm256_setr_epi32(q[8], q[9], 0, 0, 0, 0, 0, 0); }
+#endif
+#ifdef SIMD_BLEND
+            // SIMD blend: lanes m < k; LS lane (k-1) counts twice on planes > 0.
+            int64_t tot, bl;
+            {
+                const int nv = k > 8 ? 2 : 1;
+                __m256i vtot = _mm256_setzero_si256(), vbl = _mm256_setzero_si256();
+                const __m256i cap = _mm256_set1_epi32(4095);
+                for (int v = 0; v < nv; v++) {
+                    const int o = 8 * v;
+                    __m256i s = _mm256_add_epi32(
+                        _mm256_add_epi32(_mm256_load_si256((const __m256i *)(er1 + pj * NPM + o)),
+                                         _mm256_load_si256((const __m256i *)(er0 + (pj - 1) * NPM + o))),
+                        _mm256_add_epi32(_mm256_load_si256((const __m256i *)(er1 + (pj - 1) * NPM + o)),
+                                         _mm256_load_si256((const __m256i *)(er1 + (pj + 1) * NPM + o))));
+                    s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_load_si256((const __m256i *)(er2 + pj * NPM + o)),
+                                                             _mm256_load_si256((const __m256i *)(er0 + (pj - 2) * NPM + o))));
+                    s = _mm256_min_epi32(_mm256_srai_epi32(s, 1), cap);
+                    __m256i wt = _mm256_i32gather_epi32(tb->recip, s, 4);
+                    // lane multiplier: 0 beyond k, 2 for the LS lane on planes > 0, else 1
+                    __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(o), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                    __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(k), lane);
+                    wt = _mm256_and_si256(wt, live);
+                    if (c > 0) {
+                        __m256i ls = _mm256_cmpeq_epi32(lane, _mm256_set1_epi32(k - 1));
+                        wt = _mm256_add_epi32(wt, _mm256_and_si256(wt, ls));
+                    }
+                    __m256i qv = v ? qv1 : qv0;
+                    vtot = _mm256_add_epi32(vtot, wt);
+                    __m256i wlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(wt));
+                    __m256i whi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(wt, 1));
+                    __m256i qlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(qv));
+                    __m256i qhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(qv, 1));
+                    vbl = _mm256_add_epi64(vbl, _mm256_add_epi64(_mm256_mul_epi32(wlo, qlo), _mm256_mul_epi32(whi, qhi)));
+                }
+                __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(vtot), _mm256_extracti128_si256(vtot, 1));
+                t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4E));
+                t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xB1));
+                tot = _mm_cvtsi128_si32(t4);
+                __m128i b2 = _mm_add_epi64(_mm256_castsi256_si128(vbl), _mm256_extracti128_si256(vbl, 1));
+                b2 = _mm_add_epi64(b2, _mm_shuffle_epi32(b2, 0x4E));
+                bl = _mm_cvtsi128_si64(b2);
             }
-            if (c > 0) { tot += wt; bl += wt * q[k - 1]; }
+#else
+            int64_t tot, bl;
+            blend_sums(er0, er1, er2, pj, q, k, c, tb, &tot, &bl);
+#endif
             int64_t pr = (int64_t)floor((double)(bl + (tot >> 1)) / (double)tot);
             if (pr < 0) pr = 0; else if (pr > 255 * 8) pr = 255 * 8;
             int64_t e = 2 * i64abs(t_n) + 2 * i64abs(t_w) + i64abs(t_nw) + i64abs(t_ne);
@@ -155,7 +130,15 @@ AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const i
             pc[y * W + x] = (uint8_t)xv;
             int64_t t = (xv << 3) - pr;
             trow[pj] = (int32_t)t;
+#ifdef SIMD_BLEND
+            {
+                __m256i xb = _mm256_set1_epi32((int32_t)(xv << 3));
+                _mm256_store_si256((__m256i *)(er0 + pj * NPM), _mm256_abs_epi32(_mm256_sub_epi32(xb, qv0)));
+                if (k > 8) _mm256_store_si256((__m256i *)(er0 + pj * NPM + 8), _mm256_abs_epi32(_mm256_sub_epi32(xb, qv1)));
+            }
+#else
             for (int m = 0; m < k; m++) er0[pj * NPM + m] = (int32_t)i64abs((xv << 3) - q[m]);
+#endif
             asum[b] += i64abs(t);
             acnt[b] += 1;
             if (acnt[b] >= HALVE_AT) { asum[b] = (asum[b] + 1) >> 1; acnt[b] >>= 1; }
@@ -163,13 +146,6 @@ AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const i
     }
 }
 
-static int status(int64_t x0, int64_t x, int64_t rp, int64_t rend) {
-    if (x0 < RANS_L) return 4;
-    if (rp > rend) return 1;
-    if (x != RANS_L) return 2;
-    if (rp != rend) return 3;
-    return 0;
-}
 
 int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int64_t n_tiles,
               const uint8_t *vq, int use_vq, const int64_t *coefs, const int64_t *prior,
@@ -183,7 +159,8 @@ int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int6
         if (boxes[t * 4 + 3] > maxw) maxw = boxes[t * 4 + 3];
     }
     int32_t *te = malloc(sizeof(int32_t) * n_ch * (maxh + PAD) * (maxw + 2 * PAD));
-    int32_t *ek = malloc(sizeof(int32_t) * 3 * (maxw + 2 * PAD) * NPM);
+    size_t ek_bytes = (sizeof(int32_t) * 3 * (maxw + 2 * PAD) * NPM + 63) / 64 * 64;
+    int32_t *ek = aligned_alloc(64, ek_bytes);
     int64_t asum[NB], acnt[NB];
     for (int64_t t = 0; t < n_tiles; t++) {
         const int64_t *box = boxes + 4 * t;
