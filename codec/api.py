@@ -9,7 +9,7 @@ images we check (see `fallback`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -59,15 +59,29 @@ def _to_groups(img: RasterImage) -> list[np.ndarray]:
     return [np.ascontiguousarray(g) for g in groups]
 
 
-def _from_groups(mode: str, groups: list[np.ndarray]) -> np.ndarray:
-    if mode == "L":
-        return groups[0][0]
-    if mode == "LA":
-        return np.stack([groups[0][0], groups[1][0]], axis=-1)
-    rgb = inverse_rgb(groups[0])
-    if mode == "RGBA":
-        return np.concatenate([rgb, groups[1][0][:, :, None]], axis=-1)
-    return rgb
+def _band_writers(mode: str, out: np.ndarray) -> list[Callable[[int, np.ndarray], None]]:
+    """Per plane group of an image, a function placing a decoded band of rows, (C, h, W)
+    planes starting at row y0, into the image's (H, W[, C]) pixels: the inverse of _to_groups."""
+
+    def gray(ch: int | None):
+        def write(y0: int, p: np.ndarray) -> None:
+            rows = slice(y0, y0 + p.shape[1])
+            if ch is None:
+                out[rows] = p[0]
+            else:
+                out[rows, :, ch] = p[0]
+
+        return write
+
+    def colour(y0: int, p: np.ndarray) -> None:
+        out[y0 : y0 + p.shape[1], :, :3] = inverse_rgb(p)
+
+    return {
+        "L": [gray(None)],
+        "LA": [gray(0), gray(1)],
+        "RGB": [colour],
+        "RGBA": [colour, gray(3)],
+    }[mode]
 
 
 def _group_shapes(mode: str, height: int, width: int) -> list[tuple[int, int, int]]:
@@ -232,21 +246,22 @@ def decode_image_batch(
                 pixels[i] = classical.decode_classical_image(h.codec, bytes(payload), h.mode, shape)
     for mid, members in by_model.items():
         model = model_for(mid)
-        groups, shapes, owners = [], [], []
+        groups, shapes, writers = [], [], []
         for i in members:
             h, payload = parsed[i]
-            for part, shape in zip(
+            pixels[i] = np.empty(mode_shape(h.mode, h.height, h.width), dtype=np.uint8)
+            for part, shape, write in zip(
                 _split_learned(h.mode, payload),
                 _group_shapes(h.mode, h.height, h.width),
+                _band_writers(h.mode, pixels[i]),
                 strict=True,
             ):
                 groups.append(part)
                 shapes.append(shape)
-                owners.append(i)
-        planes = learned.decode_groups(model, groups, shapes)
-        for i in members:
-            mine = [p for p, o in zip(planes, owners, strict=True) if o == i]
-            pixels[i] = _from_groups(parsed[i][0].mode, mine)
+                writers.append(write)
+        learned.decode_groups_into(
+            model, groups, shapes, lambda g, y0, planes, w=writers: w[g](y0, planes)
+        )
     out = []
     for i, (h, _) in enumerate(parsed):
         got = pixels[i]

@@ -21,6 +21,7 @@ format v5), LS coefficients (zigzag varints, n_taps(c) per tile plane), stream w
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -347,26 +348,75 @@ def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
     return out
 
 
-def decode_groups(
-    model: Model, payloads: list[bytes], shapes: list[tuple[int, int, int]]
-) -> list[np.ndarray]:
-    """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
+def _row_bands(boxes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Runs [a, b) of whole tile rows (boxes are in raster order) holding at most `limit`
+    pixels, or one tile row: the decoder's unit of work and of intermediate memory."""
+    bands: list[tuple[int, int]] = []
+    start, size = 0, 0
+    t = 0
+    while t < len(boxes):
+        end = t
+        while end < len(boxes) and boxes[end, 0] == boxes[t, 0]:
+            end += 1
+        n = int(boxes[t:end, 2] @ boxes[t:end, 3])
+        if size and size + n > limit:
+            bands.append((start, t))
+            start, size = t, 0
+        size += n
+        t = end
+    if len(boxes) > start:
+        bands.append((start, len(boxes)))
+    return bands
+
+
+def decode_groups_into(
+    model: Model,
+    payloads: list[bytes],
+    shapes: list[tuple[int, int, int]],
+    write: Callable[[int, int, np.ndarray], None],
+    chunk_pixels: int | None = None,
+) -> None:
+    """Inverse of encode_groups, band by band: write(g, y0, planes) gets the (C, h, W) uint8
+    planes of group g's rows y0 .. y0 + h, for bands of whole tile rows of at most chunk_pixels
+    pixels (default CHUNK_PIXELS). The caller places them in its output, so the decoder holds
+    no full-size planes besides it (tiles are independent: a band decodes alone)."""
     parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
         vq_on = [p.vq_on for p in parsed]
         scales = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
-    with timing.stage("coder"):
-        return [
-            pixelmodel.decode_planes(
-                p.data,
-                p.pixel_bytes,
-                p.shape,
-                p.boxes,
-                scales[g],
-                p.coefs,
-                model.prior,
-                model.tables,
-            )
-            for g, p in enumerate(parsed)
-        ]
+    limit = chunk_pixels or CHUNK_PIXELS
+    for g, p in enumerate(parsed):
+        n_ch, _, width = p.shape
+        for a, b in _row_bands(p.boxes, limit):
+            y0 = int(p.boxes[a, 0])
+            y1 = int(p.boxes[b - 1, 0] + p.boxes[b - 1, 2])
+            boxes = p.boxes[a:b].copy()
+            boxes[:, 0] -= y0
+            vq = None if scales[g] is None else np.ascontiguousarray(scales[g][:, y0:y1])
+            with timing.stage("coder"):
+                planes = pixelmodel.decode_planes(
+                    p.data,
+                    p.pixel_bytes[a * n_ch : b * n_ch + 1],
+                    (n_ch, y1 - y0, width),
+                    boxes,
+                    vq,
+                    p.coefs[a:b],
+                    model.prior,
+                    model.tables,
+                    first_stream=a * n_ch,
+                )
+            write(g, y0, planes)
+
+
+def decode_groups(
+    model: Model, payloads: list[bytes], shapes: list[tuple[int, int, int]]
+) -> list[np.ndarray]:
+    """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
+    out = [np.empty(s, dtype=np.uint8) for s in shapes]
+
+    def place(g: int, y0: int, planes: np.ndarray) -> None:
+        out[g][:, y0 : y0 + planes.shape[1]] = planes
+
+    decode_groups_into(model, payloads, shapes, place)
+    return out

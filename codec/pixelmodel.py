@@ -567,8 +567,10 @@ def decode_planes(
     coefs: np.ndarray,
     prior: np.ndarray,
     tables: rans.RansTables,
+    first_stream: int = 0,
 ) -> np.ndarray:
-    """Inverse of encode_planes + rANS: the (C,H,W) uint8 planes."""
+    """Inverse of encode_planes + rANS: the (C,H,W) uint8 planes. first_stream numbers the
+    streams in errors (where these boxes are a band of a larger group)."""
     n_ch = shape[0]
     _check_planes(n_ch)
     n_streams = len(boxes) * n_ch
@@ -599,5 +601,6 @@ def decode_planes(
     )
     bad = np.flatnonzero(err)
     if bad.size:
-        raise CodecError(f"residual stream {int(bad[0])}: corrupt (code {int(err[bad[0]])})")
+        s = int(bad[0])
+        raise CodecError(f"residual stream {first_stream + s}: corrupt (code {int(err[s])})")
     return planes
