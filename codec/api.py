@@ -59,22 +59,22 @@ def _to_groups(img: RasterImage) -> list[np.ndarray]:
     return [np.ascontiguousarray(g) for g in groups]
 
 
-def _band_writers(mode: str, out: np.ndarray) -> list[Callable[[int, np.ndarray], None]]:
-    """Per plane group of an image, a function placing a decoded band of rows, (C, h, W)
-    planes starting at row y0, into the image's (H, W[, C]) pixels: the inverse of _to_groups."""
+def _band_writers(mode: str, out: np.ndarray) -> list[Callable[[int, int, np.ndarray], None]]:
+    """Per plane group of an image, a function placing a decoded band, (C, h, w) planes at
+    (y0, x0), into the image's (H, W[, C]) pixels: the inverse of _to_groups."""
 
     def gray(ch: int | None):
-        def write(y0: int, p: np.ndarray) -> None:
-            rows = slice(y0, y0 + p.shape[1])
+        def write(y0: int, x0: int, p: np.ndarray) -> None:
+            at = (slice(y0, y0 + p.shape[1]), slice(x0, x0 + p.shape[2]))
             if ch is None:
-                out[rows] = p[0]
+                out[at] = p[0]
             else:
-                out[rows, :, ch] = p[0]
+                out[(*at, ch)] = p[0]
 
         return write
 
-    def colour(y0: int, p: np.ndarray) -> None:
-        out[y0 : y0 + p.shape[1], :, :3] = inverse_rgb(p)
+    def colour(y0: int, x0: int, p: np.ndarray) -> None:
+        out[y0 : y0 + p.shape[1], x0 : x0 + p.shape[2], :3] = inverse_rgb(p)
 
     return {
         "L": [gray(None)],
@@ -260,7 +260,7 @@ def decode_image_batch(
                 shapes.append(shape)
                 writers.append(write)
         learned.decode_groups_into(
-            model, groups, shapes, lambda g, y0, planes, w=writers: w[g](y0, planes)
+            model, groups, shapes, lambda g, y0, x0, planes, w=writers: w[g](y0, x0, planes)
         )
     out = []
     for i, (h, _) in enumerate(parsed):

@@ -33,8 +33,9 @@ from codec.model import Model, residual_features
 
 FLAG_VQ = 1
 FLAG_TILE256 = 2
-# Pixels per encoder chunk (runs of whole tiles): ~7 bytes of working memory per pixel and plane
-# (~90 MiB for RGB) however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
+# Pixels per encoder chunk and decoder band (whole tiles): the encoder's working set is ~10 bytes
+# per sample (symbols, table ids, buckets, their concatenation, the coder's worst-case buffer),
+# ~150 MiB for RGB, however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
 CHUNK_PIXELS = 1 << 22
 
 
@@ -243,8 +244,16 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
             words[g].append((np.diff(b) - 4) // 2)
             parts[g].append(data[b[0] : b[-1]].tobytes())
             first += n
+    empty = np.zeros(0, dtype=np.int64)  # a group without tiles (an empty plane) codes nothing
     return [
-        (np.concatenate(coefs[g]), np.concatenate(words[g]), parts[g]) for g in range(len(groups))
+        (
+            np.concatenate(coefs[g])
+            if coefs[g]
+            else np.zeros((0, groups[g].shape[0], pixelmodel.N_TAPS_MAX), dtype=np.int64),
+            np.concatenate(words[g]) if words[g] else empty,
+            parts[g],
+        )
+        for g in range(len(groups))
     ]
 
 
@@ -258,8 +267,8 @@ def encode_groups(
     """Learned payload of each plane group; vq sends the VQ-VAE side information, tile is the
     tile side (layout.TILE_SIZES). The pixel stage runs over runs of whole tiles of at most
     chunk_pixels pixels (default CHUNK_PIXELS), so its working memory (symbols, table ids, the
-    coder's worst-case buffer: ~7 bytes per sample) is bounded by the chunk, not by the image
-    or the batch."""
+    coder's worst-case buffer: ~10 bytes per sample) is bounded by the chunk, not by the image
+    or the batch (the VQ stage, when asked for, still builds full-size features and maps)."""
     boxes_all, indices, scales = _side_information(model, groups, vq, tile)
     with timing.stage("coder"):
         index_streams = _encode_index_streams(model, boxes_all, indices, vq)
@@ -348,23 +357,27 @@ def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
     return out
 
 
-def _row_bands(boxes: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """Runs [a, b) of whole tile rows (boxes are in raster order) holding at most `limit`
-    pixels, or one tile row: the decoder's unit of work and of intermediate memory."""
+def _bands(boxes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Tile runs [a, b) (boxes in raster order) covering a rectangle of at most `limit` pixels,
+    or one tile: whole tile rows where they fit, else runs of tiles within one row. The
+    decoder's unit of work and of intermediate memory."""
     bands: list[tuple[int, int]] = []
-    start, size = 0, 0
-    t = 0
+    start = size = t = 0  # pending run of whole rows: [start, t), `size` pixels
     while t < len(boxes):
         end = t
         while end < len(boxes) and boxes[end, 0] == boxes[t, 0]:
             end += 1
         n = int(boxes[t:end, 2] @ boxes[t:end, 3])
-        if size and size + n > limit:
+        if size and size + n > limit:  # flush the pending rows
             bands.append((start, t))
-            start, size = t, 0
-        size += n
+            size = 0
+        if n > limit:  # a row too wide for one band: runs of whole tiles within it
+            bands.extend((t + a, t + b) for ((_, a, b),) in _tile_chunks([boxes[t:end]], limit))
+        else:
+            start = t if size == 0 else start
+            size += n
         t = end
-    if len(boxes) > start:
+    if size:
         bands.append((start, len(boxes)))
     return bands
 
@@ -373,13 +386,14 @@ def decode_groups_into(
     model: Model,
     payloads: list[bytes],
     shapes: list[tuple[int, int, int]],
-    write: Callable[[int, int, np.ndarray], None],
+    write: Callable[[int, int, int, np.ndarray], None],
     chunk_pixels: int | None = None,
 ) -> None:
-    """Inverse of encode_groups, band by band: write(g, y0, planes) gets the (C, h, W) uint8
-    planes of group g's rows y0 .. y0 + h, for bands of whole tile rows of at most chunk_pixels
-    pixels (default CHUNK_PIXELS). The caller places them in its output, so the decoder holds
-    no full-size planes besides it (tiles are independent: a band decodes alone)."""
+    """Inverse of encode_groups, band by band: write(g, y0, x0, planes) gets the (C, h, w)
+    uint8 planes of group g's rectangle at (y0, x0): whole tile rows, or runs of tiles within a
+    row, of at most chunk_pixels pixels each (default CHUNK_PIXELS; one tile at least). The
+    caller places them in its output, so the decoder holds no full-size planes besides it
+    (tiles are independent: a band decodes alone)."""
     parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
@@ -387,18 +401,20 @@ def decode_groups_into(
         scales = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
     limit = chunk_pixels or CHUNK_PIXELS
     for g, p in enumerate(parsed):
-        n_ch, _, width = p.shape
-        for a, b in _row_bands(p.boxes, limit):
-            y0 = int(p.boxes[a, 0])
-            y1 = int(p.boxes[b - 1, 0] + p.boxes[b - 1, 2])
+        n_ch = p.shape[0]
+        for a, b in _bands(p.boxes, limit):
             boxes = p.boxes[a:b].copy()
+            y0, x0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
+            y1 = int((boxes[:, 0] + boxes[:, 2]).max())
+            x1 = int((boxes[:, 1] + boxes[:, 3]).max())
             boxes[:, 0] -= y0
-            vq = None if scales[g] is None else np.ascontiguousarray(scales[g][:, y0:y1])
+            boxes[:, 1] -= x0
+            vq = None if scales[g] is None else np.ascontiguousarray(scales[g][:, y0:y1, x0:x1])
             with timing.stage("coder"):
                 planes = pixelmodel.decode_planes(
                     p.data,
                     p.pixel_bytes[a * n_ch : b * n_ch + 1],
-                    (n_ch, y1 - y0, width),
+                    (n_ch, y1 - y0, x1 - x0),
                     boxes,
                     vq,
                     p.coefs[a:b],
@@ -406,7 +422,7 @@ def decode_groups_into(
                     model.tables,
                     first_stream=a * n_ch,
                 )
-            write(g, y0, planes)
+            write(g, y0, x0, planes)
 
 
 def decode_groups(
@@ -415,8 +431,8 @@ def decode_groups(
     """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
     out = [np.empty(s, dtype=np.uint8) for s in shapes]
 
-    def place(g: int, y0: int, planes: np.ndarray) -> None:
-        out[g][:, y0 : y0 + planes.shape[1]] = planes
+    def place(g: int, y0: int, x0: int, planes: np.ndarray) -> None:
+        out[g][:, y0 : y0 + planes.shape[1], x0 : x0 + planes.shape[2]] = planes
 
     decode_groups_into(model, payloads, shapes, place)
     return out

@@ -60,9 +60,11 @@ def test_chunked_encoder_gives_the_same_payloads(vq):
     assert all(np.array_equal(b, g) for b, g in zip(back, groups, strict=True))
 
 
-def test_banded_decoder_places_every_row_once():
-    """The decoder works in bands of whole tile rows (bounded intermediate memory): every band
-    limit must give the one-pass planes, each row written exactly once."""
+@pytest.mark.parametrize("vq", [False, True])
+def test_banded_decoder_places_every_sample_once(vq):
+    """The decoder works in bands of whole tile rows, or runs of tiles within a row too wide for
+    one band (bounded intermediate memory): every band limit must give the one-pass planes,
+    each pixel written exactly once, VQ scale maps sliced to the band."""
     from codec import learned
     from codec.model import default_model
 
@@ -70,20 +72,37 @@ def test_banded_decoder_places_every_row_once():
     groups = [
         np.ascontiguousarray(np.moveaxis(_smooth(300, 530, 3, 8), -1, 0)),
         _smooth(260, 140, 1, 9)[None],
+        _smooth(1, 1, 1, 2)[None],
     ]
-    payloads = learned.encode_groups(model, groups, False, 128)
+    payloads = learned.encode_groups(model, groups, vq, 128)
     shapes = [g.shape for g in groups]
-    for limit in (1, 530 * 128, 530 * 256 + 1, 1 << 40):
+    for limit in (1, 2 * 128 * 128, 530 * 128, 530 * 256 + 1, 1 << 40):
         out = [np.zeros(s, np.uint8) for s in shapes]
-        hits = [np.zeros(s[1], int) for s in shapes]
+        hits = [np.zeros(s[1:], int) for s in shapes]
 
-        def place(g, y0, planes, out=out, hits=hits):
-            out[g][:, y0 : y0 + planes.shape[1]] = planes
-            hits[g][y0 : y0 + planes.shape[1]] += 1
+        def place(g, y0, x0, planes, out=out, hits=hits):
+            at = (slice(y0, y0 + planes.shape[1]), slice(x0, x0 + planes.shape[2]))
+            out[g][(slice(None), *at)] = planes
+            hits[g][at] += 1
 
         learned.decode_groups_into(model, payloads, shapes, place, chunk_pixels=limit)
         assert all(np.array_equal(o, g) for o, g in zip(out, groups, strict=True))
         assert all((h == 1).all() for h in hits)
+
+
+def test_decoder_bands_are_bounded_runs_covering_every_tile():
+    from codec import learned
+    from codec.layout import tile_boxes
+
+    for boxes in (tile_boxes(300, 530, 128), tile_boxes(1000, 129, 128), tile_boxes(1, 1, 128)):
+        for limit in (1, 2 * 128 * 128, 530 * 128, 530 * 256 + 1, 1 << 40):
+            bands = learned._bands(boxes, limit)
+            assert [t for a, b in bands for t in range(a, b)] == list(range(len(boxes)))
+            for a, b in bands:
+                rows = sorted({int(y) for y in boxes[a:b, 0]})
+                whole = all(np.sum(boxes[:, 0] == y) == np.sum(boxes[a:b, 0] == y) for y in rows)
+                assert whole or len(rows) == 1  # whole tile rows, or a run within one row
+                assert b - a == 1 or int(boxes[a:b, 2] @ boxes[a:b, 3]) <= limit
 
 
 def test_corrupt_stream_in_a_later_band_names_its_stream():
@@ -99,6 +118,20 @@ def test_corrupt_stream_in_a_later_band_names_its_stream():
     payload[start : start + 4] = b"\x00\x00\x00\x00"  # initial state below RANS_L
     with pytest.raises(codec.CodecError, match="residual stream 4: corrupt"):
         learned.decode_groups_into(model, [bytes(payload)], [g.shape], lambda *a: None, 200 * 128)
+
+
+def test_group_without_tiles_codes_to_flags_alone():
+    """An empty plane (no tiles) next to a real one: the chunked encoder must still give it a
+    payload (its flags) that decodes to the empty shape."""
+    from codec import learned
+    from codec.model import default_model
+
+    model = default_model()
+    groups = [np.zeros((3, 0, 5), np.uint8), _smooth(3, 3, 1, 4)[None]]
+    payloads = learned.encode_groups(model, groups)
+    assert payloads[0] == bytes([2])  # flags only: 256-pixel tiles, no VQ
+    back = learned.decode_groups(model, payloads, [g.shape for g in groups])
+    assert back[0].shape == (3, 0, 5) and np.array_equal(back[1], groups[1])
 
 
 def test_tile_chunks_are_bounded_runs_covering_every_tile():
