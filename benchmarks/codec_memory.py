@@ -1,6 +1,6 @@
 """Peak memory of encoding and decoding one large RGB photo (a photo tiled to SIDE x SIDE), with
-the encoder's pixel stage in chunks of whole tiles (the default) and in one pass over the image
-(`--one-pass-too`, the encoder before chunking), side by side in one process.
+the pixel stage in chunks (encoder) and bands (decoder) of whole tiles, the default, and in one
+pass over the image (`--one-pass-too`: the codec before chunking), side by side in one process.
 
 Usage: python benchmarks/codec_memory.py [--sides 4096 8192] [--one-pass-too] [--out PATH]
 
@@ -65,9 +65,9 @@ def main() -> None:
             saved, learned.CHUNK_PIXELS = learned.CHUNK_PIXELS, limit
             try:
                 blob, t_enc, m_enc = _peak(lambda img=img: codec.encode(img))
+                back, t_dec, m_dec = _peak(lambda blob=blob: codec.decode(blob))
             finally:
                 learned.CHUNK_PIXELS = saved
-            back, t_dec, m_dec = _peak(lambda blob=blob: codec.decode(blob))
             if not np.array_equal(back, img):
                 raise SystemExit(f"{side}: round trip failed")
             del back
@@ -83,11 +83,11 @@ def main() -> None:
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"- machine: {platform.machine()}, {numba.config.NUMBA_NUM_THREADS} numba threads, "
         f"{platform.platform()}",
-        f"- image: {PHOTO.split('/')[-1]} tiled to side x side; encoder chunk "
-        f"{learned.CHUNK_PIXELS:,} pixels (whole tiles); peak = traced allocations above the "
+        f"- image: {PHOTO.split('/')[-1]} tiled to side x side; encoder chunks and decoder bands "
+        f"of {learned.CHUNK_PIXELS:,} pixels (whole tiles); peak = traced allocations above the "
         "caller's (tracemalloc), input image not counted",
         "",
-        "| side | encoder | raw MiB | blob MiB | encode peak MiB | x raw | encode s "
+        "| side | pixel stage | raw MiB | blob MiB | encode peak MiB | x raw | encode s "
         "| decode peak MiB | x raw | decode s |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
