@@ -1,0 +1,91 @@
+"""Two equal tiles decoded stage-interleaved in numba (docs/experiments.md entry 14): copies
+codec/pixelmodel.py into a temporary module, applies experiments/pair_decode_probe.patch (split
+of `_predict` into inputs and blend, a two-tile plane loop and a one-thread `pair_decode` kernel
+that pairs consecutive tiles of equal shape), checks its output bit for bit and times it against
+the shipped decode kernel, alternately, on 1024x1024 crops. The first run compiles the probe
+(~2 minutes; numba caches it beside the temporary copy, so every run compiles).
+
+Usage: python experiments/pair_decode_probe.py [IMAGE ...]
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from codec import learned, pixelmodel
+from codec.layout import DEFAULT_TILE
+from codec.model import default_model
+from codec.train import load_planes
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = "../shared/data/"
+DEFAULTS = (
+    DATA + "imagecompression_info/gray8bit/flower_foveon.png",
+    DATA + "clic_2images/alberto-montalesi-176097.png",
+)
+
+
+def _probe_module(tmp: Path):
+    shutil.copy(ROOT / "codec" / "pixelmodel.py", tmp / "pixelmodel.py")
+    patch = ROOT / "experiments" / "pair_decode_probe.patch"
+    subprocess.run(
+        ["patch", "-s", "-o", str(tmp / "pmpair.py"), str(tmp / "pixelmodel.py"), str(patch)],
+        check=True,
+    )
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("pmpair")
+
+
+def main() -> None:
+    images = sys.argv[1:] or list(DEFAULTS)
+    numba.set_num_threads(1)
+    model = default_model()
+    tb = model.tables
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = _probe_module(Path(tmp))
+        for path in images:
+            g = np.ascontiguousarray(load_planes(Path(path))[:, :1024, :1024])
+            p = learned._parse(learned.encode_groups(model, [g], tile=DEFAULT_TILE)[0], g.shape)
+
+            def shipped(p=p):
+                return pixelmodel.decode_planes(
+                    p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior, tb
+                )
+
+            def paired(p=p):
+                out = np.zeros(p.shape, np.uint8)
+                err = np.zeros(len(p.pixel_bytes) - 1, np.int64)
+                probe.pair_decode(
+                    p.data, p.pixel_bytes.astype(np.int64), p.boxes, p.coefs, model.prior, out,
+                    err, tb._bk, tb._fc, pixelmodel.E_BUCKET, pixelmodel.LEVEL_OF_MEAN,
+                    pixelmodel.CNT_RECIP, pixelmodel.WEIGHT_OF_ERR,
+                )  # fmt: skip
+                if err.any():
+                    raise SystemExit(f"stream errors {err}")
+                return out
+
+            for name, fn in (("shipped", shipped), ("paired", paired)):
+                if not np.array_equal(fn(), g):
+                    raise SystemExit(f"{name}: decode mismatch on {path}")
+            best = {"shipped": np.inf, "paired": np.inf}
+            for _ in range(4):
+                for name, fn in (("shipped", shipped), ("paired", paired)):
+                    for _ in range(4):
+                        t = time.perf_counter()
+                        fn()
+                        best[name] = min(best[name], (time.perf_counter() - t) / g.size * 1e9)
+            cells = ", ".join(f"{k} {v:.1f}" for k, v in best.items())
+            print(f"{Path(path).name} {g.shape}: ns/sample, best of 16: {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
