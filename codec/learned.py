@@ -192,6 +192,17 @@ def _tile_chunks(boxes_all, limit: int) -> list[list[tuple[int, int, int]]]:
     return [c for c in chunks if c]
 
 
+def _split_streams(data: np.ndarray, byte_bounds: np.ndarray, counts) -> list:
+    """(word counts, bytes) of consecutive runs of `counts` streams out of one coder call's
+    output: what a group payload sends per stage (_parse reads lengths back as 4 + 2 words)."""
+    out, first = [], 0
+    for n in counts:
+        b = byte_bounds[first : first + n + 1]
+        out.append(((np.diff(b) - 4) // 2, data[b[0] : b[-1]].tobytes()))
+        first += n
+    return out
+
+
 def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
     """Stage 0 (VQ indices) of every group in one coder call: per group (word counts, bytes)."""
     syms, bnds, off = [], [np.zeros(1, dtype=np.int64)], 0
@@ -204,21 +215,16 @@ def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
     data, bb = rans.encode_streams(
         sym, np.full(sym.shape, model.index_table, np.uint8), np.concatenate(bnds), model.tables
     )
-    out, first = [], 0
-    for boxes in boxes_all:
-        n = len(boxes) if vq else 0
-        b = bb[first : first + n + 1]
-        out.append(((np.diff(b) - 4) // 2, data[b[0] : b[-1]].tobytes()))
-        first += n
-    return out
+    return _split_streams(data, bb, [len(boxes) if vq else 0 for boxes in boxes_all])
 
 
 def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
     """Stage 1 of every group, chunk by chunk (model pass, then one coder call per chunk):
     per group (LS coefficients, word counts, stream byte pieces). Streams are independent, so
     the bytes do not depend on the chunking."""
-    coefs = [[] for _ in groups]
-    words = [[] for _ in groups]
+    # seeded with empty arrays, so a group without tiles (an empty plane) joins to nothing
+    coefs = [[np.zeros((0, g.shape[0], pixelmodel.N_TAPS_MAX), np.int64)] for g in groups]
+    words = [[np.zeros(0, np.int64)] for _ in groups]
     parts = [[] for _ in groups]
     for chunk in _tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
@@ -236,24 +242,13 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
                 ),
                 model.tables,
             )
-        first = 0
-        for (g, _, _), code in zip(chunk, codes, strict=True):
-            n = len(code.bounds) - 1
-            b = bb[first : first + n + 1]
+        runs = _split_streams(data, bb, [len(c.bounds) - 1 for c in codes])
+        for (g, _, _), code, (w, run) in zip(chunk, codes, runs, strict=True):
             coefs[g].append(code.coefs)
-            words[g].append((np.diff(b) - 4) // 2)
-            parts[g].append(data[b[0] : b[-1]].tobytes())
-            first += n
-    empty = np.zeros(0, dtype=np.int64)  # a group without tiles (an empty plane) codes nothing
+            words[g].append(w)
+            parts[g].append(run)
     return [
-        (
-            np.concatenate(coefs[g])
-            if coefs[g]
-            else np.zeros((0, groups[g].shape[0], pixelmodel.N_TAPS_MAX), dtype=np.int64),
-            np.concatenate(words[g]) if words[g] else empty,
-            parts[g],
-        )
-        for g in range(len(groups))
+        (np.concatenate(coefs[g]), np.concatenate(words[g]), parts[g]) for g in range(len(groups))
     ]
 
 
