@@ -76,6 +76,47 @@ AI int64_t dec_sym(uint32_t *xp, int64_t *rpp, int64_t rend, int64_t t, const Ta
     return s;
 }
 
+// Everything before the blend: the predictions q of plane c at (y, x) (tile coordinates (i, j),
+// tile width w; te: the tile's true errors, tw / tp their row / plane strides), the error
+// energy *e and the gradient sum *gs; returns how many predictors.
+AI int model_inputs(const uint8_t *planes, int64_t hw, int64_t W, const int c, int64_t y,
+                    int64_t x, int64_t i, int64_t j, int64_t w, const int32_t *te, int64_t tw,
+                    int64_t tp, const int64_t *coef, int64_t *q, int64_t *e, int64_t *gs) {
+    const int64_t pi = i + PAD, pj = j + PAD;
+    const int32_t *trow = te + c * tp + pi * tw;
+    int64_t nb[6];
+    neighbours(planes + c * hw, W, y, x, i, j, w, nb);
+    int64_t acc = coef[0] * nb[0] + coef[1] * nb[1] + coef[2] * nb[2] + coef[3] * nb[3]
+                  + coef[4] * nb[4] + coef[5] * nb[5];
+    int64_t t_w = trow[pj - 1], t_n = trow[pj - tw], t_nw = trow[pj - tw - 1], t_ne = trow[pj - tw + 1];
+    q[0] = (nb[1] + nb[3] - nb[0]) << 3;
+    q[1] = (nb[0] << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
+    q[2] = (nb[1] << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
+    int kk = 3, nt = 6;
+    for (int r = 0; r < (c < 2 ? c : 2); r++) {
+        int64_t g[6];
+        const uint8_t *pr_ = planes + r * hw;
+        neighbours(pr_, W, y, x, i, j, w, g);
+        int64_t gx = pr_[y * W + x];
+        acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1] + coef[nt + 3] * g[2]
+               + coef[nt + 4] * g[3];
+        nt += 5;
+        q[kk] = (nb[1] + gx - g[1]) << 3;
+        q[kk + 1] = (nb[0] + gx - g[0]) << 3;
+        q[kk + 2] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) << 3;
+        kk += 3;
+    }
+    q[kk] = (acc + 16) >> 5;
+    int64_t ee = 2 * i64abs(t_n) + 2 * i64abs(t_w) + i64abs(t_nw) + i64abs(t_ne);
+    ee += i64abs(trow[pj - 2 * tw]) + i64abs(trow[pj - 2]);
+    if (c == 1) ee += 2 * i64abs(te[pi * tw + pj]);
+    else if (c == 2) ee += i64abs(te[pi * tw + pj]) + i64abs(te[tp + pi * tw + pj]);
+    ee >>= 3;
+    *e = ee > 4095 ? 4095 : ee;
+    *gs = i64abs(nb[0] - nb[2]) + i64abs(nb[1] - nb[2]) + i64abs(nb[3] - nb[0]);
+    return kk + 1;
+}
+
 // Blend sums of k predictors: weight total and weighted sum (the LS predictor, last, counts
 // twice on planes > 0), from each predictor's six neighbouring |errors| in the 3-row ring.
 AI void blend_sums(const int32_t *er0, const int32_t *er1, const int32_t *er2, int64_t pj,
@@ -100,5 +141,38 @@ static int status(int64_t x0, int64_t x, int64_t rp, int64_t rend) {
     if (rp > rend) return 1;
     if (x != RANS_L) return 2;
     if (rp != rend) return 3;
+    return 0;
+}
+
+// Largest tile height and width of a group (per-tile buffers are sized once for these).
+static void max_tile_side(const int64_t *boxes, int64_t n_tiles, int64_t *maxh, int64_t *maxw) {
+    *maxh = *maxw = 0;
+    for (int64_t t = 0; t < n_tiles; t++) {
+        if (boxes[t * 4 + 2] > *maxh) *maxh = boxes[t * 4 + 2];
+        if (boxes[t * 4 + 3] > *maxw) *maxw = boxes[t * 4 + 3];
+    }
+}
+
+// True errors of every plane of a tile (padded) and the 3-row ring of per-predictor |errors|
+// (64-byte aligned for the AVX2 lanes).
+static int32_t *alloc_te(int64_t n_ch, int64_t maxh, int64_t maxw) {
+    return malloc(sizeof(int32_t) * n_ch * (maxh + PAD) * (maxw + 2 * PAD));
+}
+static int32_t *alloc_ek(int64_t maxw) {
+    return aligned_alloc(64, (sizeof(int32_t) * 3 * (maxw + 2 * PAD) * NPM + 63) / 64 * 64);
+}
+
+// Stream s's header, as the decode kernel checks it: 0 and its initial state and read range,
+// or the error code (5: shorter than 4 bytes, 4: initial state below RANS_L).
+static int open_stream(const uint8_t *data, const int64_t *bb, int64_t s, uint32_t *x0,
+                       int64_t *rp, int64_t *rend) {
+    *x0 = 0;
+    *rp = bb[s];
+    *rend = bb[s + 1];
+    if (*rend - *rp < 4) return 5;
+    const uint8_t *d = data + *rp;
+    *x0 = (uint32_t)d[0] | ((uint32_t)d[1] << 8) | ((uint32_t)d[2] << 16) | ((uint32_t)d[3] << 24);
+    if (*x0 < RANS_L) return 4;
+    *rp += 4;
     return 0;
 }

@@ -32,45 +32,13 @@ AI void step_multi(Ctx **CC, const int nl, uint8_t *planes, int64_t H, int64_t W
     const int64_t hw = H * W;
     const int kind = c < 2 ? c : 2;
     const int k = 3 + 3 * (c < 2 ? c : 2) + 1;
-    const int64_t pi = i + PAD, pj = j + PAD;
+    const int64_t pj = j + PAD;
     int64_t pr[NL], b[NL], tid[NL], base[NL], neg[NL], xv[NL], tot[NL], bl[NL];
     int64_t gs[NL], e[NL];
     for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
-        const int64_t w = C->w, tw = C->tw;
-        const int64_t y = C->y0 + i, x = C->x0 + j;
-        const int64_t *coef = C->coef;
-        int64_t *q = C->q;
-        int32_t *trow = C->trow;
-        uint8_t *pc = planes + c * hw;
-        int64_t nb[6];
-        neighbours(pc, W, y, x, i, j, w, nb);
-        int64_t acc = coef[0] * nb[0] + coef[1] * nb[1] + coef[2] * nb[2] + coef[3] * nb[3] + coef[4] * nb[4] + coef[5] * nb[5];
-        int64_t t_w = trow[pj - 1], t_n = trow[pj - tw], t_nw = trow[pj - tw - 1], t_ne = trow[pj - tw + 1];
-        q[0] = (nb[1] + nb[3] - nb[0]) << 3;
-        q[1] = (nb[0] << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
-        q[2] = (nb[1] << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
-        int kk = 3, nt = 6;
-        for (int r = 0; r < (c < 2 ? c : 2); r++) {
-            int64_t g[6];
-            const uint8_t *pr_ = planes + r * hw;
-            neighbours(pr_, W, y, x, i, j, w, g);
-            int64_t gx = pr_[y * W + x];
-            acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1] + coef[nt + 3] * g[2] + coef[nt + 4] * g[3];
-            nt += 5;
-            q[kk] = (nb[1] + gx - g[1]) << 3;
-            q[kk + 1] = (nb[0] + gx - g[0]) << 3;
-            q[kk + 2] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) << 3;
-            kk += 3;
-        }
-        q[kk] = (acc + 16) >> 5;
-        int64_t ee = 2 * i64abs(t_n) + 2 * i64abs(t_w) + i64abs(t_nw) + i64abs(t_ne);
-        ee += i64abs(trow[pj - 2 * tw]) + i64abs(trow[pj - 2]);
-        if (c == 1) ee += 2 * i64abs(C->te[pi * tw + pj]);
-        else if (c == 2) ee += i64abs(C->te[pi * tw + pj]) + i64abs(C->te[C->tp + pi * tw + pj]);
-        ee >>= 3;
-        e[l] = ee > 4095 ? 4095 : ee;
-        gs[l] = i64abs(nb[0] - nb[2]) + i64abs(nb[1] - nb[2]) + i64abs(nb[3] - nb[0]);
+        model_inputs(planes, hw, W, c, C->y0 + i, C->x0 + j, i, j, C->w, C->te, C->tw, C->tp,
+                     C->coef, C->q, &e[l], &gs[l]);
     }
     for (int l = 0; l < nl; l++) {
         Ctx *C = CC[l];
@@ -135,12 +103,9 @@ static void ctx_init(Ctx *C, const int64_t *box, int64_t n_ch) {
 }
 // returns 0 if ok, else err code; stream s
 static int ctx_stream(Ctx *C, const uint8_t *data, const int64_t *bb, int64_t s, uint32_t *x0o) {
-    int64_t rp = bb[s], rend = bb[s + 1];
-    if (rend - rp < 4) return 5;
-    uint32_t x0 = (uint32_t)data[rp] | ((uint32_t)data[rp + 1] << 8) | ((uint32_t)data[rp + 2] << 16) | ((uint32_t)data[rp + 3] << 24);
-    if (x0 < RANS_L) return 4;
-    C->xs = x0; C->rp = rp + 4; C->rend = rend; *x0o = x0;
-    return 0;
+    int bad = open_stream(data, bb, s, x0o, &C->rp, &C->rend);
+    C->xs = *x0o;
+    return bad;
 }
 
 int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int64_t n_tiles,
@@ -149,15 +114,12 @@ int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int6
               const uint8_t *bk, const uint32_t *fc, const uint8_t *e_bucket, const uint8_t *lom,
               const int64_t *crc, const int32_t *recip, const uint8_t *grad_class) {
     Tabs tb = {e_bucket, lom, grad_class, crc, recip, bk, fc};
-    int64_t maxw = 0, maxh = 0;
-    for (int64_t t = 0; t < n_tiles; t++) {
-        if (boxes[t * 4 + 2] > maxh) maxh = boxes[t * 4 + 2];
-        if (boxes[t * 4 + 3] > maxw) maxw = boxes[t * 4 + 3];
-    }
+    int64_t maxh, maxw;
+    max_tile_side(boxes, n_tiles, &maxh, &maxw);
     Ctx X[NL]; Ctx *CC[NL];
     for (int l = 0; l < NL; l++) {
-        X[l].te = malloc(sizeof(int32_t) * n_ch * (maxh + PAD) * (maxw + 2 * PAD));
-        X[l].ek = malloc(sizeof(int32_t) * 3 * (maxw + 2 * PAD) * NPM);
+        X[l].te = alloc_te(n_ch, maxh, maxw);
+        X[l].ek = alloc_ek(maxw);
         CC[l] = &X[l];
     }
     int64_t t = 0;

@@ -29,28 +29,8 @@ AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const i
         for (int64_t j = 0; j < w; j++) {
             const int64_t x = x0 + j;
             const int64_t pj = j + PAD;
-            int64_t nb[6];
-            neighbours(pc, W, y, x, i, j, w, nb);
-            int64_t n = nb[0], wv = nb[1], nw = nb[2], ne = nb[3], nn = nb[4], ww = nb[5];
-            int64_t acc = coef[0] * n + coef[1] * wv + coef[2] * nw + coef[3] * ne + coef[4] * nn + coef[5] * ww;
-            int64_t t_w = trow[pj - 1], t_n = trow[pj - tw], t_nw = trow[pj - tw - 1], t_ne = trow[pj - tw + 1];
-            q[0] = (wv + ne - n) << 3;
-            q[1] = (n << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
-            q[2] = (wv << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
-            int kk = 3, nt = 6;
-            for (int r = 0; r < (c < 2 ? c : 2); r++) {
-                int64_t g[6];
-                const uint8_t *pr_ = planes + r * hw;
-                neighbours(pr_, W, y, x, i, j, w, g);
-                int64_t gx = pr_[y * W + x];
-                acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1] + coef[nt + 3] * g[2] + coef[nt + 4] * g[3];
-                nt += 5;
-                q[kk] = (wv + gx - g[1]) << 3;
-                q[kk + 1] = (n + gx - g[0]) << 3;
-                q[kk + 2] = (n + wv - nw + gx - (g[0] + g[1] - g[2])) << 3;
-                kk += 3;
-            }
-            q[kk] = (acc + 16) >> 5;
+            int64_t e, gs;
+            model_inputs(planes, hw, W, c, y, x, i, j, w, te, tw, tp, coef, q, &e, &gs);
 #ifdef SIMD_BLEND
             __m256i qv0, qv1 = _mm256_setzero_si256();
             if (k == 4) qv0 = _mm256_setr_epi32(q[0], q[1], q[2], q[3], 0, 0, 0, 0);
@@ -105,13 +85,6 @@ AI void decode_plane(uint8_t *planes, int64_t H, int64_t W, const int c, const i
 #endif
             int64_t pr = (int64_t)floor((double)(bl + (tot >> 1)) / (double)tot);
             if (pr < 0) pr = 0; else if (pr > 255 * 8) pr = 255 * 8;
-            int64_t e = 2 * i64abs(t_n) + 2 * i64abs(t_w) + i64abs(t_nw) + i64abs(t_ne);
-            e += i64abs(trow[pj - 2 * tw]) + i64abs(trow[pj - 2]);
-            if (c == 1) e += 2 * i64abs(te[pi * tw + pj]);
-            else if (c == 2) e += i64abs(te[pi * tw + pj]) + i64abs(te[tp + pi * tw + pj]);
-            e >>= 3;
-            if (e > 4095) e = 4095;
-            int64_t gs = i64abs(n - nw) + i64abs(wv - nw) + i64abs(ne - n);
             int64_t g = tb->grad_class[gs < 12 ? gs : 12];
             int64_t sub = use_vq ? (vq[c * hw + y * W + x] >> 4) : g;
             int64_t b = (int64_t)tb->e_bucket[e] * NSUB + sub;
@@ -153,26 +126,21 @@ int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int6
               const uint8_t *bk, const uint32_t *fc, const uint8_t *e_bucket, const uint8_t *lom,
               const int64_t *crc, const int32_t *recip, const uint8_t *grad_class) {
     Tabs tb = {e_bucket, lom, grad_class, crc, recip, bk, fc};
-    int64_t maxw = 0, maxh = 0;
-    for (int64_t t = 0; t < n_tiles; t++) {
-        if (boxes[t * 4 + 2] > maxh) maxh = boxes[t * 4 + 2];
-        if (boxes[t * 4 + 3] > maxw) maxw = boxes[t * 4 + 3];
-    }
-    int32_t *te = malloc(sizeof(int32_t) * n_ch * (maxh + PAD) * (maxw + 2 * PAD));
-    size_t ek_bytes = (sizeof(int32_t) * 3 * (maxw + 2 * PAD) * NPM + 63) / 64 * 64;
-    int32_t *ek = aligned_alloc(64, ek_bytes);
+    int64_t maxh, maxw;
+    max_tile_side(boxes, n_tiles, &maxh, &maxw);
+    int32_t *te = alloc_te(n_ch, maxh, maxw);
+    int32_t *ek = alloc_ek(maxw);
     int64_t asum[NB], acnt[NB];
     for (int64_t t = 0; t < n_tiles; t++) {
         const int64_t *box = boxes + 4 * t;
         memset(te, 0, sizeof(int32_t) * n_ch * (box[2] + PAD) * (box[3] + 2 * PAD));
         for (int64_t c = 0; c < n_ch; c++) {
             int64_t s = t * n_ch + c;
-            int64_t rp = bb[s], rend = bb[s + 1];
-            if (rend - rp < 4) { err[s] = 5; continue; }
-            uint32_t x0 = (uint32_t)data[rp] | ((uint32_t)data[rp + 1] << 8) | ((uint32_t)data[rp + 2] << 16) | ((uint32_t)data[rp + 3] << 24);
-            if (x0 < RANS_L) { err[s] = 4; continue; }
+            uint32_t x0;
+            int64_t rp, rend;
+            int bad = open_stream(data, bb, s, &x0, &rp, &rend);
+            if (bad) { err[s] = bad; continue; }
             uint32_t xs = x0;
-            rp += 4;
             const int64_t *coef = coefs + (t * n_ch + c) * 16;
             if (c == 0) decode_plane(planes, H, W, 0, box, te, ek, asum, acnt, coef, vq, use_vq, prior, &tb, &xs, &rp, rend, data);
             else if (c == 1) decode_plane(planes, H, W, 1, box, te, ek, asum, acnt, coef, vq, use_vq, prior, &tb, &xs, &rp, rend, data);
