@@ -51,13 +51,39 @@ def _build(out_dir: Path) -> dict[str, ctypes.CDLL]:
     return libs
 
 
-def _inputs(path: str):
-    model = default_model()
+def crop_and_parse(path: str, model):
+    """The image's plane group cropped to 1024x1024, and its encoded, parsed payload."""
     g = load_planes(Path(path))
     if g is None:
         raise SystemExit(f"{path}: not an 8-bit gray or colour image")
     g = np.ascontiguousarray(g[:, :1024, :1024])
-    p = learned._parse(learned.encode_groups(model, [g], tile=DEFAULT_TILE)[0], g.shape)
+    return g, learned._parse(learned.encode_groups(model, [g], tile=DEFAULT_TILE)[0], g.shape)
+
+
+def shipped_decoder(p, model):
+    """The codec's own fused decode kernel on payload p, as a no-argument call."""
+    return lambda: pixelmodel.decode_planes(
+        p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior, model.tables
+    )
+
+
+def check_and_time(fns: dict, g: np.ndarray, path: str, rounds: int, repeats: int) -> str:
+    """Check every decoder gives g bit for bit, then time them alternately (best of
+    rounds x repeats, ns/sample); returns the report line."""
+    for name, fn in fns.items():
+        if not np.array_equal(fn(), g):
+            raise SystemExit(f"{name}: decode mismatch on {path}")
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], _best(fn, repeats, g.size))
+    cells = ", ".join(f"{k} {v:.1f}" for k, v in best.items())
+    return f"{Path(path).name} {g.shape}: ns/sample, best of {rounds}x{repeats}: {cells}"
+
+
+def _inputs(path: str):
+    model = default_model()
+    g, p = crop_and_parse(path, model)
     arrays = {
         "data": np.ascontiguousarray(p.data),
         "bb": p.pixel_bytes.astype(np.int64),
@@ -129,33 +155,11 @@ def main() -> None:
         libs = _build(Path(tmp))
         for path in args.images:
             model, g, p, a = _inputs(path)
-
-            def numba_decode(p=p, model=model):
-                return pixelmodel.decode_planes(
-                    p.data,
-                    p.pixel_bytes,
-                    p.shape,
-                    p.boxes,
-                    None,
-                    p.coefs,
-                    model.prior,
-                    model.tables,
-                )
-
-            fns = {"numba": numba_decode}
+            fns = {"numba": shipped_decoder(p, model)}
             fns.update(
                 {n: (lambda lib=lib, g=g, a=a: _c_decode(lib, g, a)) for n, lib in libs.items()}
             )
-            for name, fn in fns.items():
-                if not np.array_equal(fn(), g):
-                    raise SystemExit(f"{name}: decode mismatch on {path}")
-            best = dict.fromkeys(fns, float("inf"))
-            for _ in range(args.rounds):
-                for name, fn in fns.items():
-                    best[name] = min(best[name], _best(fn, args.repeats, g.size))
-            cells = ", ".join(f"{k} {v:.1f}" for k, v in best.items())
-            name = path.split("/")[-1]
-            print(f"{name} {g.shape}: ns/sample, best of {args.rounds}x{args.repeats}: {cells}")
+            print(check_and_time(fns, g, path, args.rounds, args.repeats))
 
 
 if __name__ == "__main__":

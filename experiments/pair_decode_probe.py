@@ -15,16 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numba
 import numpy as np
+from c_decode_probe import check_and_time, crop_and_parse, shipped_decoder  # same folder
 
-from codec import learned, pixelmodel
-from codec.layout import DEFAULT_TILE
+from codec import pixelmodel
 from codec.model import default_model
-from codec.train import load_planes
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = "../shared/data/"
@@ -53,13 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         probe = _probe_module(Path(tmp))
         for path in images:
-            g = np.ascontiguousarray(load_planes(Path(path))[:, :1024, :1024])
-            p = learned._parse(learned.encode_groups(model, [g], tile=DEFAULT_TILE)[0], g.shape)
-
-            def shipped(p=p):
-                return pixelmodel.decode_planes(
-                    p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior, tb
-                )
+            g, p = crop_and_parse(path, model)
 
             def paired(p=p):
                 out = np.zeros(p.shape, np.uint8)
@@ -73,18 +65,8 @@ def main() -> None:
                     raise SystemExit(f"stream errors {err}")
                 return out
 
-            for name, fn in (("shipped", shipped), ("paired", paired)):
-                if not np.array_equal(fn(), g):
-                    raise SystemExit(f"{name}: decode mismatch on {path}")
-            best = {"shipped": np.inf, "paired": np.inf}
-            for _ in range(4):
-                for name, fn in (("shipped", shipped), ("paired", paired)):
-                    for _ in range(4):
-                        t = time.perf_counter()
-                        fn()
-                        best[name] = min(best[name], (time.perf_counter() - t) / g.size * 1e9)
-            cells = ", ".join(f"{k} {v:.1f}" for k, v in best.items())
-            print(f"{Path(path).name} {g.shape}: ns/sample, best of 16: {cells}", flush=True)
+            fns = {"shipped": shipped_decoder(p, model), "paired": paired}
+            print(check_and_time(fns, g, path, rounds=4, repeats=4), flush=True)
 
 
 if __name__ == "__main__":
