@@ -10,9 +10,6 @@ Usage: python experiments/pair_decode_probe.py [IMAGE ...]
 
 from __future__ import annotations
 
-import importlib
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,27 +17,16 @@ from pathlib import Path
 import numba
 import numpy as np
 from c_decode_probe import check_and_time, crop_and_parse, shipped_decoder  # same folder
+from pixelmodel_variant import load_patched
 
 from codec import pixelmodel
 from codec.model import default_model
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = "../shared/data/"
 DEFAULTS = (
     DATA + "imagecompression_info/gray8bit/flower_foveon.png",
     DATA + "clic_2images/alberto-montalesi-176097.png",
 )
-
-
-def _probe_module(tmp: Path):
-    shutil.copy(ROOT / "codec" / "pixelmodel.py", tmp / "pixelmodel.py")
-    patch = ROOT / "experiments" / "pair_decode_probe.patch"
-    subprocess.run(
-        ["patch", "-s", "-o", str(tmp / "pmpair.py"), str(tmp / "pixelmodel.py"), str(patch)],
-        check=True,
-    )
-    sys.path.insert(0, str(tmp))
-    return importlib.import_module("pmpair")
 
 
 def main() -> None:
@@ -49,7 +35,7 @@ def main() -> None:
     model = default_model()
     tb = model.tables
     with tempfile.TemporaryDirectory() as tmp:
-        probe = _probe_module(Path(tmp))
+        probe = load_patched("pmpair", ["pair_decode_probe.patch"], Path(tmp))
         for path in images:
             g, p = crop_and_parse(path, model)
 
