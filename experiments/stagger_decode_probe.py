@@ -6,8 +6,8 @@ or a second copy of the plane code. Variants of codec/pixelmodel.py:
 
   staggered          (stagger_decode_probe.patch) per sample: the whole model step of planes 0,
                      1, 2, then their rANS decode and update; per-plane state in plain arrays
-                     (a first version holding it in tuples of arrays crashed under prange, where
-                     its serial copy ran exact with bounds checks on);
+                     (a first version with tuples of arrays in the loop segfaulted under prange,
+                     where its serial copy ran exact with bounds checks on);
   stage-interleaved  (+ stagger_staged.patch) the model split into inputs and predictions, blend
                      (entry 14's `_pre` and `_blend`) and table choice, each stage run for the
                      three planes before the next.
