@@ -23,9 +23,7 @@ def load_variant(name: str, replacements: list[tuple[str, str]], tmp: Path):
             raise SystemExit(f"{name}: anchor found {src.count(old)} times: {old[:60]!r}")
         src = src.replace(old, new)
     (tmp / f"{name}.py").write_text(src)
-    if str(tmp) not in sys.path:
-        sys.path.insert(0, str(tmp))
-    return importlib.import_module(name)
+    return _import(name, tmp)
 
 
 def load_patched(name: str, patches: list[str], tmp: Path):
@@ -34,6 +32,10 @@ def load_patched(name: str, patches: list[str], tmp: Path):
     src.write_text((ROOT / "codec" / "pixelmodel.py").read_text())
     for patch in patches:
         subprocess.run(["patch", "-s", str(src), str(ROOT / "experiments" / patch)], check=True)
+    return _import(name, tmp)
+
+
+def _import(name: str, tmp: Path):
     if str(tmp) not in sys.path:
         sys.path.insert(0, str(tmp))
     return importlib.import_module(name)
