@@ -60,9 +60,10 @@ def crop_and_parse(path: str, model):
     return g, learned._parse(learned.encode_groups(model, [g], tile=DEFAULT_TILE)[0], g.shape)
 
 
-def shipped_decoder(p, model):
-    """The codec's own fused decode kernel on payload p, as a no-argument call."""
-    return lambda: pixelmodel.decode_planes(
+def kernel_decoder(p, model, mod=pixelmodel):
+    """The fused decode kernel of `mod` (the codec's own pixel model, or a variant from
+    pixelmodel_variant) on parsed payload p, as a no-argument call."""
+    return lambda: mod.decode_planes(
         p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior, model.tables
     )
 
@@ -155,7 +156,7 @@ def main() -> None:
         libs = _build(Path(tmp))
         for path in args.images:
             model, g, p, a = _inputs(path)
-            fns = {"numba": shipped_decoder(p, model)}
+            fns = {"numba": kernel_decoder(p, model)}
             fns.update(
                 {n: (lambda lib=lib, g=g, a=a: _c_decode(lib, g, a)) for n, lib in libs.items()}
             )

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numba
-from c_decode_probe import check_and_time, crop_and_parse, shipped_decoder  # same folder
+from c_decode_probe import check_and_time, crop_and_parse, kernel_decoder  # same folder
 from pixelmodel_variant import load_variant
 
 from codec.model import default_model
@@ -79,17 +79,11 @@ def main() -> None:
     numba.set_num_threads(1)
     model = default_model()
     g, p = crop_and_parse(a.image, model)
-    fns = {"cached shipped": shipped_decoder(p, model)}
+    fns = {"cached shipped": kernel_decoder(p, model)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, repl in VARIANTS.items():
             mod = load_variant(f"pm_{name}", repl, Path(tmp))
-
-            def dec(mod=mod):
-                return mod.decode_planes(
-                    p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior,
-                    model.tables,
-                )  # fmt: skip
-
+            dec = kernel_decoder(p, model, mod)
             t = time.perf_counter()
             dec()
             first = time.perf_counter() - t

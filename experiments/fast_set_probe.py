@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from c_decode_probe import check_and_time  # same folder
+from c_decode_probe import check_and_time, kernel_decoder  # same folder
 from coded_sizes import SETS, subset
 from pixelmodel_variant import load_variant
 
@@ -70,10 +70,7 @@ def _encode(model, mod, g: np.ndarray) -> bytes:
 
 
 def _decode(model, mod, payload: bytes, shape) -> np.ndarray:
-    p = learned._parse(payload, shape)
-    return mod.decode_planes(
-        p.data, p.pixel_bytes, shape, p.boxes, None, p.coefs, model.prior, model.tables
-    )
+    return kernel_decoder(learned._parse(payload, shape), model, mod)()
 
 
 def _bytes(model, fast, data: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numba
 import numpy as np
-from c_decode_probe import check_and_time, crop_and_parse, shipped_decoder  # same folder
+from c_decode_probe import check_and_time, crop_and_parse, kernel_decoder  # same folder
 from pixelmodel_variant import load_patched
 
 from codec import pixelmodel
@@ -64,7 +64,7 @@ def main() -> None:
         probe = load_patched("pmpair", ["pair_decode_probe.patch"], Path(tmp))
         for path in images:
             g, p = crop_and_parse(path, model)
-            fns = {"shipped": shipped_decoder(p, model)}
+            fns = {"shipped": kernel_decoder(p, model)}
             for name, fn in _decoders(probe, p, model).items():
                 t = time.perf_counter()
                 fn()

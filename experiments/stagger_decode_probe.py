@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numba
-from c_decode_probe import check_and_time, crop_and_parse, shipped_decoder  # same folder
+from c_decode_probe import check_and_time, crop_and_parse, kernel_decoder  # same folder
 from pixelmodel_variant import load_patched
 
 from codec.model import default_model
@@ -52,12 +52,8 @@ def main() -> None:
         }
         for path in images:
             g, p = crop_and_parse(path, model)
-            fns = {"shipped": shipped_decoder(p, model)}
-            for name, mod in mods.items():
-                fns[name] = lambda mod=mod, p=p: mod.decode_planes(
-                    p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, model.prior,
-                    model.tables,
-                )  # fmt: skip
+            fns = {"shipped": kernel_decoder(p, model)}
+            fns.update({name: kernel_decoder(p, model, mod) for name, mod in mods.items()})
             print(check_and_time(fns, g, path, rounds=3, repeats=3), flush=True)
 
 
