@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include "pm_decode.h"
 
 #define PAD 2
 #ifndef NPM

@@ -5,11 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
-int pm_decode(const uint8_t *data, const int64_t *bb, const int64_t *boxes, int64_t n_tiles,
-              const uint8_t *vq, int use_vq, const int64_t *coefs, const int64_t *prior,
-              uint8_t *planes, int64_t n_ch, int64_t H, int64_t W, int64_t *err,
-              const uint8_t *bk, const uint32_t *fc, const uint8_t *e_bucket, const uint8_t *lom,
-              const int64_t *crc, const int32_t *recip, const uint8_t *grad_class);
+#include "pm_decode.h"
 static void *rd(const char *d, const char *n) {
     char p[512]; snprintf(p, sizeof p, "%s/%s.bin", d, n);
     FILE *f = fopen(p, "rb"); fseek(f, 0, SEEK_END); long s = ftell(f); fseek(f, 0, SEEK_SET);
