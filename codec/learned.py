@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from codec import pixelmodel, rans, timing, varints
 from codec.errors import CodecError
 from codec.layout import CELL, DEFAULT_TILE, TILE, TILE_SIZES, cell_shape, tile_boxes
 from codec.model import Model, residual_features
+
+if TYPE_CHECKING:
+    from codec.gpu.backend import Backend
 
 FLAG_VQ = 1
 FLAG_TILE256 = 2
@@ -258,17 +262,28 @@ def encode_groups(
     vq: bool = False,
     tile: int = DEFAULT_TILE,
     chunk_pixels: int | None = None,
+    device: Backend | None = None,
 ) -> list[bytes]:
     """Learned payload of each plane group; vq sends the VQ-VAE side information, tile is the
-    tile side (layout.TILE_SIZES). The pixel stage runs over runs of whole tiles of at most
-    chunk_pixels pixels (default CHUNK_PIXELS), so its working memory (symbols, table ids, the
-    coder's worst-case buffer: ~10 bytes per sample) is bounded by the chunk, not by the image
-    or the batch (the VQ stage, when asked for, still builds full-size features and maps)."""
+    tile side (layout.TILE_SIZES); device runs the pixel stage on a GPU backend (codec.gpu)
+    instead of the CPU kernels, with the same bytes out. The pixel stage runs over runs of
+    whole tiles of at most chunk_pixels pixels (default CHUNK_PIXELS), so its working memory
+    (symbols, table ids, the coder's worst-case buffer: ~10 bytes per sample) is bounded by the
+    chunk, not by the image or the batch (the VQ stage, when asked for, still builds full-size
+    features and maps).
     boxes_all, indices, scales = _side_information(model, groups, vq, tile)
     with timing.stage("coder"):
         index_streams = _encode_index_streams(model, boxes_all, indices, vq)
     limit = chunk_pixels or CHUNK_PIXELS
-    pixel_streams = _encode_pixel_streams(model, groups, boxes_all, scales, limit)
+    if device is None:
+        pixel_streams = _encode_pixel_streams(model, groups, boxes_all, scales, limit)
+    else:
+        from codec.gpu import batch
+
+        with timing.stage("coder"):
+            pixel_streams = batch.encode_pixel_stage(
+                device, groups, boxes_all, scales, model.prior, model.tables, limit
+            )
     flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
     out = []
     for g, ((idx_words, idx_bytes), (coefs, px_words, px_parts)) in enumerate(
@@ -383,18 +398,27 @@ def decode_groups_into(
     shapes: list[tuple[int, int, int]],
     write: Callable[[int, int, int, np.ndarray], None],
     chunk_pixels: int | None = None,
+    device: Backend | None = None,
 ) -> None:
     """Inverse of encode_groups, band by band: write(g, y0, x0, planes) gets the (C, h, w)
     uint8 planes of group g's rectangle at (y0, x0): whole tile rows, or runs of tiles within a
     row, of at most chunk_pixels pixels each (default CHUNK_PIXELS; one tile at least). The
     caller places them in its output, so the decoder holds no full-size planes besides it
-    (tiles are independent: a band decodes alone)."""
+    (tiles are independent: a band decodes alone). device: as in encode_groups."""
     parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
         vq_on = [p.vq_on for p in parsed]
         scales = _scale_maps(model, [p.boxes for p in parsed], shapes, vq_on, indices)
     limit = chunk_pixels or CHUNK_PIXELS
+    if device is not None:
+        from codec.gpu import batch
+
+        with timing.stage("coder"):
+            batch.decode_pixel_stage(
+                device, parsed, scales, model.prior, model.tables, write, limit
+            )
+        return
     for g, p in enumerate(parsed):
         n_ch = p.shape[0]
         for a, b in _bands(p.boxes, limit):
@@ -421,7 +445,10 @@ def decode_groups_into(
 
 
 def decode_groups(
-    model: Model, payloads: list[bytes], shapes: list[tuple[int, int, int]]
+    model: Model,
+    payloads: list[bytes],
+    shapes: list[tuple[int, int, int]],
+    device: Backend | None = None,
 ) -> list[np.ndarray]:
     """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
     out = [np.empty(s, dtype=np.uint8) for s in shapes]
@@ -429,5 +456,5 @@ def decode_groups(
     def place(g: int, y0: int, x0: int, planes: np.ndarray) -> None:
         out[g][:, y0 : y0 + planes.shape[1], x0 : x0 + planes.shape[2]] = planes
 
-    decode_groups_into(model, payloads, shapes, place)
+    decode_groups_into(model, payloads, shapes, place, device=device)
     return out

@@ -7,8 +7,8 @@ raises CodecError before anything is allocated from that value.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from codec import kernels
 from codec.errors import CodecError
 
 MAX_VARINT_BYTES = 9  # values < 2**63
@@ -35,46 +35,10 @@ def encode(values: np.ndarray | list[int]) -> bytes:
     arr = np.asarray(values, dtype=np.int64).reshape(-1)
     if arr.size and int(arr.min()) < 0:
         raise ValueError("varints are unsigned")
+    arr = np.ascontiguousarray(arr)
     out = np.empty(arr.size * MAX_VARINT_BYTES, dtype=np.uint8)
-    return out[: _write_all(arr, out)].tobytes()
-
-
-@njit(cache=True)
-def _write_all(values, out):
-    n = 0
-    for v in values:
-        while v >= 0x80:
-            out[n] = (v & 0x7F) | 0x80
-            v >>= 7
-            n += 1
-        out[n] = v
-        n += 1
-    return n
-
-
-@njit(cache=True)
-def _read_all(buf, pos, maxima, out):
-    """Parse len(out) varints from buf[pos:]; returns (next pos, -1) or, at the first varint
-    that is truncated, too long or over its maximum, (its start, its index)."""
-    for i in range(out.size):
-        start = pos
-        value = np.uint64(0)
-        shift = np.uint64(0)
-        ok = False
-        for _ in range(MAX_VARINT_BYTES):
-            if pos >= buf.size:
-                break
-            byte = np.uint64(buf[pos])
-            pos += 1
-            value |= (byte & np.uint64(0x7F)) << shift
-            if byte < 0x80:
-                ok = True
-                break
-            shift += np.uint64(7)
-        if not ok or value > np.uint64(maxima[i]):
-            return start, i
-        out[i] = np.int64(value)
-    return pos, -1
+    n = kernels.lib.pilc_varint_write(kernels.ptr(arr), arr.size, kernels.ptr(out))
+    return out[:n].tobytes()
 
 
 class Reader:
@@ -127,7 +91,12 @@ class Reader:
         out = np.empty(count, dtype=np.int64)
         buf = np.frombuffer(self.data, dtype=np.uint8)
         maxima = np.ascontiguousarray(maxima, dtype=np.int64)
-        pos, bad = _read_all(buf, self.pos, maxima, out)
+        bad_at = np.zeros(1, dtype=np.int64)
+        p = kernels.ptr
+        pos = kernels.lib.pilc_varint_read(
+            p(buf), buf.size, self.pos, p(maxima), count, p(out), p(bad_at)
+        )
+        bad = int(bad_at[0])
         self.pos = int(pos)
         if bad >= 0:  # re-read the offending varint to raise its exact error
             self.varint(int(maxima[bad]))

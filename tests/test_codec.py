@@ -225,7 +225,7 @@ def test_residual_frame_follows_the_rounding_offset(pr, base, neg, far):
     from codec import pixelmodel
 
     kind, level = 2, 7
-    got = pixelmodel._coding_frame(pr, kind, level)
+    got = pixelmodel.coding_frame(pr, kind, level)
     assert got == (base, neg, (kind * pixelmodel.N_LEVELS + level) * 2 + far)
 
 

@@ -8,12 +8,12 @@ import pickle
 import struct
 from pathlib import Path
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codec import kernels
 from codec.errors import CodecError
 from codec.rans import (
     ALPHABET,
@@ -267,21 +267,15 @@ def test_one_million_symbols_one_stream() -> None:
 
 
 def test_thread_count_does_not_change_bytes(laplace_case) -> None:  # noqa: ANN001
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("numba has a single thread")
     freqs, syms, tids, bounds = laplace_case
     tabs = RansTables.from_freqs(freqs)
-    before = numba.get_num_threads()
     results = []
-    try:
-        for k in (1, 2):
-            numba.set_num_threads(k)
+    for k in (1, 2, 3):
+        with kernels.using_threads(k):
             data, bb = encode_streams(syms, tids, bounds, tabs)
             out = decode_streams(data, bb, bounds, tids, tabs)
             results.append((data.tobytes(), bb.tolist(), out.tobytes()))
-    finally:
-        numba.set_num_threads(before)
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     assert results[0][2] == syms.tobytes()
 
 

@@ -1,0 +1,1 @@
+"""GPU path (docs/gpu.md)."""

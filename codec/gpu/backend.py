@@ -1,0 +1,155 @@
+"""What a device must offer the batch driver (codec/gpu/batch.py), and the one implementation of
+a launch's steps on top of it: allocate, copy in, run the kernels, compact, copy out.
+
+A backend supplies an array module (`xp`: cupy, or numpy for the host emulation), transfers and
+kernel launches; everything else, including the state layout and the compaction, is shared, so
+the emulated backend the tests run takes the same steps as the CUDA one.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from codec import pixelmodel, rans
+
+if TYPE_CHECKING:
+    from codec.gpu.batch import Layout
+
+PAD = 2
+NPM = 10  # PM_NPM: per-predictor error slots
+N_BUCKETS = pixelmodel.N_BUCKETS
+N_TAPS = pixelmodel.N_TAPS_MAX
+
+
+class Backend:
+    """Device primitives; subclasses set name, xp, block, max_tiles, max_pixels."""
+
+    name = "abstract"
+    xp: ModuleType = np
+    block = 128  # threads per block
+    max_tiles = 1 << 15  # threads (tiles) per launch: bounds the per-thread state memory
+    max_pixels = 1 << 28  # pixels per launch: bounds the pixel, symbol and stream buffers
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[int, int], list[Any]] = {}
+
+    # -- primitives -------------------------------------------------------------------------
+    def upload(self, a: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def download(self, a: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def empty(self, n: int, dtype: Any) -> Any:
+        return self.xp.empty(int(n), dtype=dtype)
+
+    def zeros(self, n: int, dtype: Any) -> Any:
+        return self.xp.zeros(int(n), dtype=dtype)
+
+    def launch(self, kernel: str, n_threads: int, args: list[Any]) -> None:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for the device (timing)."""
+
+    # -- shared steps -----------------------------------------------------------------------
+    def grid(self, n_threads: int) -> tuple[int, int]:
+        """(blocks, threads per block) covering n_threads."""
+        return max(1, -(-n_threads // self.block)), self.block
+
+    def model_tables(self, prior: np.ndarray, tables: rans.RansTables) -> list[Any]:
+        """Device copies of the model tables in kernel argument order (PILC_TABLE_ARGS), then
+        inv; copied once per (prior, tables) pair."""
+        key = (id(prior), id(tables))
+        if key not in self._tables:
+            host = [
+                pixelmodel.E_BUCKET, pixelmodel.LEVEL_OF_MEAN, pixelmodel.CNT_RECIP,
+                pixelmodel.WEIGHT_OF_ERR, pixelmodel.GRAD_CLASS,
+                np.ascontiguousarray(prior, dtype=np.int64), tables._bk, tables._fc, tables._inv,
+            ]  # fmt: skip
+            self._tables = {key: [self.upload(np.ascontiguousarray(a)) for a in host]}
+        return self._tables[key]
+
+    def _state(self, lay: Layout, lanes: int) -> tuple[list[Any], int, int]:
+        """Launch-wide per-thread model state, lane-interleaved (PmState.ls = lanes)."""
+        rows, tw = lay.max_h + PAD, lay.max_w + 2 * PAD
+        state = [
+            self.empty(lanes * lay.max_ch * rows * tw, np.int16),
+            self.empty(lanes * 3 * tw * NPM, np.uint16),
+            self.empty(lanes * N_BUCKETS, np.int32),
+            self.empty(lanes * N_BUCKETS, np.int32),
+        ]
+        return state, rows, tw
+
+    def encode(
+        self,
+        lay: Layout,
+        px: np.ndarray,
+        vq: np.ndarray | None,
+        prior: np.ndarray,
+        tables: rans.RansTables,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One encode launch: (stream bytes, their byte bounds, LS coefficients (streams, 16))."""
+        xp = self.xp
+        n_tiles, n_streams = len(lay.records), lay.n_streams
+        n_sym = int(lay.sym_bounds[-1])
+        blocks, block = self.grid(n_tiles)
+        state, rows, tw = self._state(lay, blocks * block)
+        tabs = self.model_tables(prior, tables)
+        d_px, d_rec, d_sb = self.upload(px), self.upload(lay.records), self.upload(lay.sym_bounds)
+        d_vq = None if vq is None else self.upload(vq)
+        coefs = self.zeros(n_streams * N_TAPS, np.int64)
+        sym, tid = self.empty(n_sym, np.uint8), self.empty(n_sym, np.uint8)
+        buf = self.empty(4 * n_streams + 2 * n_sym, np.uint8)
+        starts = self.empty(n_streams, np.int64)
+        self.launch(
+            "pilc_gpu_encode", n_tiles,
+            [d_px, d_vq, d_rec, n_tiles, *tabs, *state, rows, tw, coefs, d_sb, sym, tid, buf,
+             starts],
+        )  # fmt: skip
+        ends = 4 * xp.arange(1, n_streams + 1, dtype=np.int64) + 2 * d_sb[1:]
+        ob = xp.zeros(n_streams + 1, dtype=np.int64)
+        xp.cumsum(ends - starts, out=ob[1:])
+        total = int(ob[-1])
+        out = self.empty(max(total, 1), np.uint8)
+        self.launch("pilc_gpu_compact", n_streams, [buf, starts, ob, n_streams, out])
+        data = self.download(out)[:total]
+        return data, self.download(ob), self.download(coefs).reshape(n_streams, N_TAPS)
+
+    def decode(
+        self,
+        lay: Layout,
+        vq: np.ndarray | None,
+        data: np.ndarray,
+        bb: np.ndarray,
+        coefs: np.ndarray,
+        prior: np.ndarray,
+        tables: rans.RansTables,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One fused decode launch: (pixel buffer at lay.px_offsets, per-stream status)."""
+        n_tiles = len(lay.records)
+        blocks, block = self.grid(n_tiles)
+        state, rows, tw = self._state(lay, blocks * block)
+        tabs = self.model_tables(prior, tables)[:8]
+        px = self.empty(max(lay.px_bytes, 1), np.uint8)
+        err = self.zeros(lay.n_streams, np.int64)
+        d_vq = None if vq is None else self.upload(vq)
+        args = [
+            px,
+            d_vq,
+            self.upload(lay.records),
+            n_tiles,
+            *tabs,
+            *state,
+            rows,
+            tw,
+            self.upload(coefs),
+            self.upload(np.ascontiguousarray(data)),
+            self.upload(bb),
+            err,
+        ]
+        self.launch("pilc_gpu_decode", n_tiles, args)
+        return self.download(px)[: lay.px_bytes], self.download(err)

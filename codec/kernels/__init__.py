@@ -1,0 +1,151 @@
+"""Bindings to the compiled kernels (codec/kernels/*.c, *.h, *.cu): one C source for the CPU
+extension built at install and for the CUDA build (codec/gpu).
+
+Why ctypes over a prebuilt shared object: nothing compiles at import or first use (numba's
+first-use compile cost 85-112 s per fresh machine), a foreign call releases the GIL, so Python
+threads over one call scale across cores, and the same library carries the host emulation of
+the CUDA entry points that the tests run.
+
+Threads: a call that spreads over tiles or streams runs on `threads()` threads (the CPUs this
+process may use, or what `set_threads`/`PILC_THREADS`/`using_threads` said); the kernels share
+an atomic work counter, so the output never depends on the thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ctypes
+import importlib.machinery
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import CodecError
+
+SOURCE_DIR = Path(__file__).parent
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+
+
+def _library_path() -> Path:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = SOURCE_DIR / f"_native{suffix}"
+        if path.exists():
+            return path
+    raise CodecError(
+        "codec kernels are not built: install the package (`pip install -e .` runs the C "
+        "compiler; a C compiler such as gcc is required)"
+    )
+
+
+_SIGNATURES: dict[str, tuple[type | None, list]] = {
+    "pilc_pm_encode": (ctypes.c_int, [_P, _I, _I, _I, _P, _P, _I] + [_P] * 8 + [_P] * 6),
+    "pilc_pm_decode": (
+        ctypes.c_int,
+        [_P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
+    ),
+    "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P]),
+    "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
+    "pilc_compact": (None, [_P, _P, _I, _P, _P]),
+    "pilc_coding_frame": (None, [_I, _I, _I, _P]),
+    "pilc_varint_write": (_I, [_P, _I, _P]),
+    "pilc_varint_read": (_I, [_P, _I, _I, _P, _I, _P, _P]),
+    "pilc_normalize_rows": (None, [_P, _I, _I, _P]),
+    "pilc_emu_encode": (
+        None,
+        [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] + [_P] * 4 + [_I, _I] + [_P] * 6,
+    ),
+    "pilc_emu_compact": (None, [_I, _I, _P, _P, _P, _I, _P]),
+    "pilc_emu_decode": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 4 + [_I, _I] + [_P] * 4),
+}
+
+
+def _load() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(_library_path()))  # CDLL (not PyDLL): calls release the GIL
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
+
+
+lib = _load()
+
+
+def ptr(a: np.ndarray | None) -> int | None:
+    """Address of a C-contiguous array's first element (None for a NULL pointer)."""
+    if a is None:
+        return None
+    if not a.flags.c_contiguous:
+        raise ValueError("kernel arguments must be C-contiguous")
+    return a.ctypes.data
+
+
+# --------------------------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------------------------
+
+
+def _affinity() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _env_threads() -> int | None:
+    raw = os.environ.get("PILC_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise CodecError(f"PILC_THREADS must be a positive integer, not {raw!r}") from None
+
+
+_default_threads: int | None = _env_threads()
+_scoped: contextvars.ContextVar[int | None] = contextvars.ContextVar("pilc_threads", default=None)
+# Threads are started as work needs them, so the cap only bounds what a huge `threads` asks for.
+_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="pilc-kernel")
+
+
+def threads() -> int:
+    """Threads a kernel call uses here: `using_threads`, else `set_threads`/PILC_THREADS, else
+    the CPUs this process may run on."""
+    return _scoped.get() or _default_threads or _affinity()
+
+
+def set_threads(n: int | None) -> None:
+    """Process-wide default thread count (None: the CPUs this process may use)."""
+    global _default_threads
+    if n is not None and int(n) < 1:
+        raise CodecError(f"threads must be >= 1, not {n}")
+    _default_threads = None if n is None else int(n)
+
+
+@contextlib.contextmanager
+def using_threads(n: int | None) -> Iterator[None]:
+    """Thread count for the kernel calls inside the block (None: leave the default)."""
+    if n is not None and int(n) < 1:
+        raise CodecError(f"threads must be >= 1, not {n}")
+    token = _scoped.set(None if n is None else int(n))
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
+def run_shared(call: Callable[[int], object], n_items: int) -> list:
+    """Run call(counter_address) on min(threads(), n_items) threads sharing one work counter;
+    returns each run's result."""
+    counter = np.zeros(1, dtype=np.int64)
+    n = max(1, min(threads(), n_items))
+    if n == 1:
+        return [call(ptr(counter))]
+    futures = [_pool.submit(call, ptr(counter)) for _ in range(n - 1)]
+    results = [call(ptr(counter))]  # the calling thread works too
+    return results + [f.result() for f in futures]

@@ -1,0 +1,58 @@
+// Host emulation of the CUDA entry points (pilc_cuda.cu): the same text compiled by gcc, each
+// launch run as a loop over blocks and threads on the calling thread. Shared memory is one
+// static copy and every emulated thread stages the whole table (PILC_COOP_FOR runs the full
+// range), so running threads one after another computes what the block computes on the GPU.
+// codec/gpu/emulated.py drives these through the same batching code as the CuPy backend.
+#include <stdint.h>
+
+typedef struct {
+    int64_t x;
+} PilcDim;
+static __thread PilcDim threadIdx, blockIdx, blockDim, gridDim;
+#define PILC_GLOBAL static
+#define PILC_SHARED static __thread
+#define PILC_THREAD_ID() (blockIdx.x * blockDim.x + threadIdx.x)
+#define PILC_N_THREADS() (gridDim.x * blockDim.x)
+#define PILC_SYNC() ((void)0)
+#define PILC_COOP_FOR(i, n) for (int64_t i = 0; i < (n); i++)
+
+#include "pilc_cuda.cu"
+
+#define PILC_EXPORT __attribute__((visibility("default")))
+#define EMU_LAUNCH(grid, block, call)                                                         \
+    do {                                                                                      \
+        gridDim.x = (grid);                                                                   \
+        blockDim.x = (block);                                                                 \
+        for (int64_t bi = 0; bi < (grid); bi++)                                               \
+            for (int64_t ti = 0; ti < (block); ti++) {                                        \
+                blockIdx.x = bi;                                                              \
+                threadIdx.x = ti;                                                             \
+                call;                                                                         \
+            }                                                                                 \
+    } while (0)
+
+PILC_EXPORT void pilc_emu_encode(int64_t grid, int64_t block, const uint8_t *px, const uint8_t *vq,
+                                 const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
+                                 const double *inv, PILC_STATE_ARGS, int64_t *coefs,
+                                 const int64_t *sb, uint8_t *sym, uint8_t *tid, uint8_t *buf,
+                                 int64_t *starts) {
+    EMU_LAUNCH(grid, block,
+               pilc_gpu_encode(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
+                               prior, bk, fc, inv, te, ek, asum, acnt, rows, tw, coefs, sb, sym,
+                               tid, buf, starts));
+}
+
+PILC_EXPORT void pilc_emu_compact(int64_t grid, int64_t block, const uint8_t *buf,
+                                  const int64_t *starts, const int64_t *ob, int64_t n_streams,
+                                  uint8_t *out) {
+    EMU_LAUNCH(grid, block, pilc_gpu_compact(buf, starts, ob, n_streams, out));
+}
+
+PILC_EXPORT void pilc_emu_decode(int64_t grid, int64_t block, uint8_t *px, const uint8_t *vq,
+                                 const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
+                                 PILC_STATE_ARGS, const int64_t *coefs, const uint8_t *data,
+                                 const int64_t *bb, int64_t *err) {
+    EMU_LAUNCH(grid, block,
+               pilc_gpu_decode(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
+                               prior, bk, fc, te, ek, asum, acnt, rows, tw, coefs, data, bb, err));
+}

@@ -1,0 +1,372 @@
+// The per-pixel model of one tile (docs/FORMAT.md, "pixel model"): blended prediction, table
+// choice and adaptation, fused with rANS decode, and the encoder's per-tile least-squares fit.
+// Every function here is built by gcc for the CPU and by NVRTC for the GPU from this one text,
+// so both decode the same integers by construction.
+//
+// A tile's model state (true errors, the 3-row ring of per-predictor errors, bucket sums) is
+// addressed as base[index * ls]: the CPU passes ls = 1 (contiguous per tile), the GPU the
+// number of threads sharing the arrays, so a warp's threads, at equal indices, read
+// consecutive words (coalesced).
+#pragma once
+#include "pilc_portable.h"
+#include "pilc_rans.h"
+
+#define PM_PAD 2         // zero border of the error buffers
+#define PM_NPM 10        // predictors at most (3 spatial + 2 x 3 cross-plane + LS)
+#define PM_NTAPS 16      // LS taps at most
+#define PM_NB 96         // buckets: 24 energy x 4 sub
+#define PM_NSUB 4
+#define PM_NLEV 40
+#define PM_FAR_OFFSETS 199
+#define PM_HALVE_AT 256
+#define PM_PRIOR_COUNT 4
+#define PM_EDGE_ROW_BUCKET 22
+#define PM_EDGE_COL_BUCKET 23
+#define PM_MEAN_MAX (1 << 15)
+#define PM_COEF_ONE 256
+#define PM_COEF_MAX 2047
+#define PM_EK_CAP 8190   // ring entries saturate here: any sum they join is >= 2 * 4095 anyway
+#define PM_GRAD_LAST 12
+
+typedef struct {
+    const uint8_t *PILC_RESTRICT e_bucket;    // [4096]
+    const uint8_t *PILC_RESTRICT lom;         // level of mean [2^15]
+    const int64_t *PILC_RESTRICT crc;         // ceil(2^33 / n) [257]
+    const int32_t *PILC_RESTRICT recip;       // blend weight of an error sum [4096]
+    const uint8_t *PILC_RESTRICT grad_class;  // [13]
+    const int64_t *PILC_RESTRICT prior;       // [3 * 96] bucket priors
+    RansDecTables rans;
+} PmTables;
+
+// A tile's state arrays (already offset to this tile's lane) and their geometry.
+typedef struct {
+    int16_t *PILC_RESTRICT te;   // [n_ch][rows][tw] true errors, 1/8 units (|t| <= 2040)
+    uint16_t *PILC_RESTRICT ek;  // [3][tw][PM_NPM] per-predictor |errors|, capped
+    int32_t *PILC_RESTRICT asum; // [PM_NB]
+    int32_t *PILC_RESTRICT acnt; // [PM_NB]
+    int64_t tw;                  // row length >= w + 2 PAD
+    int64_t rows;                // rows per plane >= h + PAD
+    int64_t ls;                  // lane stride
+} PmState;
+
+// The pixels of the plane group a tile lies in: plane c, row y, column x at
+// px[c * hw + y * W + x]; vq the same layout (scale classes) or NULL.
+typedef struct {
+    uint8_t *PILC_RESTRICT px;
+    const uint8_t *PILC_RESTRICT vq;
+    int64_t hw, W;
+} PmImage;
+
+PILC_FN int64_t pm_te_index(const PmState *st, int64_t c, int64_t pi, int64_t pj) {
+    return ((c * st->rows + pi) * st->tw + pj) * st->ls;
+}
+
+// N, W, NW, NE, NN, WW of plane p at (y, x), tile coordinates (i, j); tile edges replicate
+// inward, and the tile's first sample sees 128.
+PILC_FN void pm_neighbours(const uint8_t *PILC_RESTRICT p, int64_t ws, int64_t y, int64_t x,
+                           int64_t i, int64_t j, int64_t w, int64_t *o) {
+    const uint8_t *r = p + y * ws + x;
+    if (i >= 2 && j >= 2 && j + 1 < w) {
+        o[0] = r[-ws]; o[1] = r[-1]; o[2] = r[-ws - 1]; o[3] = r[-ws + 1]; o[4] = r[-2 * ws];
+        o[5] = r[-2];
+        return;
+    }
+    if (i == 0 && j == 0) { o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = 128; return; }
+    if (i == 0) {
+        const int64_t wv = r[-1];
+        const int64_t ww = j > 1 ? r[-2] : wv;
+        o[0] = o[1] = o[2] = o[3] = o[4] = wv; o[5] = ww;
+        return;
+    }
+    const int64_t n = r[-ws];
+    const int64_t ne = j + 1 < w ? r[-ws + 1] : n;
+    const int64_t nn = i > 1 ? r[-2 * ws] : n;
+    if (j == 0) { o[0] = n; o[1] = n; o[2] = n; o[3] = ne; o[4] = nn; o[5] = n; return; }
+    const int64_t wv = r[-1];
+    const int64_t ww = j > 1 ? r[-2] : wv;
+    o[0] = n; o[1] = wv; o[2] = r[-ws - 1]; o[3] = ne; o[4] = nn; o[5] = ww;
+}
+
+// LS features of plane c at (y, x) into f, in the order the coefficients are sent; returns how
+// many (6 own neighbours + 5 per earlier plane).
+PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, int64_t j,
+                    int64_t w, int64_t *f) {
+    pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, f);
+    int k = 6;
+    for (int r = 0; r < PILC_MIN(c, 2); r++) {
+        int64_t g[6];
+        const uint8_t *pr = im->px + r * im->hw;
+        pm_neighbours(pr, im->W, y, x, i, j, w, g);
+        f[k] = pr[y * im->W + x];
+        f[k + 1] = g[0]; f[k + 2] = g[1]; f[k + 3] = g[2]; f[k + 4] = g[3];
+        k += 5;
+    }
+    return k;
+}
+
+// Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over every 3rd row and column,
+// every 5th in tiles of >= 2^15 samples, every one in tiles of < 1024 (an encoder choice, not
+// part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
+// CPU and GPU pick the same coefficients. a: 16 x 16 scratch, b: 16, f: 16.
+PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t h, int64_t w,
+                          int64_t *coef, double *a, double *b) {
+    int64_t f[PM_NTAPS];
+    const int n = 6 + 5 * PILC_MIN(c, 2);
+    for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
+    for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
+    const int64_t step = h * w >= (1 << 15) ? 5 : (h * w >= 1024 ? 3 : 1);
+    const uint8_t *pc = im->px + c * im->hw;
+    for (int64_t i = 0; i < h; i += step) {
+        for (int64_t j = 0; j < w; j += step) {
+            pm_taps(im, c, y0 + i, x0 + j, i, j, w, f);
+            const double xv = (double)pc[(y0 + i) * im->W + x0 + j];
+            for (int u = 0; u < n; u++) {
+                const double fu = (double)f[u];
+                b[u] += fu * xv;
+                for (int v = 0; v <= u; v++) a[u * PM_NTAPS + v] += fu * (double)f[v];
+            }
+        }
+    }
+    for (int u = 0; u < n; u++) {
+        for (int v = 0; v < u; v++) a[v * PM_NTAPS + u] = a[u * PM_NTAPS + v];
+        a[u * PM_NTAPS + u] += 1e-3 * (a[u * PM_NTAPS + u] + 1.0);
+    }
+    // Gaussian elimination with partial pivoting, then back substitution (in place).
+    for (int k = 0; k < n; k++) {
+        int piv = k;
+        for (int r = k + 1; r < n; r++) {
+            const double ar = a[r * PM_NTAPS + k], ap = a[piv * PM_NTAPS + k];
+            if ((ar < 0 ? -ar : ar) > (ap < 0 ? -ap : ap)) piv = r;
+        }
+        if (piv != k) {
+            for (int cc = 0; cc < n; cc++) {
+                const double t = a[k * PM_NTAPS + cc];
+                a[k * PM_NTAPS + cc] = a[piv * PM_NTAPS + cc];
+                a[piv * PM_NTAPS + cc] = t;
+            }
+            const double t = b[k];
+            b[k] = b[piv];
+            b[piv] = t;
+        }
+        const double akk = a[k * PM_NTAPS + k];
+        if ((akk < 0 ? -akk : akk) < 1e-9) continue;
+        for (int r = k + 1; r < n; r++) {
+            const double fct = a[r * PM_NTAPS + k] / akk;
+            for (int cc = k; cc < n; cc++) a[r * PM_NTAPS + cc] -= fct * a[k * PM_NTAPS + cc];
+            b[r] -= fct * b[k];
+        }
+    }
+    double sol[PM_NTAPS];
+    for (int k = n - 1; k >= 0; k--) {
+        double acc = b[k];
+        for (int cc = k + 1; cc < n; cc++) acc -= a[k * PM_NTAPS + cc] * sol[cc];
+        const double akk = a[k * PM_NTAPS + k];
+        sol[k] = (akk < 0 ? -akk : akk) >= 1e-9 ? acc / akk : 0.0;
+    }
+    for (int u = 0; u < PM_NTAPS; u++) coef[u] = 0;
+    for (int u = 0; u < n; u++) {
+        double v = sol[u] * PM_COEF_ONE;
+        int64_t q;
+        if (!(v == v)) q = -PM_COEF_MAX;  // NaN: what numpy's int64 cast then the clamp gave
+        else {
+            v = v > 4096.0 ? 4096.0 : (v < -4096.0 ? -4096.0 : v);
+            q = (int64_t)pilc_rint(v);
+        }
+        coef[u] = q > PM_COEF_MAX ? PM_COEF_MAX : (q < -PM_COEF_MAX ? -PM_COEF_MAX : q);
+    }
+}
+
+// Where a sample's residual is coded from: base = P rounded to a whole value, the sign flip
+// (neg = -1 where P's rounding offset d = P - 8 base is < 0, so every table sees the residual
+// leaning the same way) and the table: the level's second offset class where |d| >= 2.
+PILC_FN int64_t pm_coding_frame(int64_t pr, int64_t kind, int64_t lv, int64_t *base,
+                                int64_t *neg) {
+    *base = (pr + 4) >> 3;
+    const int64_t d = pr - (*base << 3);
+    *neg = d < 0 ? -1 : 0;
+    const int64_t far = (PM_FAR_OFFSETS >> (d + 4)) & 1;
+    return ((kind * PM_NLEV + lv) << 1) + far;
+}
+
+// Zero what a tile plane reads before writing it: the pad rows and columns of its true errors
+// and the whole per-predictor ring; start every bucket from the trained prior.
+PILC_FN void pm_reset_plane(PmState *st, int c, int64_t w, int kind, const PmTables *tb) {
+    const int64_t ls = st->ls;
+    for (int64_t pi = 0; pi < st->rows; pi++) {
+        if (pi < PM_PAD) {
+            for (int64_t pj = 0; pj < w + 2 * PM_PAD; pj++) st->te[pm_te_index(st, c, pi, pj)] = 0;
+        } else {
+            st->te[pm_te_index(st, c, pi, 0)] = 0;
+            st->te[pm_te_index(st, c, pi, 1)] = 0;
+            st->te[pm_te_index(st, c, pi, w + PM_PAD)] = 0;
+            st->te[pm_te_index(st, c, pi, w + PM_PAD + 1)] = 0;
+        }
+    }
+    for (int64_t u = 0; u < 3 * st->tw * PM_NPM; u++) st->ek[u * ls] = 0;
+    for (int u = 0; u < PM_NB; u++) {
+        st->acnt[u * ls] = PM_PRIOR_COUNT;
+        st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
+    }
+}
+
+// One tile plane c (a compile-time constant where inlined) in raster order. Encoding
+// (decode = 0): symbol, table id and bucket of every sample into sym/tid/bkt (bkt may be NULL).
+// Decoding: each sample's residual from the stream (state *xs, read position *rp, end rend)
+// and the reconstructed pixel into the image. Both run the same model step and update.
+PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, int64_t h,
+                      int64_t w, PmState *st, const int64_t *PILC_RESTRICT coef,
+                      const PmTables *tb, const int decode, uint8_t *PILC_RESTRICT sym,
+                      uint8_t *PILC_RESTRICT tid, uint8_t *PILC_RESTRICT bkt, int64_t *xs,
+                      int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
+    const int kind = PILC_MIN(c, 2);
+    const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
+    const int k = np + 1;
+    const int64_t ls = st->ls;
+    const int64_t tw = st->tw;
+    const int64_t hw = im->hw, W = im->W;
+    uint8_t *PILC_RESTRICT pc = im->px + c * hw;
+    const int use_vq = im->vq != 0;
+    pm_reset_plane(st, c, w, kind, tb);
+    int64_t pos = 0;
+    for (int64_t i = 0; i < h; i++) {
+        const int64_t y = y0 + i;
+        const int64_t pi = i + PM_PAD;
+        uint16_t *PILC_RESTRICT er0 = st->ek + ((i % 3) * tw * PM_NPM) * ls;
+        const uint16_t *PILC_RESTRICT er1 = st->ek + (((i + 2) % 3) * tw * PM_NPM) * ls;
+        const uint16_t *PILC_RESTRICT er2 = st->ek + (((i + 1) % 3) * tw * PM_NPM) * ls;
+        int16_t *PILC_RESTRICT trow = st->te + pm_te_index(st, c, pi, 0);
+        const int16_t *PILC_RESTRICT t0row = st->te + pm_te_index(st, 0, pi, 0);
+        const int16_t *PILC_RESTRICT t1row = st->te + pm_te_index(st, 1, pi, 0);
+        for (int64_t j = 0; j < w; j++) {
+            const int64_t x = x0 + j;
+            const int64_t pj = j + PM_PAD;
+            // predictions
+            int64_t nb[6], q[PM_NPM];
+            pm_neighbours(pc, W, y, x, i, j, w, nb);
+            int64_t acc = coef[0] * nb[0] + coef[1] * nb[1] + coef[2] * nb[2] + coef[3] * nb[3]
+                          + coef[4] * nb[4] + coef[5] * nb[5];
+            const int64_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
+            const int64_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
+            q[0] = (nb[1] + nb[3] - nb[0]) << 3;
+            q[1] = (nb[0] << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
+            q[2] = (nb[1] << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
+            for (int r = 0; r < kind; r++) {
+                int64_t g[6];
+                const uint8_t *pr = im->px + r * hw;
+                pm_neighbours(pr, W, y, x, i, j, w, g);
+                const int64_t gx = pr[y * W + x];
+                const int nt = 6 + 5 * r;
+                acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1]
+                       + coef[nt + 3] * g[2] + coef[nt + 4] * g[3];
+                q[3 + 3 * r] = (nb[1] + gx - g[1]) << 3;
+                q[4 + 3 * r] = (nb[0] + gx - g[0]) << 3;
+                q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) << 3;
+            }
+            q[np] = (acc + 16) >> 5;
+            // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice on
+            // planes > 0
+            int64_t tot = 0, bl = 0, wt = 0;
+            for (int m = 0; m < k; m++) {
+                int64_t s = ((int64_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
+                             + er1[((pj - 1) * PM_NPM + m) * ls] + er1[((pj + 1) * PM_NPM + m) * ls]
+                             + er2[(pj * PM_NPM + m) * ls] + er0[((pj - 2) * PM_NPM + m) * ls])
+                            >> 1;
+                if (s > 4095) s = 4095;
+                wt = tb->recip[s];
+                tot += wt;
+                bl += wt * q[m];
+            }
+            if (c > 0) { tot += wt; bl += wt * q[k - 1]; }
+            int64_t pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
+            pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
+            // table choice: error energy bucket (own bucket on tile edges), its running mean
+            int64_t e = 2 * pilc_abs(t_n) + 2 * pilc_abs(t_w) + pilc_abs(t_nw) + pilc_abs(t_ne);
+            e += pilc_abs(trow[(pj - 2 * tw) * ls]) + pilc_abs(trow[(pj - 2) * ls]);
+            if (c == 1) e += 2 * pilc_abs(t0row[pj * ls]);
+            else if (c == 2) e += pilc_abs(t0row[pj * ls]) + pilc_abs(t1row[pj * ls]);
+            e >>= 3;
+            if (e > 4095) e = 4095;
+            const int64_t gs = pilc_abs(nb[0] - nb[2]) + pilc_abs(nb[1] - nb[2])
+                               + pilc_abs(nb[3] - nb[0]);
+            const int64_t sub = use_vq ? (im->vq[c * hw + y * W + x] >> 4)
+                                       : tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
+            int64_t b = (int64_t)tb->e_bucket[e] * PM_NSUB + sub;
+            if (i == 0) b = PM_EDGE_ROW_BUCKET * PM_NSUB + sub;
+            else if (j == 0) b = PM_EDGE_COL_BUCKET * PM_NSUB + sub;
+            int64_t asum = st->asum[b * ls], acnt = st->acnt[b * ls];
+            int64_t mean = ((asum << 4) * tb->crc[acnt]) >> 33;
+            if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
+            const int64_t lv = tb->lom[mean];
+            int64_t base, neg;
+            const int64_t t_id = pm_coding_frame(pr, kind, lv, &base, &neg);
+            int64_t xv;
+            if (decode) {
+                const int64_t sv = rans_dec_sym(xs, rp, rend, t_id, tb->rans, data);
+                xv = (base + ((sv ^ neg) - neg)) & 0xFF;
+                pc[y * W + x] = (uint8_t)xv;
+            } else {
+                xv = pc[y * W + x];
+                sym[pos] = (uint8_t)((((xv - base) ^ neg) - neg) & 0xFF);
+                tid[pos] = (uint8_t)t_id;
+                if (bkt) bkt[pos] = (uint8_t)b;
+                pos++;
+            }
+            // update
+            const int64_t t = (xv << 3) - pr;
+            trow[pj * ls] = (int16_t)t;
+            for (int m = 0; m < k; m++) {
+                const int64_t em = pilc_abs((xv << 3) - q[m]);
+                er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
+            }
+            asum += pilc_abs(t);
+            acnt += 1;
+            if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }
+            st->asum[b * ls] = (int32_t)asum;
+            st->acnt[b * ls] = (int32_t)acnt;
+        }
+    }
+}
+
+// Plane c of a tile through pm_plane with c a literal, so each plane's predictor count and
+// cross-plane branches are constants (the same specialisation the numba kernels had).
+PILC_FN void pm_plane_any(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t h, int64_t w,
+                          PmState *st, const int64_t *coef, const PmTables *tb, const int decode,
+                          uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *xs, int64_t *rp,
+                          int64_t rend, const uint8_t *data) {
+    if (c == 0)
+        pm_plane(im, 0, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
+    else if (c == 1)
+        pm_plane(im, 1, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
+    else
+        pm_plane(im, 2, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
+}
+
+// Encoder, one tile (all n_ch planes in order): LS coefficients into coef[c * 16 ..], then the
+// symbols, table ids and buckets of plane c from sym[starts[c]] on. a, b: LS scratch.
+PILC_FN void pm_encode_tile(const PmImage *im, int n_ch, const int64_t *box, PmState *st,
+                            const PmTables *tb, int64_t *coef, const int64_t *starts,
+                            uint8_t *sym, uint8_t *tid, uint8_t *bkt, double *a, double *b) {
+    for (int c = 0; c < n_ch; c++) {
+        int64_t *cf = coef + c * PM_NTAPS;
+        pm_fit_coefs(im, c, box[0], box[1], box[2], box[3], cf, a, b);
+        const int64_t s = starts[c];
+        pm_plane_any(im, c, box[0], box[1], box[2], box[3], st, cf, tb, 0, sym + s, tid + s,
+                     bkt ? bkt + s : 0, 0, 0, 0, 0);
+    }
+}
+
+// Decoder, one tile: plane c from stream first_stream + c of (data, bb); err[c] gets each
+// stream's status (a plane whose stream header is bad is skipped).
+PILC_FN void pm_decode_tile(const PmImage *im, int n_ch, const int64_t *box, PmState *st,
+                            const PmTables *tb, const int64_t *coef, const uint8_t *data,
+                            const int64_t *bb, int64_t first_stream, int64_t *err) {
+    for (int c = 0; c < n_ch; c++) {
+        int64_t x0, rp, rend;
+        const int bad = rans_open(data, bb, first_stream + c, &x0, &rp, &rend);
+        if (bad) { err[c] = bad; continue; }
+        int64_t xs = x0;
+        pm_plane_any(im, c, box[0], box[1], box[2], box[3], st, coef + c * PM_NTAPS, tb, 1, 0,
+                     0, 0, &xs, &rp, rend, data);
+        err[c] = rans_status(x0, xs, rp, rend);
+    }
+}

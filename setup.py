@@ -1,0 +1,33 @@
+"""Builds the codec's C kernels into codec/kernels/_native (a plain shared library the package
+loads with ctypes; docs/architecture.md says why). Everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNELS = "codec/kernels"
+# -ffp-contract=off: the encoder's least-squares fit is float64 and must round exactly as the
+# CUDA build (NVRTC --fmad=false) does, so both pick the same coefficients.
+FLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall", "-Wextra"]
+
+
+class BuildCtypesLibrary(build_ext):
+    """The library exports C functions, not a Python module: no PyInit_ symbol to export."""
+
+    def get_export_symbols(self, ext: Extension) -> list[str]:
+        return []
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "codec.kernels._native",
+            sources=[f"{KERNELS}/pilc_cpu.c", f"{KERNELS}/pilc_emu.c"],
+            depends=[
+                f"{KERNELS}/{name}"
+                for name in ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_cuda.cu")
+            ],
+            extra_compile_args=FLAGS,
+        )
+    ],
+    cmdclass={"build_ext": BuildCtypesLibrary},
+)
