@@ -270,7 +270,7 @@ def encode_groups(
     whole tiles of at most chunk_pixels pixels (default CHUNK_PIXELS), so its working memory
     (symbols, table ids, the coder's worst-case buffer: ~10 bytes per sample) is bounded by the
     chunk, not by the image or the batch (the VQ stage, when asked for, still builds full-size
-    features and maps).
+    features and maps)."""
     boxes_all, indices, scales = _side_information(model, groups, vq, tile)
     with timing.stage("coder"):
         index_streams = _encode_index_streams(model, boxes_all, indices, vq)
