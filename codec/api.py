@@ -15,9 +15,10 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from codec import classical, container, learned, timing, varints
+from codec import classical, container, gpu, kernels, learned, timing, varints
 from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
+from codec.gpu.backend import Backend
 from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
 from codec.layout import DEFAULT_TILE
 from codec.model import WEIGHTS_DIR, Model, default_model, load_model_file
@@ -150,10 +151,15 @@ def encode_batch(
     model: Model | None = None,
     vq: bool = False,
     tile: int = DEFAULT_TILE,
+    device: str | Backend | None = None,
+    threads: int | None = None,
 ) -> list[bytes]:
     """Encode many images; all learned-path tiles share one network and coder pass. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
-    tile is the learned path's tile side (256, or 128 for more independent streams)."""
+    tile is the learned path's tile side (256, or 128 for more independent streams); device
+    is where the pixel stage runs ("cpu", "cuda", "auto"; default PILC_DEVICE, else auto:
+    codec.gpu), threads how many CPU threads the kernels use (default: the CPUs this process
+    may use). Every device and thread count writes the same bytes."""
     if fallback not in FALLBACKS:
         raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
     learned.check_tile(tile)
@@ -166,9 +172,10 @@ def encode_batch(
             groups.append(g)
             owners.append(i)
     payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
-    for owner, payload in zip(
-        owners, learned.encode_groups(model, groups, vq, tile) if groups else [], strict=True
-    ):
+    backend = gpu.resolve(device)
+    with kernels.using_threads(threads):
+        coded = learned.encode_groups(model, groups, vq, tile, device=backend) if groups else []
+    for owner, payload in zip(owners, coded, strict=True):
         payloads[owner].append(payload)
     with timing.stage("container"):
         return [_pack_best(img, payloads.get(i), fallback, model) for i, img in enumerate(imgs)]
@@ -196,9 +203,13 @@ def encode(
     model: Model | None = None,
     vq: bool = False,
     tile: int = DEFAULT_TILE,
+    device: str | Backend | None = None,
+    threads: int | None = None,
 ) -> bytes:
     """Encode one image (array, PIL image, RasterImage, path or file bytes) to a blob."""
-    return encode_batch([image], fallback=fallback, model=model, vq=vq, tile=tile)[0]
+    return encode_batch(
+        [image], fallback=fallback, model=model, vq=vq, tile=tile, device=device, threads=threads
+    )[0]
 
 
 @lru_cache(maxsize=8)
@@ -226,13 +237,19 @@ def _split_learned(mode: str, payload: memoryview) -> list[bytes]:
 
 
 def decode_image_batch(
-    blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES
+    blobs: Sequence[bytes],
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    device: str | Backend | None = None,
+    threads: int | None = None,
 ) -> list[RasterImage]:
-    """Decode many blobs; learned ones of the same model share one network and coder pass."""
+    """Decode many blobs; learned ones of the same model share one network and coder pass
+    (device and threads as in encode_batch)."""
     with timing.stage("container"):
         parsed = [container.parse(b) for b in blobs]
     pixels: dict[int, np.ndarray | RasterImage] = {}
     by_model: dict[str, list[int]] = {}
+    backend = gpu.resolve(device)
     for i, (h, payload) in enumerate(parsed):
         shape = mode_shape(h.mode, h.height, h.width)
         if int(np.prod(shape)) > max_samples:
@@ -259,9 +276,14 @@ def decode_image_batch(
                 groups.append(part)
                 shapes.append(shape)
                 writers.append(write)
-        learned.decode_groups_into(
-            model, groups, shapes, lambda g, y0, x0, planes, w=writers: w[g](y0, x0, planes)
-        )
+        with kernels.using_threads(threads):
+            learned.decode_groups_into(
+                model,
+                groups,
+                shapes,
+                lambda g, y0, x0, planes, w=writers: w[g](y0, x0, planes),
+                device=backend,
+            )
     out = []
     for i, (h, _) in enumerate(parsed):
         got = pixels[i]
@@ -275,19 +297,20 @@ def decode_image_batch(
     return out
 
 
-def decode_image(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> RasterImage:
-    """Blob -> RasterImage (pixels, mode, ICC, Exif, text, palette)."""
-    return decode_image_batch([blob], max_samples=max_samples)[0]
+def decode_image(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES, **where) -> RasterImage:
+    """Blob -> RasterImage (pixels, mode, ICC, Exif, text, palette); where: device, threads."""
+    return decode_image_batch([blob], max_samples=max_samples, **where)[0]
 
 
-def decode(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) -> np.ndarray:
-    """Blob -> pixel array (H,W) or (H,W,C), exactly what was encoded."""
-    return decode_image(blob, max_samples=max_samples).pixels
+def decode(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES, **where) -> np.ndarray:
+    """Blob -> pixel array (H,W) or (H,W,C), exactly what was encoded; where: device,
+    threads."""
+    return decode_image(blob, max_samples=max_samples, **where).pixels
 
 
-def decode_batch(blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES):
-    """Many blobs -> list of pixel arrays."""
-    return [im.pixels for im in decode_image_batch(blobs, max_samples=max_samples)]
+def decode_batch(blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES, **where):
+    """Many blobs -> list of pixel arrays; where: device, threads."""
+    return [im.pixels for im in decode_image_batch(blobs, max_samples=max_samples, **where)]
 
 
 def info(blob: bytes) -> dict:

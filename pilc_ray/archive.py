@@ -305,38 +305,16 @@ class _IndexFile:
 
 
 class _CodecGate:
-    """Bounds concurrent codec calls per process.
-
-    numba's parallel kernels are safe to call from several threads under the OpenMP and TBB
-    layers, but the "workqueue" fallback aborts the process on concurrent use. So the first call
-    runs alone; if numba then reports workqueue, every later call is serialized.
-    """
+    """Bounds concurrent codec calls per process, so a burst of requests cannot hold more
+    decoded images in memory than there are CPUs to decode them (the kernels themselves are
+    thread-safe: each call has its own state)."""
 
     def __init__(self, limit: int) -> None:
-        self._first = threading.Lock()
         self._sem = threading.BoundedSemaphore(max(1, limit))
-        self._serial = threading.Lock()
-        self.layer: str | None = None
 
     def run(self, fn: Callable[[], V]) -> V:
-        if self.layer is None:
-            with self._first:
-                if self.layer is None:
-                    out = fn()
-                    self.layer = _threading_layer()
-                    return out
-        gate = self._serial if self.layer == "workqueue" else self._sem
-        with gate:
+        with self._sem:
             return fn()
-
-
-def _threading_layer() -> str:
-    try:
-        import numba
-
-        return str(numba.threading_layer())
-    except Exception:  # noqa: BLE001 - no parallel kernel ran yet, or numba absent
-        return "unknown"
 
 
 _gate = _CodecGate(os.cpu_count() or 2)

@@ -49,7 +49,7 @@ class WorkerConfig:
     tile: int = DEFAULT_TILE  # learned path's tile side (codec.layout.TILE_SIZES)
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)
-    threads: int = 1  # numba threads per worker: one per CPU it was given
+    threads: int = 1  # codec kernel threads per worker: one per CPU it was given
     max_input_bytes: int = 1 << 30  # refuse bigger input files instead of exhausting memory
     verify: bool = False  # decode every blob again before writing (doubles the cost)
 
@@ -140,15 +140,13 @@ class BatchCompressor:
 
     @staticmethod
     def _set_threads(n: int) -> None:
-        try:
-            import numba
+        """The worker's CPU allotment, not the node's CPUs, bounds the codec's threads."""
+        from codec import kernels
 
-            numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
-        except Exception:
-            pass  # numba absent or already pinned: the codec still runs
+        kernels.set_threads(max(1, int(n)))
 
     def warm_up(self) -> None:
-        """Compile/load the codec's kernels before the first timed batch."""
+        """Load the model and run the kernels once before the first timed batch."""
         rng = np.random.default_rng(0)
         px = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
         codec.decode(codec.encode_batch([RasterImage(px, "RGB")], model=self.model)[0])

@@ -8,6 +8,7 @@ the emulated backend the tests run takes the same steps as the CUDA one.
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,10 @@ class Backend:
     def synchronize(self) -> None:
         """Wait for the device (timing)."""
 
+    def context(self) -> contextlib.AbstractContextManager:
+        """Where the array module's own operations run (CUDA: the backend's stream)."""
+        return contextlib.nullcontext()
+
     # -- shared steps -----------------------------------------------------------------------
     def grid(self, n_threads: int) -> tuple[int, int]:
         """(blocks, threads per block) covering n_threads."""
@@ -93,31 +98,42 @@ class Backend:
         tables: rans.RansTables,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One encode launch: (stream bytes, their byte bounds, LS coefficients (streams, 16))."""
-        xp = self.xp
-        n_tiles, n_streams = len(lay.records), lay.n_streams
-        n_sym = int(lay.sym_bounds[-1])
-        blocks, block = self.grid(n_tiles)
-        state, rows, tw = self._state(lay, blocks * block)
-        tabs = self.model_tables(prior, tables)
-        d_px, d_rec, d_sb = self.upload(px), self.upload(lay.records), self.upload(lay.sym_bounds)
-        d_vq = None if vq is None else self.upload(vq)
-        coefs = self.zeros(n_streams * N_TAPS, np.int64)
-        sym, tid = self.empty(n_sym, np.uint8), self.empty(n_sym, np.uint8)
-        buf = self.empty(4 * n_streams + 2 * n_sym, np.uint8)
-        starts = self.empty(n_streams, np.int64)
-        self.launch(
-            "pilc_gpu_encode", n_tiles,
-            [d_px, d_vq, d_rec, n_tiles, *tabs, *state, rows, tw, coefs, d_sb, sym, tid, buf,
-             starts],
-        )  # fmt: skip
-        ends = 4 * xp.arange(1, n_streams + 1, dtype=np.int64) + 2 * d_sb[1:]
-        ob = xp.zeros(n_streams + 1, dtype=np.int64)
-        xp.cumsum(ends - starts, out=ob[1:])
-        total = int(ob[-1])
-        out = self.empty(max(total, 1), np.uint8)
-        self.launch("pilc_gpu_compact", n_streams, [buf, starts, ob, n_streams, out])
-        data = self.download(out)[:total]
-        return data, self.download(ob), self.download(coefs).reshape(n_streams, N_TAPS)
+        with self.context():
+            xp = self.xp
+            n_tiles, n_streams = len(lay.records), lay.n_streams
+            n_sym = int(lay.sym_bounds[-1])
+            blocks, block = self.grid(n_tiles)
+            state, rows, tw = self._state(lay, blocks * block)
+            tabs = self.model_tables(prior, tables)
+            fc, inv = tabs[7], tabs[8]
+            d_px, d_rec, d_sb = (
+                self.upload(px),
+                self.upload(lay.records),
+                self.upload(lay.sym_bounds),
+            )
+            d_vq = None if vq is None else self.upload(vq)
+            coefs = self.zeros(n_streams * N_TAPS, np.int64)
+            sym, tid = self.empty(n_sym, np.uint8), self.empty(n_sym, np.uint8)
+            buf = self.empty(4 * n_streams + 2 * n_sym, np.uint8)
+            starts = self.empty(n_streams, np.int64)
+            self.launch("pilc_gpu_fit", n_tiles, [d_px, d_rec, n_tiles, coefs])
+            self.launch(
+                "pilc_gpu_model", n_tiles,
+                [d_px, d_vq, d_rec, n_tiles, *tabs[:8], *state, rows, tw, coefs, d_sb, sym, tid],
+            )  # fmt: skip
+            del state  # the model state is free before the coder runs
+            self.launch(
+                "pilc_gpu_rans_encode", n_streams,
+                [sym, tid, d_sb, n_streams, fc, inv, buf, starts],
+            )  # fmt: skip
+            ends = 4 * xp.arange(1, n_streams + 1, dtype=np.int64) + 2 * d_sb[1:]
+            ob = xp.zeros(n_streams + 1, dtype=np.int64)
+            xp.cumsum(ends - starts, out=ob[1:])
+            total = int(ob[-1])
+            out = self.empty(max(total, 1), np.uint8)
+            self.launch("pilc_gpu_compact", n_streams, [buf, starts, ob, n_streams, out])
+            data = self.download(out)[:total]
+            return data, self.download(ob), self.download(coefs).reshape(n_streams, N_TAPS)
 
     def decode(
         self,
@@ -130,26 +146,27 @@ class Backend:
         tables: rans.RansTables,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One fused decode launch: (pixel buffer at lay.px_offsets, per-stream status)."""
-        n_tiles = len(lay.records)
-        blocks, block = self.grid(n_tiles)
-        state, rows, tw = self._state(lay, blocks * block)
-        tabs = self.model_tables(prior, tables)[:8]
-        px = self.empty(max(lay.px_bytes, 1), np.uint8)
-        err = self.zeros(lay.n_streams, np.int64)
-        d_vq = None if vq is None else self.upload(vq)
-        args = [
-            px,
-            d_vq,
-            self.upload(lay.records),
-            n_tiles,
-            *tabs,
-            *state,
-            rows,
-            tw,
-            self.upload(coefs),
-            self.upload(np.ascontiguousarray(data)),
-            self.upload(bb),
-            err,
-        ]
-        self.launch("pilc_gpu_decode", n_tiles, args)
-        return self.download(px)[: lay.px_bytes], self.download(err)
+        with self.context():
+            n_tiles = len(lay.records)
+            blocks, block = self.grid(n_tiles)
+            state, rows, tw = self._state(lay, blocks * block)
+            tabs = self.model_tables(prior, tables)[:8]
+            px = self.empty(max(lay.px_bytes, 1), np.uint8)
+            err = self.zeros(lay.n_streams, np.int64)
+            d_vq = None if vq is None else self.upload(vq)
+            args = [
+                px,
+                d_vq,
+                self.upload(lay.records),
+                n_tiles,
+                *tabs,
+                *state,
+                rows,
+                tw,
+                self.upload(coefs),
+                self.upload(np.ascontiguousarray(data)),
+                self.upload(bb),
+                err,
+            ]
+            self.launch("pilc_gpu_decode", n_tiles, args)
+            return self.download(px)[: lay.px_bytes], self.download(err)

@@ -86,14 +86,27 @@ PILC_FN PmImage pilc_tile_image(const int64_t *tr, uint8_t *px, const uint8_t *v
 #define PILC_STATE_ARGS                                                                       \
     int16_t *te, uint16_t *ek, int32_t *asum, int32_t *acnt, int64_t rows, int64_t tw
 
-// Encode: per tile, fit the LS coefficients and run the model over each plane into the symbol
-// and table-id scratch (stream s's symbols at sb[s]..sb[s+1]), then rANS-encode each plane's
-// stream backwards into its worst-case region of buf (ending at 4 (s + 1) + 2 sb[s + 1]);
-// starts[s] = the stream's first byte there.
-PILC_GLOBAL void pilc_gpu_encode(const uint8_t *px, const uint8_t *vq, const int64_t *tiles,
-                                 int64_t n_tiles, PILC_TABLE_ARGS, const double *inv,
-                                 PILC_STATE_ARGS, int64_t *coefs, const int64_t *sb, uint8_t *sym,
-                                 uint8_t *tid, uint8_t *buf, int64_t *starts) {
+// Encoder, step 1 of 3: the LS coefficients of every tile plane (one thread per tile). A kernel
+// of its own: its float64 normal equations need a 2 KiB scratch per thread, which would
+// otherwise share registers with the model pass and spill it.
+PILC_GLOBAL void pilc_gpu_fit(const uint8_t *px, const int64_t *tiles, int64_t n_tiles,
+                              int64_t *coefs) {
+    const int64_t lane = PILC_THREAD_ID();
+    if (lane >= n_tiles) return;
+    const int64_t *tr = tiles + lane * TR_N;
+    const PmImage im = pilc_tile_image(tr, (uint8_t *)px, 0);
+    double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
+    for (int c = 0; c < (int)tr[TR_NCH]; c++)
+        pm_fit_coefs(&im, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH],
+                     coefs + tr[TR_COEF] + c * PM_NTAPS, a, b);
+}
+
+// Encoder, step 2 of 3: the model pass over each plane of a tile (one thread per tile): symbol
+// and table id of every sample into the scratch, stream s's symbols at sb[s]..sb[s+1].
+PILC_GLOBAL void pilc_gpu_model(const uint8_t *px, const uint8_t *vq, const int64_t *tiles,
+                                int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,
+                                const int64_t *coefs, const int64_t *sb, uint8_t *sym,
+                                uint8_t *tid) {
     PILC_SHARED PilcSharedTables sh;
     const PmTables tb =
         pilc_stage_tables(&sh, e_bucket, lom, crc, recip, grad_class, prior, bk, fc);
@@ -102,17 +115,23 @@ PILC_GLOBAL void pilc_gpu_encode(const uint8_t *px, const uint8_t *vq, const int
     const int64_t *tr = tiles + lane * TR_N;
     PmState st = pilc_lane_state(te, ek, asum, acnt, rows, tw, lane, PILC_N_THREADS());
     const PmImage im = pilc_tile_image(tr, (uint8_t *)px, vq);
-    const int n_ch = (int)tr[TR_NCH];
-    int64_t pstarts[3];
-    for (int c = 0; c < n_ch; c++) pstarts[c] = sb[tr[TR_STREAM] + c];
-    double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
-    pm_encode_tile(&im, n_ch, tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF], pstarts, sym, tid, 0,
-                   a, b);
-    for (int c = 0; c < n_ch; c++) {
-        const int64_t s = tr[TR_STREAM] + c;
-        starts[s] = rans_encode_stream(sym, tid, sb[s], sb[s + 1], buf,
-                                       4 * (s + 1) + 2 * sb[s + 1], fc, inv);
+    for (int c = 0; c < (int)tr[TR_NCH]; c++) {
+        const int64_t s0 = sb[tr[TR_STREAM] + c];
+        pm_plane_any(&im, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,
+                     coefs + tr[TR_COEF] + c * PM_NTAPS, &tb, 0, sym + s0, tid + s0, 0, 0, 0, 0,
+                     0);
     }
+}
+
+// Encoder, step 3 of 3: rANS, one thread per stream, backwards into the stream's worst-case
+// region of buf (ending at 4 (s + 1) + 2 sb[s + 1]); starts[s] = its first byte there.
+PILC_GLOBAL void pilc_gpu_rans_encode(const uint8_t *sym, const uint8_t *tid, const int64_t *sb,
+                                      int64_t n_streams, const uint32_t *fc, const double *inv,
+                                      uint8_t *buf, int64_t *starts) {
+    const int64_t s = PILC_THREAD_ID();
+    if (s >= n_streams) return;
+    starts[s] = rans_encode_stream(sym, tid, sb[s], sb[s + 1], buf, 4 * (s + 1) + 2 * sb[s + 1],
+                                   fc, inv);
 }
 
 // Copy each stream from its worst-case region to its gap-free place out[ob[s]:ob[s+1]]

@@ -31,15 +31,25 @@ static __thread PilcDim threadIdx, blockIdx, blockDim, gridDim;
             }                                                                                 \
     } while (0)
 
-PILC_EXPORT void pilc_emu_encode(int64_t grid, int64_t block, const uint8_t *px, const uint8_t *vq,
-                                 const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
-                                 const double *inv, PILC_STATE_ARGS, int64_t *coefs,
-                                 const int64_t *sb, uint8_t *sym, uint8_t *tid, uint8_t *buf,
-                                 int64_t *starts) {
+PILC_EXPORT void pilc_emu_fit(int64_t grid, int64_t block, const uint8_t *px,
+                              const int64_t *tiles, int64_t n_tiles, int64_t *coefs) {
+    EMU_LAUNCH(grid, block, pilc_gpu_fit(px, tiles, n_tiles, coefs));
+}
+
+PILC_EXPORT void pilc_emu_model(int64_t grid, int64_t block, const uint8_t *px, const uint8_t *vq,
+                                const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
+                                PILC_STATE_ARGS, const int64_t *coefs, const int64_t *sb,
+                                uint8_t *sym, uint8_t *tid) {
     EMU_LAUNCH(grid, block,
-               pilc_gpu_encode(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
-                               prior, bk, fc, inv, te, ek, asum, acnt, rows, tw, coefs, sb, sym,
-                               tid, buf, starts));
+               pilc_gpu_model(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
+                              prior, bk, fc, te, ek, asum, acnt, rows, tw, coefs, sb, sym, tid));
+}
+
+PILC_EXPORT void pilc_emu_rans_encode(int64_t grid, int64_t block, const uint8_t *sym,
+                                      const uint8_t *tid, const int64_t *sb, int64_t n_streams,
+                                      const uint32_t *fc, const double *inv, uint8_t *buf,
+                                      int64_t *starts) {
+    EMU_LAUNCH(grid, block, pilc_gpu_rans_encode(sym, tid, sb, n_streams, fc, inv, buf, starts));
 }
 
 PILC_EXPORT void pilc_emu_compact(int64_t grid, int64_t block, const uint8_t *buf,

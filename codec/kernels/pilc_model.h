@@ -64,7 +64,7 @@ PILC_FN int64_t pm_te_index(const PmState *st, int64_t c, int64_t pi, int64_t pj
 // N, W, NW, NE, NN, WW of plane p at (y, x), tile coordinates (i, j); tile edges replicate
 // inward, and the tile's first sample sees 128.
 PILC_FN void pm_neighbours(const uint8_t *PILC_RESTRICT p, int64_t ws, int64_t y, int64_t x,
-                           int64_t i, int64_t j, int64_t w, int64_t *o) {
+                           int64_t i, int64_t j, int64_t w, int32_t *o) {
     const uint8_t *r = p + y * ws + x;
     if (i >= 2 && j >= 2 && j + 1 < w) {
         o[0] = r[-ws]; o[1] = r[-1]; o[2] = r[-ws - 1]; o[3] = r[-ws + 1]; o[4] = r[-2 * ws];
@@ -73,28 +73,28 @@ PILC_FN void pm_neighbours(const uint8_t *PILC_RESTRICT p, int64_t ws, int64_t y
     }
     if (i == 0 && j == 0) { o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = 128; return; }
     if (i == 0) {
-        const int64_t wv = r[-1];
-        const int64_t ww = j > 1 ? r[-2] : wv;
+        const int32_t wv = r[-1];
+        const int32_t ww = j > 1 ? r[-2] : wv;
         o[0] = o[1] = o[2] = o[3] = o[4] = wv; o[5] = ww;
         return;
     }
-    const int64_t n = r[-ws];
-    const int64_t ne = j + 1 < w ? r[-ws + 1] : n;
-    const int64_t nn = i > 1 ? r[-2 * ws] : n;
+    const int32_t n = r[-ws];
+    const int32_t ne = j + 1 < w ? r[-ws + 1] : n;
+    const int32_t nn = i > 1 ? r[-2 * ws] : n;
     if (j == 0) { o[0] = n; o[1] = n; o[2] = n; o[3] = ne; o[4] = nn; o[5] = n; return; }
-    const int64_t wv = r[-1];
-    const int64_t ww = j > 1 ? r[-2] : wv;
+    const int32_t wv = r[-1];
+    const int32_t ww = j > 1 ? r[-2] : wv;
     o[0] = n; o[1] = wv; o[2] = r[-ws - 1]; o[3] = ne; o[4] = nn; o[5] = ww;
 }
 
 // LS features of plane c at (y, x) into f, in the order the coefficients are sent; returns how
 // many (6 own neighbours + 5 per earlier plane).
 PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, int64_t j,
-                    int64_t w, int64_t *f) {
+                    int64_t w, int32_t *f) {
     pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, f);
     int k = 6;
     for (int r = 0; r < PILC_MIN(c, 2); r++) {
-        int64_t g[6];
+        int32_t g[6];
         const uint8_t *pr = im->px + r * im->hw;
         pm_neighbours(pr, im->W, y, x, i, j, w, g);
         f[k] = pr[y * im->W + x];
@@ -110,7 +110,7 @@ PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, i
 // CPU and GPU pick the same coefficients. a: 16 x 16 scratch, b: 16, f: 16.
 PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t h, int64_t w,
                           int64_t *coef, double *a, double *b) {
-    int64_t f[PM_NTAPS];
+    int32_t f[PM_NTAPS];
     const int n = 6 + 5 * PILC_MIN(c, 2);
     for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
     for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
@@ -240,54 +240,58 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
         for (int64_t j = 0; j < w; j++) {
             const int64_t x = x0 + j;
             const int64_t pj = j + PM_PAD;
-            // predictions
-            int64_t nb[6], q[PM_NPM];
+            // predictions (every value here fits int32: |LS sum| <= 16 * 2047 * 255)
+            int32_t nb[6], q[PM_NPM];
             pm_neighbours(pc, W, y, x, i, j, w, nb);
-            int64_t acc = coef[0] * nb[0] + coef[1] * nb[1] + coef[2] * nb[2] + coef[3] * nb[3]
-                          + coef[4] * nb[4] + coef[5] * nb[5];
-            const int64_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
-            const int64_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
-            q[0] = (nb[1] + nb[3] - nb[0]) << 3;
-            q[1] = (nb[0] << 3) + (((t_nw + t_n + t_ne) * 7) >> 5);
-            q[2] = (nb[1] << 3) + (((t_w + t_n + t_nw) * 10) >> 5);
+            int32_t acc = (int32_t)coef[0] * nb[0] + (int32_t)coef[1] * nb[1]
+                          + (int32_t)coef[2] * nb[2] + (int32_t)coef[3] * nb[3]
+                          + (int32_t)coef[4] * nb[4] + (int32_t)coef[5] * nb[5];
+            const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
+            const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
+            q[0] = (nb[1] + nb[3] - nb[0]) * 8;
+            q[1] = nb[0] * 8 + (((t_nw + t_n + t_ne) * 7) >> 5);
+            q[2] = nb[1] * 8 + (((t_w + t_n + t_nw) * 10) >> 5);
             for (int r = 0; r < kind; r++) {
-                int64_t g[6];
+                int32_t g[6];
                 const uint8_t *pr = im->px + r * hw;
                 pm_neighbours(pr, W, y, x, i, j, w, g);
-                const int64_t gx = pr[y * W + x];
+                const int32_t gx = pr[y * W + x];
                 const int nt = 6 + 5 * r;
-                acc += coef[nt] * gx + coef[nt + 1] * g[0] + coef[nt + 2] * g[1]
-                       + coef[nt + 3] * g[2] + coef[nt + 4] * g[3];
-                q[3 + 3 * r] = (nb[1] + gx - g[1]) << 3;
-                q[4 + 3 * r] = (nb[0] + gx - g[0]) << 3;
-                q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) << 3;
+                acc += (int32_t)coef[nt] * gx + (int32_t)coef[nt + 1] * g[0]
+                       + (int32_t)coef[nt + 2] * g[1] + (int32_t)coef[nt + 3] * g[2]
+                       + (int32_t)coef[nt + 4] * g[3];
+                q[3 + 3 * r] = (nb[1] + gx - g[1]) * 8;
+                q[4 + 3 * r] = (nb[0] + gx - g[0]) * 8;
+                q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) * 8;
             }
             q[np] = (acc + 16) >> 5;
             // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice on
             // planes > 0
-            int64_t tot = 0, bl = 0, wt = 0;
+            int32_t tot = 0, wt = 0;
+            int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
             for (int m = 0; m < k; m++) {
-                int64_t s = ((int64_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
+                int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
                              + er1[((pj - 1) * PM_NPM + m) * ls] + er1[((pj + 1) * PM_NPM + m) * ls]
                              + er2[(pj * PM_NPM + m) * ls] + er0[((pj - 2) * PM_NPM + m) * ls])
                             >> 1;
                 if (s > 4095) s = 4095;
                 wt = tb->recip[s];
                 tot += wt;
-                bl += wt * q[m];
+                bl += (int64_t)wt * q[m];
             }
-            if (c > 0) { tot += wt; bl += wt * q[k - 1]; }
+            if (c > 0) { tot += wt; bl += (int64_t)wt * q[k - 1]; }
             int64_t pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
             // table choice: error energy bucket (own bucket on tile edges), its running mean
-            int64_t e = 2 * pilc_abs(t_n) + 2 * pilc_abs(t_w) + pilc_abs(t_nw) + pilc_abs(t_ne);
-            e += pilc_abs(trow[(pj - 2 * tw) * ls]) + pilc_abs(trow[(pj - 2) * ls]);
-            if (c == 1) e += 2 * pilc_abs(t0row[pj * ls]);
-            else if (c == 2) e += pilc_abs(t0row[pj * ls]) + pilc_abs(t1row[pj * ls]);
+            int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw)
+                        + pilc_abs32(t_ne);
+            e += pilc_abs32(trow[(pj - 2 * tw) * ls]) + pilc_abs32(trow[(pj - 2) * ls]);
+            if (c == 1) e += 2 * pilc_abs32(t0row[pj * ls]);
+            else if (c == 2) e += pilc_abs32(t0row[pj * ls]) + pilc_abs32(t1row[pj * ls]);
             e >>= 3;
             if (e > 4095) e = 4095;
-            const int64_t gs = pilc_abs(nb[0] - nb[2]) + pilc_abs(nb[1] - nb[2])
-                               + pilc_abs(nb[3] - nb[0]);
+            const int32_t gs = pilc_abs32(nb[0] - nb[2]) + pilc_abs32(nb[1] - nb[2])
+                               + pilc_abs32(nb[3] - nb[0]);
             const int64_t sub = use_vq ? (im->vq[c * hw + y * W + x] >> 4)
                                        : tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
             int64_t b = (int64_t)tb->e_bucket[e] * PM_NSUB + sub;
@@ -299,10 +303,10 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
             const int64_t lv = tb->lom[mean];
             int64_t base, neg;
             const int64_t t_id = pm_coding_frame(pr, kind, lv, &base, &neg);
-            int64_t xv;
+            int32_t xv;
             if (decode) {
                 const int64_t sv = rans_dec_sym(xs, rp, rend, t_id, tb->rans, data);
-                xv = (base + ((sv ^ neg) - neg)) & 0xFF;
+                xv = (int32_t)((base + ((sv ^ neg) - neg)) & 0xFF);
                 pc[y * W + x] = (uint8_t)xv;
             } else {
                 xv = pc[y * W + x];
@@ -312,13 +316,13 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
                 pos++;
             }
             // update
-            const int64_t t = (xv << 3) - pr;
+            const int32_t t = xv * 8 - (int32_t)pr;
             trow[pj * ls] = (int16_t)t;
             for (int m = 0; m < k; m++) {
-                const int64_t em = pilc_abs((xv << 3) - q[m]);
+                const int32_t em = pilc_abs32(xv * 8 - q[m]);
                 er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
             }
-            asum += pilc_abs(t);
+            asum += pilc_abs32(t);
             acnt += 1;
             if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }
             st->asum[b * ls] = (int32_t)asum;

@@ -5,6 +5,7 @@
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define PILC_CUDA 1
+#if defined(__CUDACC_RTC__)
 // NVRTC ships no libc headers: the fixed-width types are spelled out (LP64 on every target).
 typedef signed char int8_t;
 typedef short int16_t;
@@ -14,6 +15,9 @@ typedef unsigned char uint8_t;
 typedef unsigned short uint16_t;
 typedef unsigned int uint32_t;
 typedef unsigned long long uint64_t;
+#else
+#include <stdint.h>
+#endif
 #define PILC_FN __device__ __forceinline__
 #define PILC_NOINLINE __device__ __noinline__
 #define PILC_GLOBAL extern "C" __global__
@@ -35,6 +39,7 @@ typedef unsigned long long uint64_t;
 #define PILC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 PILC_FN int64_t pilc_abs(int64_t v) { return v < 0 ? -v : v; }
+PILC_FN int32_t pilc_abs32(int32_t v) { return v < 0 ? -v : v; }
 
 // floor(v) for |v| < 2^52 without libm (the same instructions on both compilers).
 PILC_FN int64_t pilc_floor(double v) {

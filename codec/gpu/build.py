@@ -1,0 +1,94 @@
+"""How the CUDA build of the kernels is compiled: one place for the source and the NVRTC options,
+used by the CuPy backend at run time and by the compile checks (tests, benchmarks/gpu_kernels.py)
+on machines without a GPU.
+
+--fmad=false: the encoder's least-squares fit is float64 and must round as the CPU build
+(gcc -ffp-contract=off) does, so both pick the same coefficients and write the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from codec.kernels import SOURCE_DIR
+
+ENTRY_SOURCE = '#include "pilc_cuda.cu"\n'
+KERNELS = (
+    "pilc_gpu_fit",
+    "pilc_gpu_model",
+    "pilc_gpu_rans_encode",
+    "pilc_gpu_compact",
+    "pilc_gpu_decode",
+)
+NVRTC_OPTIONS = ("--std=c++17", "--fmad=false", f"-I{SOURCE_DIR}")
+
+
+def kernel_sources() -> dict[str, str]:
+    """Every file of the kernel source (name -> text): what the CUDA build compiles."""
+    return {p.name: p.read_text() for p in sorted(SOURCE_DIR.glob("pilc_*")) if p.suffix != ".c"}
+
+
+@dataclass
+class Resources:
+    """ptxas' report for one entry point."""
+
+    kernel: str
+    registers: int
+    stack_bytes: int
+    spill_stores: int
+    spill_loads: int
+    smem_bytes: int
+
+
+_FUNC = re.compile(r"Function properties for (\w+)")
+_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers(?:.*?(\d+) bytes smem)?")
+
+
+def parse_ptxas(log: str) -> dict[str, Resources]:
+    """Registers, stack, spills and shared memory per entry point from a `ptxas -v` log."""
+    out: dict[str, Resources] = {}
+    current = None
+    stack = (0, 0, 0)
+    for line in log.splitlines():
+        if m := _FUNC.search(line):
+            current = m.group(1)
+        elif (m := _STACK.search(line)) and current:
+            stack = tuple(int(v) for v in m.groups())
+        elif (m := _USED.search(line)) and current:
+            out[current] = Resources(current, int(m.group(1)), *stack, int(m.group(2) or 0))
+            current, stack = None, (0, 0, 0)
+    return out
+
+
+def nvrtc_compile(arch: str, extra: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """Compile the kernels with NVRTC (the compiler CuPy uses) for `arch` (e.g. "sm_90"), with
+    ptxas' resource report: (cubin, log). Needs the nvidia-cuda-nvrtc and cuda-bindings wheels
+    (extra "cuda-check"), not a GPU. Raises RuntimeError with the log on any error or warning."""
+    from cuda.bindings import nvrtc
+
+    def check(result: tuple, what: str) -> tuple:
+        if result[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise RuntimeError(f"NVRTC {what}: {result[0]}")
+        return result[1:]
+
+    (prog,) = check(
+        nvrtc.nvrtcCreateProgram(ENTRY_SOURCE.encode(), b"pilc_entry.cu", 0, [], []), "create"
+    )
+    opts = [*NVRTC_OPTIONS, f"--gpu-architecture={arch}", "--ptxas-options=-v", *extra]
+    status = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])[0]
+    (size,) = check(nvrtc.nvrtcGetProgramLogSize(prog), "log size")
+    log = b" " * size
+    check(nvrtc.nvrtcGetProgramLog(prog, log), "log")
+    text = log.decode(errors="replace").rstrip("\x00").strip()
+    if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"NVRTC compile for {arch} failed:\n{text}")
+    warnings = [ln for ln in text.splitlines() if "warning" in ln.lower()]
+    if warnings:
+        raise RuntimeError(f"NVRTC compile for {arch} warned:\n{text}")
+    (csize,) = check(nvrtc.nvrtcGetCUBINSize(prog), "cubin size")
+    cubin = b" " * csize
+    check(nvrtc.nvrtcGetCUBIN(prog, cubin), "cubin")
+    nvrtc.nvrtcDestroyProgram(prog)
+    return cubin, text
