@@ -118,7 +118,8 @@ def layout(units: list[Unit], boxes_all: list[np.ndarray], vq_on: list[bool]) ->
             stream += u.n_ch
         px += u.n_ch * bh * bw
     records = np.array(recs, dtype=np.int64).reshape(-1, TR_N)
-    order = np.lexsort((np.arange(len(records)), -records[:, 7], -records[:, 6]))
+    area = records[:, 6] * records[:, 7]  # largest first, equal shapes side by side
+    order = np.lexsort((np.arange(len(records)), -records[:, 7], -records[:, 6], -area))
     bounds = np.zeros(stream + 1, dtype=np.int64)
     np.cumsum(sizes, out=bounds[1:])
     return Layout(

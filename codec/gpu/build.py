@@ -22,6 +22,18 @@ KERNELS = (
     "pilc_gpu_decode",
 )
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false", f"-I{SOURCE_DIR}")
+ARCHS = ("sm_80", "sm_90")  # A100, H100/H200: what the compile checks build for
+# Per-thread local memory (stack) and spill-store bytes each entry point may use (docs/gpu.md,
+# "Resource budget", says why): the sample loops none at all, as every spilled word is a
+# global-memory round trip on the serial chain; the LS fit its 2 KiB normal equations plus what
+# ptxas spills around them, since it touches every 25th sample only.
+RESOURCE_BUDGET: dict[str, tuple[int, int]] = {
+    "pilc_gpu_decode": (0, 0),
+    "pilc_gpu_model": (0, 0),
+    "pilc_gpu_rans_encode": (0, 0),
+    "pilc_gpu_compact": (0, 0),
+    "pilc_gpu_fit": (3072, 1536),
+}
 
 
 def kernel_sources() -> dict[str, str]:
@@ -60,6 +72,40 @@ def parse_ptxas(log: str) -> dict[str, Resources]:
             out[current] = Resources(current, int(m.group(1)), *stack, int(m.group(2) or 0))
             current, stack = None, (0, 0, 0)
     return out
+
+
+def over_budget(resources: dict[str, Resources]) -> list[str]:
+    """Entry points missing from a report or over RESOURCE_BUDGET, as readable lines."""
+    out = []
+    for kernel, (max_stack, max_spill) in RESOURCE_BUDGET.items():
+        r = resources.get(kernel)
+        if r is None:
+            out.append(f"{kernel}: missing from the ptxas report")
+        elif r.stack_bytes > max_stack or r.spill_stores > max_spill:
+            out.append(
+                f"{kernel}: {r.stack_bytes} B stack, {r.spill_stores} B spill stores "
+                f"(budget {max_stack} / {max_spill})"
+            )
+    return out
+
+
+def nvcc_compile(arch: str, nvcc: str = "nvcc") -> tuple[bytes, str]:
+    """The same source through nvcc (-Werror all-warnings, ptxas -v): (cubin, log)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "pilc.cubin"
+        src = Path(tmp) / "pilc_entry.cu"
+        src.write_text(ENTRY_SOURCE)
+        flags = ["-cubin", "-std=c++17", "--fmad=false", "-Werror", "all-warnings", "-Xptxas", "-v"]
+        cmd = [nvcc, f"-arch={arch}", *flags, f"-I{SOURCE_DIR}", "-o", str(out), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        log = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            raise RuntimeError(f"nvcc for {arch} failed:\n{log}")
+        return out.read_bytes(), log
 
 
 def nvrtc_compile(arch: str, extra: tuple[str, ...] = ()) -> tuple[bytes, str]:
