@@ -1,3 +1,4 @@
+# numba baseline (benchmarks only): codec/pixelmodel.py at 29b2273. See __init__.py.
 """Per-pixel model of one tile plane: blended prediction and adaptive table choice, fused with rANS.
 
 Why per pixel: a residual's best predictor and its spread change from pixel to pixel; a fixed
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from codec import rans
+from benchmarks.numba_baseline import rans
 from codec.errors import CodecError
 
 N_SPATIAL = 3

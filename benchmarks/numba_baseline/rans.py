@@ -1,3 +1,4 @@
+# numba baseline (benchmarks only): codec/pixelmodel.py at 29b2273. See __init__.py.
 """Multi-stream rANS entropy coder (numba), byte-exact with the bitstream spec in docs/RANS.md.
 
 Why this shape: the image is split into many independent streams so that a GPU can later run one

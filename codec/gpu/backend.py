@@ -9,6 +9,7 @@ the emulated backend the tests run takes the same steps as the CUDA one.
 from __future__ import annotations
 
 import contextlib
+import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,21 @@ class Backend:
 
     def __init__(self) -> None:
         self._tables: dict[tuple[int, int], list[Any]] = {}
+        # seconds per phase ("h2d", "kernels", "d2h") when set to a dict: each phase is then
+        # bracketed by device syncs, which costs overlap, so only benchmarks turn it on
+        self.profile: dict[str, float] | None = None
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Any:
+        """Charge the block's device time to `name` (only with profile on)."""
+        if self.profile is None:
+            yield
+            return
+        self.synchronize()
+        t = time.perf_counter()
+        yield
+        self.synchronize()
+        self.profile[name] = self.profile.get(name, 0.0) + time.perf_counter() - t
 
     # -- primitives -------------------------------------------------------------------------
     def upload(self, a: np.ndarray) -> Any:
@@ -106,34 +122,35 @@ class Backend:
             state, rows, tw = self._state(lay, blocks * block)
             tabs = self.model_tables(prior, tables)
             fc, inv = tabs[7], tabs[8]
-            d_px, d_rec, d_sb = (
-                self.upload(px),
-                self.upload(lay.records),
-                self.upload(lay.sym_bounds),
-            )
-            d_vq = None if vq is None else self.upload(vq)
+            with self.phase("h2d"):
+                d_px, d_rec, d_sb = (
+                    self.upload(px),
+                    self.upload(lay.records),
+                    self.upload(lay.sym_bounds),
+                )
+                d_vq = None if vq is None else self.upload(vq)
             coefs = self.zeros(n_streams * N_TAPS, np.int64)
             sym, tid = self.empty(n_sym, np.uint8), self.empty(n_sym, np.uint8)
             buf = self.empty(4 * n_streams + 2 * n_sym, np.uint8)
             starts = self.empty(n_streams, np.int64)
-            self.launch("pilc_gpu_fit", n_tiles, [d_px, d_rec, n_tiles, coefs])
-            self.launch(
-                "pilc_gpu_model", n_tiles,
-                [d_px, d_vq, d_rec, n_tiles, *tabs[:8], *state, rows, tw, coefs, d_sb, sym, tid],
-            )  # fmt: skip
-            del state  # the model state is free before the coder runs
-            self.launch(
-                "pilc_gpu_rans_encode", n_streams,
-                [sym, tid, d_sb, n_streams, fc, inv, buf, starts],
-            )  # fmt: skip
-            ends = 4 * xp.arange(1, n_streams + 1, dtype=np.int64) + 2 * d_sb[1:]
-            ob = xp.zeros(n_streams + 1, dtype=np.int64)
-            xp.cumsum(ends - starts, out=ob[1:])
-            total = int(ob[-1])
-            out = self.empty(max(total, 1), np.uint8)
-            self.launch("pilc_gpu_compact", n_streams, [buf, starts, ob, n_streams, out])
-            data = self.download(out)[:total]
-            return data, self.download(ob), self.download(coefs).reshape(n_streams, N_TAPS)
+            with self.phase("kernels"):  # the compacted size is the one sync inside
+                self.launch("pilc_gpu_fit", n_tiles, [d_px, d_rec, n_tiles, coefs])
+                model_args = [d_px, d_vq, d_rec, n_tiles, *tabs[:8], *state, rows, tw, coefs]
+                self.launch("pilc_gpu_model", n_tiles, [*model_args, d_sb, sym, tid])
+                del state, model_args  # the model state is free before the coder runs
+                self.launch(
+                    "pilc_gpu_rans_encode", n_streams,
+                    [sym, tid, d_sb, n_streams, fc, inv, buf, starts],
+                )  # fmt: skip
+                ends = 4 * xp.arange(1, n_streams + 1, dtype=np.int64) + 2 * d_sb[1:]
+                ob = xp.zeros(n_streams + 1, dtype=np.int64)
+                xp.cumsum(ends - starts, out=ob[1:])
+                total = int(ob[-1])
+                out = self.empty(max(total, 1), np.uint8)
+                self.launch("pilc_gpu_compact", n_streams, [buf, starts, ob, n_streams, out])
+            with self.phase("d2h"):
+                data = self.download(out)[:total]
+                return data, self.download(ob), self.download(coefs).reshape(n_streams, N_TAPS)
 
     def decode(
         self,
@@ -153,20 +170,12 @@ class Backend:
             tabs = self.model_tables(prior, tables)[:8]
             px = self.empty(max(lay.px_bytes, 1), np.uint8)
             err = self.zeros(lay.n_streams, np.int64)
-            d_vq = None if vq is None else self.upload(vq)
-            args = [
-                px,
-                d_vq,
-                self.upload(lay.records),
-                n_tiles,
-                *tabs,
-                *state,
-                rows,
-                tw,
-                self.upload(coefs),
-                self.upload(np.ascontiguousarray(data)),
-                self.upload(bb),
-                err,
-            ]
-            self.launch("pilc_gpu_decode", n_tiles, args)
-            return self.download(px)[: lay.px_bytes], self.download(err)
+            with self.phase("h2d"):
+                d_vq = None if vq is None else self.upload(vq)
+                d_rec, d_coefs = self.upload(lay.records), self.upload(coefs)
+                d_data, d_bb = self.upload(np.ascontiguousarray(data)), self.upload(bb)
+            args = [px, d_vq, d_rec, n_tiles, *tabs, *state, rows, tw, d_coefs, d_data, d_bb, err]
+            with self.phase("kernels"):
+                self.launch("pilc_gpu_decode", n_tiles, args)
+            with self.phase("d2h"):
+                return self.download(px)[: lay.px_bytes], self.download(err)
