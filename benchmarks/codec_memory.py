@@ -6,7 +6,7 @@ Usage: python benchmarks/codec_memory.py [--sides 4096 8192] [--one-pass-too] [-
 
 Memory is Python's traced allocations (tracemalloc: numpy buffers and bytes objects), the peak
 while the call runs above what was allocated before it; so the input image, which the caller
-holds, is not counted, and neither is numba's and the interpreter's fixed footprint.
+holds, is not counted, and neither is the interpreter's fixed footprint.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import time
 import tracemalloc
 from datetime import datetime, timezone
 
-import numba
 import numpy as np
 from PIL import Image
 
 import codec
-from codec import learned
+from codec import kernels, learned
 
 PHOTO = "../shared/data/clic_2images/alberto-montalesi-176097.png"
 MIB = 2**20
@@ -81,7 +80,7 @@ def main() -> None:
         + (f" --out {a.out}" if a.out else "")
         + "`",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.machine()}, {numba.config.NUMBA_NUM_THREADS} numba threads, "
+        f"- machine: {platform.machine()}, {kernels.threads()} kernel threads, "
         f"{platform.platform()}",
         f"- image: {PHOTO.split('/')[-1]} tiled to side x side; encoder chunks and decoder bands "
         f"of {learned.CHUNK_PIXELS:,} pixels (whole tiles); peak = traced allocations above the "

@@ -2,8 +2,8 @@
 
 Why: the issue's speed target is "as fast as JPEG-XL e3 on one core, same run"; the split says
 where our time goes (predictor, VQ network, coder, container). Timings are wall time of one
-thread (numba, BLAS and libjxl all limited to one), best of --repeats, so the stage shares (also
-wall time, codec.timing) add up; run it on a quiet machine.
+thread (codec kernels, BLAS and libjxl all limited to one), best of --repeats, so the stage
+shares (also wall time, codec.timing) add up; run it on a quiet machine.
 
     python benchmarks/codec_split.py IMG [IMG ...] --out benchmarks/results/codec_split.md
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-for _v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _v in ("PILC_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402

@@ -21,12 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codec import kernels  # noqa: E402
 from codec.rans import RansTables, decode_streams, encode_streams, normalize_freqs  # noqa: E402
 
 N_TABLES = 64
@@ -85,8 +85,8 @@ def entropies(probs, freqs, syms, tids) -> dict[str, float]:  # noqa: ANN001
 def timeit(fn, reps: int) -> tuple[float, float, float]:  # noqa: ANN001
     """(best wall, median wall, best CPU time of the calling thread) in seconds over reps calls.
 
-    With one numba thread the work runs on the calling thread (OpenMP master / workqueue
-    caller), so its CPU time is the cost on one core even when other jobs share the machine.
+    With one kernel thread the work runs on the calling thread, so its CPU time is the cost
+    on one core even when other jobs share the machine.
     """
     wall, cpu = [], []
     for _ in range(reps):
@@ -138,13 +138,10 @@ def main() -> None:
 
     load_before = loadavg()
     rows = []
-    max_threads = numba.config.NUMBA_NUM_THREADS
     for nt in (1, 2):
-        if nt > max_threads:
-            continue
-        numba.set_num_threads(nt)
-        enc = timeit(lambda: encode_streams(syms, tids, bounds, tabs), args.reps)
-        dec = timeit(lambda: decode_streams(blob, bb, bounds, tids, tabs), args.reps)
+        with kernels.using_threads(nt):
+            enc = timeit(lambda: encode_streams(syms, tids, bounds, tabs), args.reps)
+            dec = timeit(lambda: decode_streams(blob, bb, bounds, tids, tabs), args.reps)
         rows.append((nt, enc, dec))
     load_after = loadavg()
 
@@ -155,8 +152,8 @@ def main() -> None:
         f" --seed {args.seed}" + (f" --out {args.out}`" if args.out else "`"),
         "",
         f"Machine: `nproc` = {os.cpu_count()}, CPU: {cpu_model()}, "
-        f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
-        f"threading layer {numba.threading_layer()}.",
+        f"Python {platform.python_version()}, numpy {np.__version__}, C kernels "
+        "(codec/kernels) on Python threads.",
         f"Load average before/after timing: {load_before} / {load_after} (other jobs shared "
         "the machine; best-of-reps is the least disturbed run, the median shows the noise).",
         "",
@@ -164,7 +161,7 @@ def main() -> None:
         f"{N_TABLES} Laplacian tables (scales 0.3..64) chosen per symbol by a smooth activity "
         f"field, {len(bounds) - 1} streams of {STREAM_LEN} symbols. Times are the full public "
         "calls (argument validation, kernels, compaction); MB = 10^6 bytes of symbols.",
-        f"First call (numba compile or cache load + one encode/decode): {first_call:.2f} s.",
+        f"First call (library load + one encode/decode): {first_call:.2f} s.",
         "",
         "Wall-clock throughput (M symbols/s = MB/s of symbols), best / median of the reps:",
         "",

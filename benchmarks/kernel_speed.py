@@ -168,7 +168,7 @@ def main() -> None:
         r = compare_photo(load(rel), args.rounds)
         rows.append((name, r))
         print(name, {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()})
-    big, one, two = thread_scaling(max(2, args.rounds // 2))
+    big, one, two = thread_scaling(args.rounds)
     lines = [
         "# C kernels vs numba kernels vs JPEG-XL e3 (one core)",
         "",

@@ -11,10 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from codec import learned, pixelmodel
+from codec import kernels, learned, pixelmodel
 from codec.layout import DEFAULT_TILE, TILE_SIZES, tile_boxes
 from codec.model import default_model
 from codec.train import load_planes
@@ -49,7 +48,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tile", type=int, choices=TILE_SIZES, default=DEFAULT_TILE)
     a = ap.parse_args()
-    numba.set_num_threads(1)
+    kernels.set_threads(1)
     model = default_model()
     for path in a.images:
         g = _planes(path)

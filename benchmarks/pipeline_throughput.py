@@ -1,6 +1,6 @@
 """Pipeline overhead: job throughput with N CPU workers vs N x the single-process codec.
 
-The baseline is the codec alone in one process on one core (numba pinned to 1 thread): read
+The baseline is the codec alone in one process on one core (kernels pinned to 1 thread): read
 each file, decode it to pixels, `codec.encode_batch` per batch; no writing. The job does the
 same plus Ray scheduling, shard writes and the index, with N workers of 1 CPU and 1 thread
 each. Runs are interleaved and repeated (medians) because this machine is shared.
@@ -47,11 +47,11 @@ def make_images(folder: Path, count: int, seed: int = 7) -> int:
 
 def baseline(folder: Path, batch_size: int) -> tuple[float, float]:
     """(seconds for read+decode+encode of every file, seconds for encode alone) on one core."""
-    import numba
+    from codec import kernels
 
-    numba.set_num_threads(1)
+    kernels.set_threads(1)
     files = sorted(folder.glob("*.png"))
-    codec.encode_batch([codec.load_image(files[0])])  # warm (JIT cache load)
+    codec.encode_batch([codec.load_image(files[0])])  # warm (model load)
     t_enc = 0.0
     t0 = time.perf_counter()
     for k in range(0, len(files), batch_size):

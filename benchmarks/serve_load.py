@@ -183,7 +183,7 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def default_model():  # noqa: ANN201 - imported late: the codec loads numba
+def default_model():  # noqa: ANN201 - imported late: the codec loads its kernels
     from codec.model import default_model as dm
 
     return dm()

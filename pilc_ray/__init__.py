@@ -10,7 +10,7 @@ __all__ = ["open_archive"]
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy exports: `import pilc_ray` stays cheap (no pyarrow/numba until used)."""
+    """Lazy exports: `import pilc_ray` stays cheap (no pyarrow/codec until used)."""
     if name == "open_archive":
         from pilc_ray.archive import open_archive
 

@@ -26,7 +26,7 @@ OUT = Path(__file__).with_name("rans_vectors.npz")
 
 
 def reference_encode(symbols: np.ndarray, tids: np.ndarray, freqs: np.ndarray) -> bytes:
-    """Spec encoder for one stream, in plain Python (independent of the numba kernels)."""
+    """Spec encoder for one stream, in plain Python (independent of the C kernels)."""
     freq = freqs.tolist()
     cum = [[0, *np.cumsum(row).tolist()] for row in freqs]
     x = RANS_L
@@ -110,7 +110,7 @@ def build() -> dict[str, np.ndarray]:
         for s in range(len(lengths))
     )
     if ref != data.tobytes():
-        raise SystemExit("numba encoder disagrees with the reference encoder")
+        raise SystemExit("kernel encoder disagrees with the reference encoder")
 
     # normalize_freqs is pinned too: encoders and decoders may both derive tables from counts.
     norm_counts = np.stack(
