@@ -45,9 +45,11 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
     from codec.model import default_model
 
     cfg = driver.cfg
-    from pilc_ray.job import _pool_size
+    from pilc_ray.job import pool_plan
 
-    n, cpus, gpus = _pool_size(cfg)
+    # Ray Data runs one actor shape: the plan's first group (GPU workers where there are GPUs)
+    group = pool_plan(cfg, ray.cluster_resources())[0]
+    n, cpus, gpus = group.count, group.cpus, group.gpus
     threads = cfg.threads_per_worker or max(1, math.ceil(cpus))
     items = [{"id": it.id, "uri": it.uri, "size": it.size} for b in batches for it in b]
     driver.counts["attempted"] += len(items)
@@ -63,7 +65,8 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
     blocks = max(1, min(len(items) // max(1, cfg.batch_size), 4 * n * 8))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(DataWorker, batch_size=cfg.batch_size, batch_format="numpy",
-                        fn_constructor_kwargs={"config": driver.worker_config(threads)},
+                        fn_constructor_kwargs={"config": driver.worker_config(threads,
+                                                                              group.device)},
                         compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus,
                         num_gpus=gpus)
     progress.started()

@@ -48,6 +48,10 @@ class JobConfig:
     workers: int | None = None  # default: one per GPU, else cluster CPUs / cpus_per_worker
     cpus_per_worker: float = 1.0
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    # "auto": a CUDA worker per GPU plus CPU workers on the CPUs those leave free; "cuda": GPU
+    # workers only; "cpu": CPU workers only; "emulated": as auto, the GPU workers running the
+    # CUDA kernels' host emulation (tests on clusters with declared, not real, GPUs)
+    device: str = "auto"
     threads_per_worker: int | None = None  # codec threads; default ceil(cpus_per_worker)
     batch_size: int = 16
     batch_max_bytes: int = 256 << 20  # a batch closes early past this many input bytes
@@ -217,20 +221,55 @@ def _node_shapes() -> dict[str, Any]:
         {"count": c, "cpus": k[0], "gpus": k[1], "memory_gb": k[2]} for k, c in shapes.items()]}
 
 
-def _pool_size(cfg: JobConfig) -> tuple[int, float, float]:
-    import ray
+DEVICES = ("auto", "cpu", "cuda", "emulated")
 
-    res = ray.cluster_resources()
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """Workers of one shape: how many, what each reserves, where its codec runs."""
+
+    count: int
+    cpus: float
+    gpus: float
+    device: str  # codec device: "cpu", "cuda" or "emulated"
+
+
+def pool_plan(cfg: JobConfig, resources: dict[str, float]) -> list[WorkerGroup]:
+    """The worker pool for a cluster's resources: a GPU worker per gpus_per_worker GPUs (CUDA
+    codec), then CPU workers on the CPUs they leave free (device "auto"/"emulated"), or CPU
+    workers alone (no GPUs, or device "cpu"). `workers` caps the total, GPU workers first."""
+    if cfg.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {cfg.device!r}")
+    cpus = cfg.cpus_per_worker
+    n_gpu = resources.get("GPU", 0.0)
     gpus = cfg.gpus_per_worker
     if gpus is None:
-        gpus = 1.0 if res.get("GPU", 0) > 0 else 0.0
-    if cfg.workers:
-        n = cfg.workers
-    elif gpus > 0:
-        n = max(1, int(res.get("GPU", 0) // gpus))
-    else:
-        n = max(1, int(res.get("CPU", 1) // max(cfg.cpus_per_worker, 1e-3)))
-    return n, cfg.cpus_per_worker, gpus
+        gpus = 1.0 if n_gpu > 0 and cfg.device != "cpu" else 0.0
+    groups = []
+    gpu_workers = int(n_gpu // gpus) if gpus > 0 else 0
+    if gpus > 0 and gpu_workers == 0:
+        raise ValueError(f"gpus_per_worker={gpus} but the cluster has {n_gpu} GPUs")
+    if gpu_workers:
+        if cfg.workers:
+            gpu_workers = min(gpu_workers, cfg.workers)
+        groups.append(WorkerGroup(gpu_workers, cpus, gpus,
+                                  "emulated" if cfg.device == "emulated" else "cuda"))
+    if cfg.device in ("auto", "cpu", "emulated") or not gpu_workers:
+        left = resources.get("CPU", 1.0) - gpu_workers * cpus
+        n_cpu = int(left // max(cpus, 1e-3)) if gpu_workers else max(1, int(left // max(cpus, 1e-3)))
+        if cfg.workers:
+            n_cpu = max(0, cfg.workers - gpu_workers)
+        if n_cpu:
+            groups.append(WorkerGroup(n_cpu, cpus, 0.0, "cpu"))
+    return groups
+
+
+def _pool_size(cfg: JobConfig) -> tuple[int, float, float]:
+    """(workers in all, CPUs each, GPUs of the first group): batching sizes with this."""
+    import ray
+
+    plan = pool_plan(cfg, ray.cluster_resources())
+    return sum(g.count for g in plan), cfg.cpus_per_worker, plan[0].gpus
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,26 +443,33 @@ class Driver:
 
     # ------------------------------------------------------------------------------------
 
-    def worker_config(self, threads: int) -> dict[str, Any]:
+    def worker_config(self, threads: int, device: str = "cpu") -> dict[str, Any]:
         cfg = self.cfg
         return WorkerConfig(dest=self.dest, layout=cfg.layout, fallback=cfg.fallback,
                             tile=cfg.tile, jpeg=cfg.jpeg, storage_options=self.opts.to_dict(),
-                            threads=threads, verify=cfg.verify).to_dict()
+                            threads=threads, verify=cfg.verify, device=device).to_dict()
 
     def _start_pool(self) -> list[Any]:
         import ray
 
         t0 = time.perf_counter()
-        n, cpus, gpus = _pool_size(self.cfg)
+        plan = pool_plan(self.cfg, ray.cluster_resources())
+        cpus = self.cfg.cpus_per_worker
         threads = self.cfg.threads_per_worker or max(1, math.ceil(cpus))
-        remote = ray.remote(CompressActor).options(
-            num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=0)
-        actors = [remote.remote(self.worker_config(threads), i) for i in range(n)]
+        actors = []
+        for group in plan:
+            remote = ray.remote(CompressActor).options(
+                num_cpus=group.cpus, num_gpus=group.gpus, max_restarts=-1, max_task_retries=0)
+            actors += [remote.remote(self.worker_config(threads, group.device), len(actors) + i)
+                       for i in range(group.count)]
         infos = ray.get([a.ready.remote() for a in actors])
         self.workers = [i["name"] for i in infos]
         self.worker_pids = [i["pid"] for i in infos]
         self.model_id = infos[0]["model_id"]
-        self.pool = {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
+        gpu_workers = sum(g.count for g in plan if g.gpus > 0)
+        self.pool = {"workers": len(actors), "cpus_per_worker": cpus,
+                     "gpus_per_worker": plan[0].gpus, "gpu_workers": gpu_workers,
+                     "cpu_workers": len(actors) - gpu_workers,
                      "threads_per_worker": threads, "engine": "actors"}
         self.durations["pool_start_s"] = time.perf_counter() - t0
         return actors

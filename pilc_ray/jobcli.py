@@ -40,6 +40,9 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="images per batch (and per shard)")
     p.add_argument("--cpus-per-worker", type=float)
     p.add_argument("--gpus-per-worker", type=float)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "emulated"),
+                   help="auto (default): a CUDA worker per GPU plus CPU workers on the CPUs "
+                        "they leave free; cuda: GPU workers only; cpu: CPU workers only")
     p.add_argument("--threads-per-worker", type=int)
     p.add_argument("--jpeg", choices=("passthrough", "decode"),
                    help="JPEG inputs: store the file as-is (default) or compress its pixels")

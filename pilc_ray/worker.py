@@ -50,6 +50,7 @@ class WorkerConfig:
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1  # codec kernel threads per worker: one per CPU it was given
+    device: str = "cpu"  # where the codec's pixel stage runs: "cpu", "cuda" or "emulated"
     max_input_bytes: int = 1 << 30  # refuse bigger input files instead of exhausting memory
     verify: bool = False  # decode every blob again before writing (doubles the cost)
 
@@ -129,6 +130,9 @@ class BatchCompressor:
         if cfg.jpeg not in ("passthrough", "decode"):
             raise ValueError(f"jpeg must be 'passthrough' or 'decode', not {cfg.jpeg!r}")
         self._set_threads(cfg.threads)
+        from codec import gpu
+
+        self.backend = gpu.resolve(cfg.device)  # a clear CodecError if "cuda" sees no GPU
         from codec.model import default_model
 
         self.model = default_model()
@@ -149,7 +153,9 @@ class BatchCompressor:
         """Load the model and run the kernels once before the first timed batch."""
         rng = np.random.default_rng(0)
         px = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
-        codec.decode(codec.encode_batch([RasterImage(px, "RGB")], model=self.model)[0])
+        opts = {"model": self.model, "device": self._codec_options()["device"]}
+        blob = codec.encode_batch([RasterImage(px, "RGB")], **opts)[0]
+        codec.decode(blob, device=opts["device"])
 
     # reading ---------------------------------------------------------------------------------
 
@@ -263,7 +269,8 @@ class BatchCompressor:
         return {"rows": rows, "errors": errors}
 
     def _codec_options(self) -> dict[str, Any]:
-        return {"fallback": self.config.fallback, "tile": self.config.tile, "model": self.model}
+        return {"fallback": self.config.fallback, "tile": self.config.tile, "model": self.model,
+                "device": self.backend if self.backend is not None else "cpu"}
 
     def _encode(self, images: list, fail) -> list[bytes | None]:
         """One codec pass for the batch; if it fails, find the culprits one image at a time."""

@@ -95,3 +95,46 @@ def test_worker_batch_shards_jpeg_passthrough_and_bad_inputs(tmp_path):
     out2 = w2.compress(items[:3])
     assert len({r["blob_uri"] for r in out2["rows"]}) == 3
     assert all(r["offset"] == 0 and not r["passthrough"] for r in out2["rows"])
+
+
+def test_gpu_worker_writes_the_cpu_workers_bytes(tmp_path):
+    """A worker whose codec runs on a device (here the CUDA kernels' host emulation) stores
+    the same blobs a CPU worker stores."""
+    paths = [_png(tmp_path / "in" / f"{k}.png", k, (40 + 7 * k, 33 + 5 * k)) for k in range(3)]
+    items = [Item(f"{k}.png", str(tmp_path / "in" / f"{k}.png")) for k in range(3)]
+    blobs = {}
+    for device in ("cpu", "emulated"):
+        w = BatchCompressor({"dest": str(tmp_path / device), "device": device, "layout": "objects"})
+        w.warm_up()
+        rows = w.compress(items)["rows"]
+        blobs[device] = {r["id"]: ix.read_blob(r) for r in rows}
+    assert blobs["cpu"] == blobs["emulated"] and len(blobs["cpu"]) == len(paths)
+
+
+@pytest.mark.parametrize(
+    ("resources", "device", "workers", "expected"),
+    [
+        ({"CPU": 96, "GPU": 8}, "auto", None, [(8, 1.0, "cuda"), (88, 0.0, "cpu")]),
+        ({"CPU": 96, "GPU": 8}, "cuda", None, [(8, 1.0, "cuda")]),
+        ({"CPU": 96, "GPU": 8}, "cpu", None, [(96, 0.0, "cpu")]),
+        ({"CPU": 8, "GPU": 8}, "auto", None, [(8, 1.0, "cuda")]),
+        ({"CPU": 16, "GPU": 2}, "auto", 5, [(2, 1.0, "cuda"), (3, 0.0, "cpu")]),
+        ({"CPU": 16, "GPU": 2}, "emulated", None, [(2, 1.0, "emulated"), (14, 0.0, "cpu")]),
+        ({"CPU": 4}, "auto", None, [(4, 0.0, "cpu")]),
+    ],
+)
+def test_pool_plan_fills_gpus_then_the_cpus_they_leave(resources, device, workers, expected):
+    from pilc_ray.job import JobConfig, pool_plan
+
+    cfg = JobConfig(source="x", dest="y", device=device, workers=workers)
+    plan = pool_plan(cfg, resources)
+    assert [(g.count, g.gpus, g.device) for g in plan] == expected
+
+
+def test_pool_plan_refuses_what_the_cluster_cannot_give():
+    from pilc_ray.job import JobConfig, pool_plan
+
+    with pytest.raises(ValueError, match="device must be one of"):
+        pool_plan(JobConfig(source="x", dest="y", device="tpu"), {"CPU": 2})
+    with pytest.raises(ValueError, match="GPUs"):
+        pool_plan(JobConfig(source="x", dest="y", gpus_per_worker=2), {"CPU": 2, "GPU": 1})
