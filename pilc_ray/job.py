@@ -256,7 +256,9 @@ def pool_plan(cfg: JobConfig, resources: dict[str, float]) -> list[WorkerGroup]:
                                   "emulated" if cfg.device == "emulated" else "cuda"))
     if cfg.device in ("auto", "cpu", "emulated") or not gpu_workers:
         left = resources.get("CPU", 1.0) - gpu_workers * cpus
-        n_cpu = int(left // max(cpus, 1e-3)) if gpu_workers else max(1, int(left // max(cpus, 1e-3)))
+        n_cpu = int(left // max(cpus, 1e-3))
+        if not gpu_workers:
+            n_cpu = max(1, n_cpu)  # a CPU-only cluster always gets a worker
         if cfg.workers:
             n_cpu = max(0, cfg.workers - gpu_workers)
         if n_cpu:
