@@ -6,7 +6,7 @@ threads than on 1; a fresh process encoding and decoding a 1 MP photo, first cal
 included, in under a second. Runs alternate (C, numba, JPEG-XL, C, ...) and each figure is the
 best of --rounds, so drifts of this VM hit all three alike.
 
-    pip install -e ".[bench]"    # numba, for the baseline only
+    pip install -e ".[bench]"    # numba, for the baseline only (codec/*.py at BASELINE_REV)
     python benchmarks/kernel_speed.py [--rounds 5] [--out benchmarks/results/kernel_speed.md]
 
 The first run compiles the numba baseline (minutes; cached afterwards).
@@ -53,14 +53,35 @@ def load(rel: str, side: int | None = 1024) -> np.ndarray:
     return np.ascontiguousarray(px[:side, :side] if side else px)
 
 
+BASELINE_REV = "29b2273"  # the last commit with the numba kernels
+
+
+def numba_baseline() -> tuple[object, object]:
+    """The numba pixel model and coder of BASELINE_REV, taken from git history (no copy lives
+    in the tree) into a cache folder, where numba also caches their compiled kernels."""
+    folder = Path.home() / ".cache" / "pilc" / f"numba_baseline_{BASELINE_REV}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("rans", "pixelmodel"):
+        path = folder / f"numba_{name}.py"
+        if not path.exists():
+            text = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{BASELINE_REV}:codec/{name}.py"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            path.write_text(text.replace("from codec import rans", "import numba_rans as rans"))
+    sys.path.insert(0, str(folder))
+    import numba_pixelmodel
+    import numba_rans
+
+    return numba_pixelmodel, numba_rans
+
+
 @contextlib.contextmanager
 def numba_kernels() -> Iterator[None]:
     """The codec with its pixel model and coder swapped for the numba baseline."""
     import numba
 
-    from benchmarks.numba_baseline import pixelmodel as npm
-    from benchmarks.numba_baseline import rans as nrans
-
+    npm, nrans = numba_baseline()
     numba.set_num_threads(1)
     converted: dict[int, object] = {}
 
@@ -176,7 +197,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, imagecodecs "
         f"{imagecodecs.__version__}; MB/s of raw pixels, best of {args.rounds} alternated rounds; "
         '1024x1024 crops of EVAL photos; codec with `fallback="never"`, one kernel thread, '
-        "JPEG-XL lossless effort 3 with numthreads=1.",
+        "JPEG-XL lossless effort 3 with numthreads=1; numba = the kernels of commit "
+        f"{BASELINE_REV}.",
         "",
         "| image | C enc | numba enc | C/numba | C dec | numba dec | C/numba | JXL e3 enc | "
         "JXL e3 dec | same bytes | bytes (ours / JXL e3) |",

@@ -297,20 +297,38 @@ def decode_image_batch(
     return out
 
 
-def decode_image(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES, **where) -> RasterImage:
-    """Blob -> RasterImage (pixels, mode, ICC, Exif, text, palette); where: device, threads."""
-    return decode_image_batch([blob], max_samples=max_samples, **where)[0]
+def decode_image(
+    blob: bytes,
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    device: str | Backend | None = None,
+    threads: int | None = None,
+) -> RasterImage:
+    """Blob -> RasterImage (pixels, mode, ICC, Exif, text, palette)."""
+    return decode_image_batch([blob], max_samples=max_samples, device=device, threads=threads)[0]
 
 
-def decode(blob: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES, **where) -> np.ndarray:
-    """Blob -> pixel array (H,W) or (H,W,C), exactly what was encoded; where: device,
-    threads."""
-    return decode_image(blob, max_samples=max_samples, **where).pixels
+def decode(
+    blob: bytes,
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    device: str | Backend | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Blob -> pixel array (H,W) or (H,W,C), exactly what was encoded."""
+    return decode_image(blob, max_samples=max_samples, device=device, threads=threads).pixels
 
 
-def decode_batch(blobs: Sequence[bytes], *, max_samples: int = DEFAULT_MAX_SAMPLES, **where):
-    """Many blobs -> list of pixel arrays; where: device, threads."""
-    return [im.pixels for im in decode_image_batch(blobs, max_samples=max_samples, **where)]
+def decode_batch(
+    blobs: Sequence[bytes],
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    device: str | Backend | None = None,
+    threads: int | None = None,
+) -> list[np.ndarray]:
+    """Many blobs -> list of pixel arrays."""
+    images = decode_image_batch(blobs, max_samples=max_samples, device=device, threads=threads)
+    return [im.pixels for im in images]
 
 
 def info(blob: bytes) -> dict:

@@ -132,7 +132,7 @@ def _check_planes(n_ch: int) -> None:
         raise CodecError(f"a plane group has 1 to 3 planes, not {n_ch}")
 
 
-def _vq_map(vq: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+def vq_map(vq: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     """The scale map as the kernels read it (same layout as the planes, sub-bucket in range),
     or None without the VQ stage."""
     if vq is None:
@@ -158,7 +158,7 @@ def encode_planes(
     tid = np.empty(int(starts[-1]), dtype=np.uint8)
     buckets = np.empty(int(starts[-1]), dtype=np.uint8)
     coefs = np.zeros((len(boxes), n_ch, N_TAPS_MAX), dtype=np.int64)
-    vq_map = _vq_map(vq, planes.shape)
+    scales = vq_map(vq, planes.shape)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     p = kernels.ptr
     failed = kernels.run_shared(
@@ -167,7 +167,7 @@ def encode_planes(
             n_ch,
             planes.shape[1],
             planes.shape[2],
-            p(vq_map),
+            p(scales),
             p(boxes),
             len(boxes),
             *_table_pointers(prior),
@@ -209,7 +209,7 @@ def decode_planes(
         raise CodecError("model has too few coding tables for the pixel model")
     planes = np.zeros(shape, dtype=np.uint8)
     err = np.zeros(n_streams, dtype=np.int64)
-    vq_map = _vq_map(vq, shape)
+    scales = vq_map(vq, shape)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     data = np.ascontiguousarray(data, dtype=np.uint8)
     bb = np.ascontiguousarray(byte_bounds, dtype=np.int64)
@@ -223,7 +223,7 @@ def decode_planes(
             n_ch,
             shape[1],
             shape[2],
-            p(vq_map),
+            p(scales),
             p(boxes),
             len(boxes),
             p(coefs),

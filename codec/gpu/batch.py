@@ -149,6 +149,20 @@ def _crop(planes: np.ndarray, u: Unit) -> np.ndarray:
     return np.ascontiguousarray(planes[:, u.y0 : u.y1, u.x0 : u.x1])
 
 
+def _vq_buffer(
+    units: list[Unit], lay: Layout, scales: list[np.ndarray | None]
+) -> np.ndarray | None:
+    """The scale maps of a launch's bands at the pixels' offsets (zeros for bands of groups
+    without the VQ stage, whose records point nowhere), or None if no band has one."""
+    if all(scales[u.g] is None for u in units):
+        return None
+    return _band_buffer(
+        units,
+        lay,
+        lambda u: np.zeros(u.pixels, np.uint8) if scales[u.g] is None else _crop(scales[u.g], u),
+    )
+
+
 def encode_pixel_stage(
     backend: Backend,
     groups: list[np.ndarray],
@@ -169,15 +183,7 @@ def encode_pixel_stage(
     for launch in launches(units, backend.max_tiles, backend.max_pixels):
         lay = layout(launch, boxes_all, vq_on)
         px = _band_buffer(launch, lay, lambda u: _crop(groups[u.g], u))
-        vq = (
-            _band_buffer(
-                launch,
-                lay,
-                lambda u: _crop(scales[u.g], u) if vq_on[u.g] else np.zeros(u.pixels, np.uint8),
-            )
-            if any(vq_on[u.g] for u in launch)
-            else None
-        )
+        vq = _vq_buffer(launch, lay, scales)
         data, ob, cf = backend.encode(lay, px, vq, prior, tables)
         stream = 0
         for u in launch:
@@ -208,6 +214,9 @@ def decode_pixel_stage(
     boxes_all = [p.boxes for p in parsed]
     n_chs = [p.shape[0] for p in parsed]
     vq_on = [s is not None for s in scales]
+    for s in scales:
+        if s is not None:
+            pixelmodel.vq_map(s, s.shape)  # the sub-bucket range check the CPU decoder makes
     units = units_of(boxes_all, n_chs, band_pixels)
     for launch in launches(units, backend.max_tiles, backend.max_pixels):
         lay = layout(launch, boxes_all, vq_on)
@@ -221,22 +230,7 @@ def decode_pixel_stage(
             off += int(bb[-1] - bb[0])
             coefs.append(p.coefs[u.a : u.b].reshape(-1, N_TAPS))
             first.append(u.a * u.n_ch)
-        vq = (
-            _band_buffer(
-                launch,
-                lay,
-                lambda u: _crop(scales[u.g], u) if vq_on[u.g] else np.zeros(u.pixels, np.uint8),
-            )
-            if any(vq_on[u.g] for u in launch)
-            else None
-        )
-        for s in scales:
-            if (
-                s is not None
-                and s.size
-                and int(s.max()) >> pixelmodel.VQ_SHIFT >= pixelmodel.N_SUB_BUCKETS
-            ):
-                raise CodecError("VQ scale class out of range for the pixel model")
+        vq = _vq_buffer(launch, lay, scales)
         px, err = backend.decode(
             lay, vq, np.concatenate(datas), np.concatenate(bbs),
             np.ascontiguousarray(np.concatenate(coefs), dtype=np.int64), prior, tables,

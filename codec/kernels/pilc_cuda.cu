@@ -86,6 +86,19 @@ PILC_FN PmImage pilc_tile_image(const int64_t *tr, uint8_t *px, const uint8_t *v
 #define PILC_STATE_ARGS                                                                       \
     int16_t *te, uint16_t *ek, int32_t *asum, int32_t *acnt, int64_t rows, int64_t tw
 
+// The start of a per-tile kernel (its arguments named as in PILC_TABLE_ARGS and
+// PILC_STATE_ARGS): the block stages the tables; a thread past the last tile leaves; the rest
+// get tb, their tile record tr, their state view st and their group's image im.
+#define PILC_TILE_THREAD(px_)                                                                  \
+    PILC_SHARED PilcSharedTables sh;                                                          \
+    const PmTables tb =                                                                       \
+        pilc_stage_tables(&sh, e_bucket, lom, crc, recip, grad_class, prior, bk, fc);         \
+    const int64_t lane = PILC_THREAD_ID();                                                    \
+    if (lane >= n_tiles) return;                                                              \
+    const int64_t *tr = tiles + lane * TR_N;                                                  \
+    PmState st = pilc_lane_state(te, ek, asum, acnt, rows, tw, lane, PILC_N_THREADS());       \
+    const PmImage im = pilc_tile_image(tr, (uint8_t *)(px_), vq)
+
 // Encoder, step 1 of 3: the LS coefficients of every tile plane (one thread per tile). A kernel
 // of its own: its float64 normal equations need a 2 KiB scratch per thread, which would
 // otherwise share registers with the model pass and spill it.
@@ -107,14 +120,7 @@ PILC_GLOBAL void pilc_gpu_model(const uint8_t *px, const uint8_t *vq, const int6
                                 int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,
                                 const int64_t *coefs, const int64_t *sb, uint8_t *sym,
                                 uint8_t *tid) {
-    PILC_SHARED PilcSharedTables sh;
-    const PmTables tb =
-        pilc_stage_tables(&sh, e_bucket, lom, crc, recip, grad_class, prior, bk, fc);
-    const int64_t lane = PILC_THREAD_ID();
-    if (lane >= n_tiles) return;
-    const int64_t *tr = tiles + lane * TR_N;
-    PmState st = pilc_lane_state(te, ek, asum, acnt, rows, tw, lane, PILC_N_THREADS());
-    const PmImage im = pilc_tile_image(tr, (uint8_t *)px, vq);
+    PILC_TILE_THREAD(px);
     for (int c = 0; c < (int)tr[TR_NCH]; c++) {
         const int64_t s0 = sb[tr[TR_STREAM] + c];
         pm_plane_any(&im, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,
@@ -152,14 +158,7 @@ PILC_GLOBAL void pilc_gpu_decode(uint8_t *px, const uint8_t *vq, const int64_t *
                                  int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,
                                  const int64_t *coefs, const uint8_t *data, const int64_t *bb,
                                  int64_t *err) {
-    PILC_SHARED PilcSharedTables sh;
-    const PmTables tb =
-        pilc_stage_tables(&sh, e_bucket, lom, crc, recip, grad_class, prior, bk, fc);
-    const int64_t lane = PILC_THREAD_ID();
-    if (lane >= n_tiles) return;
-    const int64_t *tr = tiles + lane * TR_N;
-    PmState st = pilc_lane_state(te, ek, asum, acnt, rows, tw, lane, PILC_N_THREADS());
-    const PmImage im = pilc_tile_image(tr, px, vq);
+    PILC_TILE_THREAD(px);
     pm_decode_tile(&im, (int)tr[TR_NCH], tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF], data, bb,
                    tr[TR_STREAM], err + tr[TR_STREAM]);
 }
