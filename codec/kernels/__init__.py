@@ -14,6 +14,7 @@ an atomic work counter, so the output never depends on the thread count.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import contextvars
 import ctypes
 import importlib.machinery
@@ -66,8 +67,28 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
 }
 
 
+# setup.py hashes the same files in the same order into the library
+_SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_cuda.cu", "pilc_cpu.c",
+            "pilc_emu.c")  # fmt: skip
+
+
+def source_hash() -> str:
+    """Hash of the kernel sources next to this file."""
+    h = hashlib.sha256()
+    for name in _SOURCES:
+        h.update((SOURCE_DIR / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _load() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(_library_path()))  # CDLL (not PyDLL): calls release the GIL
+    lib.pilc_source_hash.restype = ctypes.c_char_p
+    built = lib.pilc_source_hash().decode()
+    if built != source_hash():
+        raise CodecError(
+            f"codec kernels were built from other sources ({built}, the sources here are "
+            f"{source_hash()}): rebuild them with `pip install -e .`"
+        )
     for name, (restype, argtypes) in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype = restype

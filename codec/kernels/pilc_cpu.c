@@ -10,6 +10,12 @@
 
 #define PILC_EXPORT __attribute__((visibility("default")))
 
+#ifndef PILC_SOURCE_HASH
+#define PILC_SOURCE_HASH "unknown"
+#endif
+// The hash of the kernel sources this library was built from (setup.py).
+PILC_EXPORT const char *pilc_source_hash(void) { return PILC_SOURCE_HASH; }
+
 static int64_t claim(int64_t *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
 
 static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) {
