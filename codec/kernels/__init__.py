@@ -14,9 +14,9 @@ an atomic work counter, so the output never depends on the thread count.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import contextvars
 import ctypes
+import hashlib
 import importlib.machinery
 import os
 from collections.abc import Callable, Iterator
