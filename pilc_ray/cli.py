@@ -15,7 +15,10 @@ from codec.layout import DEFAULT_TILE, TILE_SIZES
 
 
 def _cmd_encode(a: argparse.Namespace) -> int:
-    blob = codec.encode(codec.load_image(a.input), fallback=a.fallback, vq=a.vq, tile=a.tile)
+    blob = codec.encode(
+        codec.load_image(a.input), fallback=a.fallback, vq=a.vq, tile=a.tile, device=a.device,
+        threads=a.threads,
+    )  # fmt: skip
     Path(a.output).write_bytes(blob)
     info = codec.info(blob)
     raw = info["width"] * info["height"]
@@ -27,7 +30,7 @@ def _cmd_encode(a: argparse.Namespace) -> int:
 
 
 def _cmd_decode(a: argparse.Namespace) -> int:
-    img = codec.decode_image(Path(a.input).read_bytes())
+    img = codec.decode_image(Path(a.input).read_bytes(), device=a.device, threads=a.threads)
     Path(a.output).write_bytes(codec.to_png_bytes(img))
     print(f"{a.input} -> {a.output}: {img.mode} {img.pixels.shape}")
     return 0
@@ -212,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("output")
     d.set_defaults(fn=_cmd_decode)
+    for cmd in (e, d):
+        cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                         help="where the pixel stage runs (default: PILC_DEVICE, else auto: "
+                              "CUDA where CuPy sees a GPU); every device gives the same bytes")
+        cmd.add_argument("--threads", type=int, default=None,
+                         help="CPU threads for the kernels (default: the CPUs this process may "
+                              "use, or PILC_THREADS)")
     i = sub.add_parser("info", help="print a blob's header")
     i.add_argument("blob")
     i.set_defaults(fn=_cmd_info)
