@@ -52,8 +52,25 @@ __all__ = [
 ]
 
 MODES = ("L", "LA", "RGB", "RGBA", "L;16", "LA;16", "RGB;16", "RGBA;16", "P", "CMYK", "1")
-DEFAULT_MAX_SAMPLES = 2**31
-"""Refuse images with more than this many samples (H*W*C): a 2 GiB (8-bit) decode is plenty."""
+def _max_samples_from_env() -> int:
+    raw = os.environ.get("PILC_MAX_SAMPLES", "").strip()
+    if not raw:
+        return 2**31
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CodecError(f"PILC_MAX_SAMPLES must be a positive integer, not {raw!r}") from None
+    if value < 1:
+        raise CodecError(f"PILC_MAX_SAMPLES must be a positive integer, not {raw!r}")
+    return value
+
+
+DEFAULT_MAX_SAMPLES = _max_samples_from_env()
+"""The one size limit of every reading path (PNG, Pillow formats, arrays, blobs): images with
+more than this many samples (H*W*C) are refused before their pixels are decoded. Default 2^31
+(a 2 GiB 8-bit decode); set PILC_MAX_SAMPLES, or pass max_samples= per call. Pillow's own
+"decompression bomb" pixel limit is lifted to this one wherever Pillow decodes for us, so it
+never refuses an image this limit accepts."""
 
 _CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "1": 1, "CMYK": 4}
 _MAX_META_BYTES = 64 * 2**20  # decompressed iCCP/zTXt/iTXt cap: a zip bomb in a text chunk
@@ -445,9 +462,12 @@ def png_decode_pixels(data: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) ->
             mode = {0: "L;16", 4: "LA;16", 2: "RGB;16", 6: "RGBA;16"}[info.color_type]
             px = np.ascontiguousarray(px, dtype=np.uint16)
         else:
-            with Image.open(io.BytesIO(info.minimal)) as pil:
-                pil.load()
-                mode, px = _pil_pixels(pil)
+            _lift_pillow_limit(max_samples)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(info.minimal)) as pil:
+                    pil.load()
+                    mode, px = _pil_pixels(pil)
     except CodecError:
         raise
     except Exception as e:
@@ -716,11 +736,16 @@ def load_image(
         raise CodecError(f"{name}: {e}") from e.__cause__
 
 
-def _load_with_pillow(data: bytes, max_samples: int) -> RasterImage:
-    # Our own sample limit governs; lift Pillow's smaller pixel bomb limit to match (process-wide,
-    # only ever raised) so it cannot refuse images we accept.
+def _lift_pillow_limit(max_samples: int) -> None:
+    """Our sample limit governs (checked from the header before any pixel is decoded); lift
+    Pillow's smaller pixel-bomb limit to match (process-wide, only ever raised) so it cannot
+    refuse an image we accept, whichever path reads it first."""
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_samples:
         Image.MAX_IMAGE_PIXELS = max_samples
+
+
+def _load_with_pillow(data: bytes, max_samples: int) -> RasterImage:
+    _lift_pillow_limit(max_samples)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -361,6 +361,18 @@ def test_rejects_non_bytes_and_bad_fallback():
         codec.encode(_smooth(4, 4, 3), fallback="sometimes")
 
 
+def test_strided_memoryviews_are_bytes_like_blobs():
+    """A non-contiguous memoryview is read as the bytes it shows (never a TypeError)."""
+    px = _smooth(24, 20, 3)
+    blob = codec.encode(px, fallback="never")
+    doubled = bytes(b for pair in zip(blob, blob, strict=True) for b in pair)
+    assert np.array_equal(codec.decode(memoryview(doubled)[::2]), px)
+    with pytest.raises(codec.CodecError, match="bad magic"):
+        codec.decode(memoryview(blob)[::2])
+    with pytest.raises(codec.CodecError):
+        codec.info(memoryview(blob)[1::3])
+
+
 def test_stage_timing_covers_every_stage():
     """Reports split encode/decode time by stage; each stage must be charged when it runs."""
     from codec import timing

@@ -470,3 +470,42 @@ def test_low_bit_depth_gray_and_color_key():
     assert img.mode == "1" and img.pixels.tolist() == [[1, 0, 1, 0, 0, 0, 0, 0]]
     img = load_image(_raw_png(8, 1, 1, 0, [bytes([0b10100000])], (b"tRNS", b"\0\1")))
     assert img.mode == "LA" and img.pixels[0, :3].tolist() == [[255, 0], [0, 255], [255, 0]]
+
+
+FRESH_LOAD = """
+import sys
+from codec.imagefile import load_image
+from codec.errors import CodecError
+try:
+    img = load_image(sys.argv[1])
+    print("ok", img.pixels.shape)
+except CodecError as e:
+    print("refused", e)
+"""
+
+
+def _fresh_load(path: Path, env: dict[str, str] | None = None) -> str:
+    """load_image in a new interpreter, so no earlier call has touched Pillow's global limit."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, str(path)], capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_one_pixel_limit_for_every_path_in_a_fresh_process(tmp_path):
+    """A 13500 x 13500 PNG (over Pillow's own bomb limit, under ours) loads in a fresh process,
+    not only after some other path raised Pillow's limit; PILC_MAX_SAMPLES lowers the one limit
+    for PNG and Pillow formats alike, before pixels are decoded."""
+    big = tmp_path / "big.png"
+    Image.new("L", (13500, 13500)).save(big, compress_level=1)
+    assert _fresh_load(big) == "ok (13500, 13500)"
+    small_bmp = tmp_path / "small.bmp"
+    Image.new("RGB", (100, 100)).save(small_bmp)
+    for path in (big, small_bmp):
+        got = _fresh_load(path, {"PILC_MAX_SAMPLES": "1000"})
+        assert got.startswith("refused") and "more than 1000 samples" in got, got
