@@ -97,14 +97,25 @@ def read_shard_toc(data: bytes) -> list[tuple[str, int, int]]:
 
 
 def _jpeg_header(data: bytes) -> tuple[str, int, int, int]:
-    """Mode, width, height, channels of a JPEG without decoding its pixels."""
+    """Mode, width, height, channels of a JPEG stored as-is, after decoding it once in full:
+    a truncated or corrupt JPEG must fail here, on ingest (errors table), not later as an
+    archive that looks corrupt when it is read back."""
     from PIL import Image
+
+    from codec.imagefile import DEFAULT_MAX_SAMPLES
 
     with Image.open(io.BytesIO(data)) as im:
         if im.format != "JPEG":
             raise CodecError(f"expected a JPEG, Pillow sees {im.format}")
         w, h = im.size
-        return im.mode, w, h, len(im.getbands())
+        ch = len(im.getbands())
+        if w * h * ch > DEFAULT_MAX_SAMPLES:
+            raise CodecError(f"JPEG {w}x{h}x{ch} has more than {DEFAULT_MAX_SAMPLES} samples")
+        try:
+            im.load()  # Pillow refuses truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise CodecError(f"corrupt or truncated JPEG: {e}") from e
+        return im.mode, w, h, ch
 
 
 STAGE_COLUMNS = tuple(f"{name}_s" for name in timing.STAGES)

@@ -138,3 +138,19 @@ def test_pool_plan_refuses_what_the_cluster_cannot_give():
         pool_plan(JobConfig(source="x", dest="y", device="tpu"), {"CPU": 2})
     with pytest.raises(ValueError, match="GPUs"):
         pool_plan(JobConfig(source="x", dest="y", gpus_per_worker=2), {"CPU": 2, "GPU": 1})
+
+
+def test_truncated_jpeg_goes_to_errors_not_the_index(tmp_path):
+    """Passthrough JPEGs are decoded once on ingest: a truncated one is an input error."""
+    a = _png(tmp_path / "in" / "a.png", 3, (64, 48))
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=90)
+    good = buf.getvalue()
+    (tmp_path / "in" / "good.jpg").write_bytes(good)
+    (tmp_path / "in" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    items = [Item(n, str(tmp_path / "in" / n)) for n in ("good.jpg", "cut.jpg")]
+    out = BatchCompressor({"dest": str(tmp_path / "out")}).compress(items)
+    assert [r["id"] for r in out["rows"]] == ["good.jpg"]
+    (err,) = out["errors"]
+    assert err["id"] == "cut.jpg" and err["stage"] == "decode-input"
+    assert "truncated" in err["error"]
