@@ -590,3 +590,24 @@ def read_blob(row: dict, storage_options: Any = None) -> bytes:
     """The stored blob of an index row: one ranged read."""
     uri = row["blob_uri"]
     return st.open_storage(uri, storage_options).get_range(uri, row["offset"], row["length"])
+
+
+def drop_ids(dest: str, ids: Sequence[str], options: Any = None,
+             row_group_size: int = ROW_GROUP_SIZE) -> int:
+    """Rewrite the compacted index without the rows of `ids` (a repair: the next job codes
+    those images again); returns how many rows went. Run only while holding DEST's lease."""
+    if not ids:
+        return 0
+    dest = st.normalize(dest)
+    main = st.join(dest, INDEX_FILE)
+    table = read_table(main, options)
+    gone = pc.is_in(table.column("id"), value_set=pa.array(sorted(set(ids)), pa.string()))
+    kept = table.filter(pc.invert(gone))
+    _write_sorted(kept, main, options, row_group_size)
+    return len(table) - len(kept)
+
+
+def has_pending_parts(dest: str, options: Any = None) -> bool:
+    """Whether index parts wait to be compacted (a run was killed before its compaction)."""
+    dest = st.normalize(dest)
+    return bool(_part_uris(dest, PARTS_DIR, options) or _part_uris(dest, ERROR_PARTS_DIR, options))

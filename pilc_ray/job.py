@@ -32,7 +32,9 @@ import xxhash
 from codec.layout import DEFAULT_TILE, TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray import storage as st
+from pilc_ray.lease import DestLease, LeaseHeld
 from pilc_ray.progress import Progress
+from pilc_ray.repair import repair_index
 from pilc_ray.sources import Item, ObjectsSource, Source, open_source
 from pilc_ray.worker import SHARD_SUFFIX, BatchCompressor, WorkerConfig
 
@@ -75,6 +77,7 @@ class JobConfig:
     gc_orphans: bool = True
     retry_backoff_s: float = 1.0
     report: bool = True  # write report.json + report.html into DEST at the end
+    repair: bool = False  # also decode every indexed image first; rows that fail are redone
     compare_sample: int = 0  # report: also measure PNG/WebP/JPEG XL on this many images
 
     def describe(self) -> dict[str, Any]:
@@ -319,15 +322,21 @@ class Driver:
         self.durations: dict[str, float] = {}
         self.worker_pids: list[int] = []
         self.in_flight: dict[int, int] = {}  # worker pid -> batches it is working on
+        self._record_written = False
+        self.interrupted_runs: list[str] = []
+        self.repair: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------
 
     def run(self) -> JobResult:
+        """Open the source, take DEST's lease, code what is not indexed yet, compact, report.
+
+        The lease (pilc_ray/lease.py) keeps a second job off DEST while this one lives, so no
+        job ever sweeps or indexes around another's work; a run record left "running" by a
+        killed job is marked "interrupted" once the lease is ours."""
         cfg = self.cfg
         t_start = time.time()
         t0 = time.perf_counter()
-        status, error = "complete", None
-        started_ray = False
         try:
             source = open_source(cfg.source, self.opts, cfg.all_files)
         except Exception as e:
@@ -335,12 +344,58 @@ class Driver:
         if isinstance(source, ObjectsSource) and cfg.engine == "data":
             raise JobError("engine 'data' reads files and URIs; use engine 'actors' for refs")
         self.source = source
-        try:  # fail now, not after every batch failed to write: DEST must take our objects
+        lease = DestLease(self.dest, self.run_id, self.opts)
+        try:
+            lease.acquire()
+        except LeaseHeld as e:
+            raise JobError(str(e)) from None
+        except Exception as e:  # DEST must take our objects: fail now, not after every batch
+            raise JobError(f"cannot write to {self.dest}: {e}") from e
+        try:
+            self.interrupted_runs = self._mark_interrupted_runs()
             self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), json.dumps(
                 {"run_id": self.run_id, "status": "running", "config": cfg.describe()},
                 default=str).encode())
-        except Exception as e:
-            raise JobError(f"cannot write to {self.dest}: {e}") from e
+            try:
+                return self._run_leased(source, t_start, t0)
+            except BaseException as e:
+                if not self._record_written:  # failed before the coding loop: say so
+                    self.durations["total_s"] = time.perf_counter() - t0
+                    self._write_record(t_start, "failed", f"{type(e).__name__}: {e}", None, 0)
+                if isinstance(e, st.StorageError):
+                    raise JobError(str(e)) from e
+                raise
+        finally:
+            lease.release()
+
+    def _mark_interrupted_runs(self) -> list[str]:
+        """Run records still "running" belong to killed jobs (the lease is ours): mark them."""
+        marked = []
+        prefix = st.join(self.dest, "runs")
+        for obj in self.storage.list(prefix + "/" if st.is_s3(prefix) else prefix):
+            if not obj.uri.endswith(".json"):
+                continue
+            try:
+                rec = json.loads(self.storage.get(obj.uri))
+            except (ValueError, st.StorageError):
+                continue
+            if rec.get("status") == "running" and rec.get("run_id") != self.run_id:
+                rec.update(status="interrupted",
+                           error="the job ended without finishing (killed?); found by run "
+                                 f"{self.run_id}")
+                self.storage.put(obj.uri, json.dumps(rec, indent=2, default=str).encode())
+                marked.append(str(rec.get("run_id")))
+        if marked:
+            log.warning("runs %s ended without finishing: marked interrupted", marked)
+        return marked
+
+    def _run_leased(self, source: Source, t_start: float, t0: float) -> JobResult:
+        cfg = self.cfg
+        status, error = "complete", None
+        started_ray = False
+        if ix.has_pending_parts(self.dest, self.opts):  # a killed run's rows: merge them first
+            ix.compact(self.dest, self.opts, cfg.row_group_size, self.run_id)
+        self.repair = repair_index(self.dest, self.opts, full=cfg.repair)
         done = IdSet(ix.indexed_ids(self.dest, self.opts))
         total = self._count(source)
         self.durations["enumerate_s"] = time.perf_counter() - t0
@@ -618,10 +673,15 @@ class Driver:
                            "raw_mb_per_s": self.bytes["raw"] / compress_s / 1e6},
             "index_file": asdict(compacted) if compacted else None,
             "failures": self.failures,
+            "repair": self.repair,
+            "interrupted_runs": self.interrupted_runs,
+            "skipped_files": [{"path": p, "reason": r}
+                              for p, r in getattr(self.source, "skipped", [])[:1000]],
         }
         if self.bytes["raw"]:
             record["bpsp"] = 8 * self.bytes["compressed"] / self.bytes["raw"]
         body = json.dumps(record, indent=2, default=str).encode()
+        self._record_written = True
         try:
             self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), body)
             self.storage.put(st.join(self.dest, "job.json"), body)

@@ -54,6 +54,9 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
                    help="take every file of a folder/prefix, not only image extensions")
     p.add_argument("--verify", action="store_const", const=True,
                    help="decode each blob again before storing it")
+    p.add_argument("--repair", action="store_const", const=True,
+                   help="first decode every indexed image; those that fail their checksum are "
+                        "coded again (rows whose blob is missing are redone on every run)")
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--quiet", action="store_const", const=True,
                    help="no progress bar: a plain status line every 30 s (for job logs)")

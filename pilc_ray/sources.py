@@ -39,10 +39,13 @@ class Item:
 
 
 class Source:
-    """Lazily yields Items; `ignored` counts files skipped as not images."""
+    """Lazily yields Items; `ignored` counts files skipped as not images, and `skipped` lists
+    (path, reason) of what a listing found but could not take (broken or looping symlinks,
+    FIFOs, sockets, devices), so nothing is left out without a trace."""
 
     description = "source"
     ignored = 0
+    skipped: list[tuple[str, str]] = []  # noqa: RUF012 - replaced per listing, never mutated
 
     def __iter__(self) -> Iterator[Item]:
         raise NotImplementedError
@@ -68,7 +71,13 @@ class ListingSource(Source):
         storage = st.open_storage(self.root, self.options)
         prefix = self.root.rstrip("/") + "/"
         self.ignored = 0
-        for obj in storage.list(prefix if st.is_s3(self.root) else self.root):
+        self.skipped = []
+
+        def skip(path: str, reason: str) -> None:
+            self.ignored += 1
+            self.skipped.append((path, reason))
+
+        for obj in storage.list(prefix if st.is_s3(self.root) else self.root, on_skip=skip):
             rel = obj.uri[len(prefix):] if obj.uri.startswith(prefix) else obj.uri
             if not st.is_s3(self.root):
                 rel = rel.replace(os.sep, "/")

@@ -16,9 +16,11 @@ same for failures botocore leaves to the caller (a body stream cut off half way)
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
+import stat
 import tempfile
 import threading
 import time
@@ -30,6 +32,25 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 MIB = 1 << 20
+
+
+SkipHook = Callable[[str, str], None]
+
+
+def _unreadable_reason(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symlink loop"
+    if isinstance(err, FileNotFoundError):
+        return "broken symlink"
+    return f"cannot stat: {err.strerror or err}"
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
 
 
 class StorageError(Exception):
@@ -157,6 +178,11 @@ class Storage:
     def put_file(self, path: str | os.PathLike, uri: str) -> None:
         raise NotImplementedError
 
+    def put_if_absent(self, uri: str, data: bytes) -> bool:
+        """Create `uri` only if nothing is there (atomically: of two racing callers one wins);
+        False if it exists. What a lease on DEST is built on."""
+        raise NotImplementedError
+
     def get(self, uri: str) -> bytes:
         raise NotImplementedError
 
@@ -176,8 +202,10 @@ class Storage:
         except NotFound:
             return False
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under `prefix` (recursive), in lexicographic order of URI."""
+    def list(self, prefix: str, on_skip: SkipHook | None = None) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` (recursive), in lexicographic order of URI; what is
+        there but is no object (a broken link, a FIFO, a symlink loop) goes to on_skip(path,
+        reason) instead."""
         raise NotImplementedError
 
     def delete(self, uri: str) -> None:
@@ -217,6 +245,23 @@ class LocalStorage(Storage):
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def put_if_absent(self, uri: str, data: bytes) -> bool:
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # written aside, then hard-linked into place: link() fails if the name exists, so the
+        # file appears whole or not at all (O_EXCL would expose a half-written one)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def get(self, uri: str) -> bytes:
         try:
             return local_path(uri).read_bytes()
@@ -246,7 +291,7 @@ class LocalStorage(Storage):
             raise NotFound(f"no such file: {uri}") from e
         return ObjectInfo(uri, s.st_size, s.st_mtime)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, on_skip: SkipHook | None = None) -> Iterator[ObjectInfo]:
         root = local_path(prefix)
         if root.is_file():
             st = root.stat()
@@ -254,21 +299,35 @@ class LocalStorage(Storage):
             return
         if not root.is_dir():
             return
-        yield from self._walk(root)
+        yield from self._walk(root, on_skip or (lambda path, reason: None), set())
 
-    def _walk(self, folder: Path) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: Path, on_skip: SkipHook, seen: set[tuple[int, int]]
+              ) -> Iterator[ObjectInfo]:
+        """Depth first, following symlinks, each real folder once (a link back up the tree
+        would otherwise recurse until the path is too long)."""
         try:
+            info = folder.stat()
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as e:
             raise StorageError(f"cannot list {folder}: {e.strerror or e}") from e
+        seen.add((info.st_dev, info.st_ino))
         for e in entries:
             if e.name.startswith("."):
                 continue  # hidden files and our own in-flight temporaries
-            if e.is_dir(follow_symlinks=True):
-                yield from self._walk(Path(e.path))
-            elif e.is_file(follow_symlinks=True):
-                st = e.stat()
+            try:
+                st = e.stat(follow_symlinks=True)
+            except OSError as err:
+                on_skip(e.path, _unreadable_reason(err))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in seen:
+                    on_skip(e.path, "symlink loop: links back to a folder already listed")
+                    continue
+                yield from self._walk(Path(e.path), on_skip, seen)
+            elif stat.S_ISREG(st.st_mode):
                 yield ObjectInfo(e.path, st.st_size, st.st_mtime)
+            else:
+                on_skip(e.path, f"not a regular file ({_kind(st.st_mode)})")
 
     def delete(self, uri: str) -> None:
         local_path(uri).unlink(missing_ok=True)
@@ -330,6 +389,22 @@ class S3Storage(Storage):
         bucket, key = split_s3(uri)
         self._wrap(uri, "PUT", lambda: self.client.put_object(Bucket=bucket, Key=key,
                                                               Body=bytes(data)))
+
+    def put_if_absent(self, uri: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:  # S3 conditional writes: If-None-Match: * refuses an existing key with 412
+            self._wrap(uri, "PUT if absent", lambda: self.client.put_object(
+                Bucket=bucket, Key=key, Body=bytes(data), IfNoneMatch="*"))
+        except StorageError as e:
+            cause = e.__cause__
+            if isinstance(cause, ClientError) and str(
+                cause.response.get("Error", {}).get("Code", "")
+            ) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
 
     def put_file(self, path: str | os.PathLike, uri: str) -> None:
         if os.path.getsize(path) > self.options.multipart_threshold:
@@ -395,7 +470,7 @@ class S3Storage(Storage):
         head = self._wrap(uri, "HEAD", lambda: self.client.head_object(Bucket=bucket, Key=key))
         return ObjectInfo(uri, int(head["ContentLength"]), head["LastModified"].timestamp())
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, on_skip: SkipHook | None = None) -> Iterator[ObjectInfo]:
         bucket, key = split_s3(prefix)
         token: str | None = None
         while True:

@@ -245,3 +245,93 @@ def test_ray_data_engine(tmp_path, ray_address):
     r = api.compress(str(tmp_path / "src"), dest, engine="data", batch_size=2, **FAST)
     assert r.ok and r["pool"]["engine"] == "data" and r["counts"]["compressed"] == 6
     assert_exact(dest, expected)
+
+
+HOLD_LEASE = """
+import sys
+from pilc_ray.lease import DestLease
+lease = DestLease(sys.argv[1], "other-job")
+lease.acquire()
+print("held", flush=True)
+sys.stdin.read()  # until the test kills us
+"""
+
+
+def test_second_job_on_a_live_dest_is_refused_and_a_dead_ones_lease_taken(tmp_path, ray_address):
+    """Two jobs never share DEST (issue 16: the second one's sweep deleted the first one's
+    unindexed shards): while another process holds DEST's lease the job refuses with a clear
+    message and writes nothing; once that process is gone its lease is stale and taken over."""
+    expected = make_folder(tmp_path / "src", n=4)
+    dest = tmp_path / "job"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LEASE, str(dest)], text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(JobError, match="in use by job run other-job"):
+            api.compress(str(tmp_path / "src"), str(dest), **FAST)
+        assert not (dest / "shards").exists() and not (dest / "runs").exists()
+        out = subprocess.run(
+            [sys.executable, "-m", "pilc_ray.cli", "compress", str(tmp_path / "src"), "--out",
+             str(dest), "--ray-address", ray_address, "--no-progress"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert out.returncode != 0 and "in use by job run other-job" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    r = api.compress(str(tmp_path / "src"), str(dest), **FAST)
+    assert r.ok and r["counts"]["compressed"] == 4
+    assert not (dest / "lease.json").exists()  # released at the end
+    assert_exact(str(dest), expected)
+
+
+def test_rerun_repairs_rows_whose_blob_is_missing_or_corrupt(tmp_path, ray_address):
+    expected = make_folder(tmp_path / "src", n=6)
+    dest = tmp_path / "job"
+    api.compress(str(tmp_path / "src"), str(dest), batch_size=2, **FAST)
+    rows = pq.read_table(dest / ix.INDEX_FILE).to_pylist()
+    lost = rows[0]
+    Path(lost["blob_uri"]).unlink()  # a shard gone: its images are lost to a plain resume
+    lost_ids = {r["id"] for r in rows if r["blob_uri"] == lost["blob_uri"]}
+    r = api.compress(str(tmp_path / "src"), str(dest), **FAST)
+    assert r["repair"]["missing_blobs"] == len(lost_ids) and r["counts"]["compressed"] == len(
+        lost_ids)
+    assert api.verify(str(dest)) == {"ok": 6, "bad": []}
+    # a blob whose bytes are damaged: found by --repair's decode pass, coded again
+    row = next(r for r in pq.read_table(dest / ix.INDEX_FILE).to_pylist() if not r["passthrough"])
+    flip_at = row["offset"] + row["length"] - 3
+    data = bytearray(Path(row["blob_uri"]).read_bytes())
+    data[flip_at] ^= 0xFF
+    Path(row["blob_uri"]).write_bytes(bytes(data))
+    assert api.verify(str(dest))["bad"]
+    r = api.compress(str(tmp_path / "src"), str(dest), repair=True, **FAST)
+    assert r["repair"]["bad_blobs"] >= 1 and r["counts"]["compressed"] >= 1
+    assert api.verify(str(dest)) == {"ok": 6, "bad": []}
+    assert_exact(str(dest), expected)
+
+
+def test_links_loops_and_fifos_in_the_source_are_skipped_with_a_trace(tmp_path, ray_address):
+    """A symlink loop no longer kills the job before it starts (raw ELOOP); loops, broken
+    links and FIFOs are listed with a reason in the job record and counted as ignored; a run
+    record a killed job left "running" is marked interrupted."""
+    expected = make_folder(tmp_path / "src", n=3)
+    src = tmp_path / "src"
+    (src / "set0" / "up").symlink_to("..")  # a cycle through the tree
+    (src / "self.png").symlink_to("self.png")  # a link to itself: ELOOP
+    (src / "gone.png").symlink_to("nowhere.png")
+    os.mkfifo(src / "pipe.png")
+    dest = tmp_path / "job"
+    (dest / "runs").mkdir(parents=True)
+    (dest / "runs" / "20260101T000000-dead00.json").write_text(
+        json.dumps({"run_id": "20260101T000000-dead00", "status": "running"}))
+    r = api.compress(str(src), str(dest), **FAST)
+    assert r.ok and r["counts"]["compressed"] == 3
+    reasons = {Path(s["path"]).name: s["reason"] for s in r["skipped_files"]}
+    assert reasons["up"].startswith("symlink loop") and reasons["self.png"] == "symlink loop"
+    assert reasons["gone.png"] == "broken symlink" and "FIFO" in reasons["pipe.png"]
+    assert r["counts"]["ignored_files"] >= 4
+    assert r["interrupted_runs"] == ["20260101T000000-dead00"]
+    dead = json.loads((dest / "runs" / "20260101T000000-dead00.json").read_text())
+    assert dead["status"] == "interrupted"
+    assert_exact(str(dest), expected)

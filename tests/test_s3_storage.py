@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import io
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
@@ -46,6 +47,31 @@ def test_put_get_range_stat_list_delete(server, bucket):
         s3.get_range(f"{base}/k1.bin", 90, 20)  # past the end: clear error, not short data
     s3.delete(f"{base}/k0.bin")
     assert not s3.exists(f"{base}/k0.bin")
+
+
+def test_lease_is_exclusive_on_s3_and_expires(server, bucket):
+    """DEST's lease on a real S3 server: a conditional create (If-None-Match: *) lets one job
+    in; a live holder is refused to the next; an expired lease is taken over."""
+    from pilc_ray.lease import DestLease, LeaseHeld
+
+    dest = f"s3://{bucket}/job"
+    s3 = st.S3Storage(st.StorageOptions(**server.options()))
+    assert s3.put_if_absent(f"{dest}/x", b"one") and not s3.put_if_absent(f"{dest}/x", b"two")
+    assert s3.get(f"{dest}/x") == b"one"
+    opts = server.options()
+    first = DestLease(dest, "run-a", opts, ttl_s=0.5, renew_s=60)
+    first.acquire()
+    second = DestLease(dest, "run-b", opts)
+    with pytest.raises(LeaseHeld, match="in use by job run run-a"):
+        second.acquire()
+    first._stop.set()  # run-a stops renewing (as a killed job does) ...
+    time.sleep(0.7)  # ... and its lease expires
+    second.acquire()
+    assert second.taken_over["run_id"] == "run-a" and second.holder()["run_id"] == "run-b"
+    first.renew()  # the old holder notices it lost the lease instead of overwriting it
+    assert first.lost and second.holder()["run_id"] == "run-b"
+    second.release()
+    assert second.holder() is None
 
 
 def test_multipart_upload_and_ranged_parquet_read(server, bucket, tmp_path):
