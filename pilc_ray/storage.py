@@ -216,6 +216,21 @@ class Storage:
         return RangedReader(self, uri, self.size(uri))
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def _plain_mode(fd: int) -> None:
+    """mkstemp makes 0600 files; what we store gets the mode any new file would (0644 under
+    the usual umask), so job.json, reports and shards are readable like the rest of DEST."""
+    os.fchmod(fd, 0o666 & ~_UMASK)
+
+
 class LocalStorage(Storage):
     """The local filesystem (also any shared mount all nodes see)."""
 
@@ -224,6 +239,7 @@ class LocalStorage(Storage):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            _plain_mode(fd)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
@@ -235,6 +251,7 @@ class LocalStorage(Storage):
         dst = local_path(uri)
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        _plain_mode(fd)
         os.close(fd)
         try:
             with open(path, "rb") as src, open(tmp, "wb") as out:
@@ -252,6 +269,7 @@ class LocalStorage(Storage):
         # file appears whole or not at all (O_EXCL would expose a half-written one)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            _plain_mode(fd)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             try:

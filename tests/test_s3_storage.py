@@ -173,6 +173,23 @@ def test_seaweed_rejects_bad_credentials_clearly():
         s3.put(f"s3://{bucket}/x", b"1")
 
 
+def test_local_files_get_the_usual_mode_not_mkstemps_0600(tmp_path):
+    """job.json, reports and shards were written 0600 (mkstemp's mode): others on the machine
+    could not read an archive. They get what any new file gets under the umask."""
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    loc = st.LocalStorage()
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"x")
+    loc.put(str(tmp_path / "put.json"), b"{}")
+    loc.put_file(src, str(tmp_path / "file.parquet"))
+    assert loc.put_if_absent(str(tmp_path / "lease.json"), b"{}")
+    for name in ("put.json", "file.parquet", "lease.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
 def test_local_storage_is_atomic_and_checks_ranges(tmp_path):
     loc = st.LocalStorage()
     uri = str(tmp_path / "a" / "b.bin")
