@@ -189,11 +189,30 @@ def ensure_ray(cfg: JobConfig) -> bool:
         ray.init(address=cfg.ray_address, **quiet)
         return True
     # Embedded: a new local Ray ("local": never join some other `ray start` cluster on this
-    # machine by accident), bound to loopback, no dashboard; Ray's default token auth stays on.
+    # machine by accident), bound to loopback, no dashboard. Token auth stays on, said
+    # explicitly: with RAY_AUTH_MODE unset Ray warns about its default into the progress bar.
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        refresh_ray_auth_config()
     ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False,
              _node_ip_address="127.0.0.1",
              **quiet)
     return True
+
+
+def refresh_ray_auth_config() -> None:
+    """Make this process's Ray core see the auth settings just put in the environment.
+
+    Ray reads RAY_AUTH_MODE into a cached config when it is imported; Ray's own
+    `_enable_token_auth` re-initializes it the same way after changing the variable.
+    """
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
 
 
 class CompressActor:
@@ -416,6 +435,10 @@ class Driver:
                 started_ray = ensure_ray(cfg)
                 self.durations["ray_start_s"] = time.perf_counter() - t_ray
                 import ray
+
+                if started_ray and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+                    progress.note(f"local Ray at {ray.get_runtime_context().gcs_address} for "
+                                  "this job (token auth on; it stops when the job ends)")
 
                 self.ray_info = {"address": ray.get_runtime_context().gcs_address,
                                  "resources": ray.cluster_resources(), **_node_shapes()}

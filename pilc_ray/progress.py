@@ -44,6 +44,11 @@ class Progress:
             self.bar.set_description("compressing")
             self.bar.reset(total=self.total)
 
+    def note(self, line: str) -> None:
+        """One line for the user, above the bar (never into it); silent in mode "none"."""
+        if self.mode != "none":
+            self._print(f"[pilc] {line}")
+
     def _print(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)

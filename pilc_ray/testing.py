@@ -60,7 +60,9 @@ def local_ray(num_cpus: int = 2) -> str:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
         os.environ.pop("RAY_ADDRESS", None)
-        _refresh_ray_auth_config()
+        from pilc_ray.job import refresh_ray_auth_config
+
+        refresh_ray_auth_config()
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                  include_dashboard=False,
                  object_store_memory=256 << 20, logging_level="WARNING",
@@ -68,21 +70,6 @@ def local_ray(num_cpus: int = 2) -> str:
         _ray_started = True
         atexit.register(ray.shutdown)
     return ray.get_runtime_context().gcs_address
-
-
-def _refresh_ray_auth_config() -> None:
-    """Make this process's Ray core see the auth settings just put in the environment.
-
-    Ray reads RAY_AUTH_MODE into a cached config when it is imported; Ray's own
-    `_enable_token_auth` re-initializes it the same way after changing the variable.
-    """
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):
-        pass
 
 
 @dataclass

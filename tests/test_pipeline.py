@@ -335,3 +335,19 @@ def test_links_loops_and_fifos_in_the_source_are_skipped_with_a_trace(tmp_path, 
     dead = json.loads((dest / "runs" / "20260101T000000-dead00.json").read_text())
     assert dead["status"] == "interrupted"
     assert_exact(str(dest), expected)
+
+
+def test_embedded_ray_starts_quietly_and_says_where_it_is(tmp_path):
+    """`pilc compress` without a cluster: Ray's token-auth warning must not land in the
+    progress output; one line says where the job's local Ray is."""
+    make_folder(tmp_path / "src", n=2)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    out = subprocess.run(
+        [sys.executable, "-m", "pilc_ray.cli", "compress", str(tmp_path / "src"), "--out",
+         str(tmp_path / "job"), "--workers", "1", "--cpus-per-worker", "0.5", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Token authentication" not in out.stderr
+    assert "[pilc] local Ray at " in out.stderr and "2 images compressed" in out.stdout
