@@ -26,27 +26,42 @@ def add_store_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_compress_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", nargs="?",
-                   help="folder, manifest (.txt/.csv/.parquet with a uri column) or s3://prefix/")
-    p.add_argument("--out", dest="dest", help="destination folder or s3://bucket/prefix/")
-    p.add_argument("--config", help="YAML job config (flags override its keys)")
+    # SOURCE is optional to argparse only because --config may give it; usage says it is needed
+    p.usage = "%(prog)s SOURCE --out DEST [--config JOB.yaml] [options]"
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="folder, manifest (.txt/.csv/.parquet with a uri column) or "
+                        "s3://prefix/ (required, unless --config gives `source`)")
+    p.add_argument("--out", dest="dest", metavar="DEST",
+                   help="destination folder or s3://bucket/prefix/ (required, unless --config "
+                        "gives `dest`)")
+    p.add_argument("--config", metavar="JOB.yaml",
+                   help="YAML job config (flags override its keys)")
     p.add_argument("--workers", type=int, help="worker actors (default: one per GPU, else per "
                    "--cpus-per-worker CPUs)")
     p.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS or start a "
                    "local Ray)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
-    p.add_argument("--layout", choices=("shards", "objects"))
-    p.add_argument("--engine", choices=("actors", "data"))
+    p.add_argument("--layout", choices=("shards", "objects"),
+                   help="shards (default): each batch's blobs packed in one object; objects: "
+                        "one object per image")
+    p.add_argument("--engine", choices=("actors", "data"),
+                   help="actors (default): the job's own pool of worker actors; data: Ray Data "
+                        "map_batches")
     p.add_argument("--batch-size", type=int, help="images per batch (and per shard)")
-    p.add_argument("--cpus-per-worker", type=float)
-    p.add_argument("--gpus-per-worker", type=float)
+    p.add_argument("--cpus-per-worker", type=float,
+                   help="CPUs each worker actor reserves (default: 1)")
+    p.add_argument("--gpus-per-worker", type=float,
+                   help="GPUs each GPU worker reserves (default: 1 when the cluster has GPUs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "emulated"),
                    help="auto (default): a CUDA worker per GPU plus CPU workers on the CPUs "
                         "they leave free; cuda: GPU workers only; cpu: CPU workers only")
-    p.add_argument("--threads-per-worker", type=int)
+    p.add_argument("--threads-per-worker", type=int,
+                   help="codec threads in each worker (default: --cpus-per-worker, rounded up)")
     p.add_argument("--jpeg", choices=("passthrough", "decode"),
                    help="JPEG inputs: store the file as-is (default) or compress its pixels")
-    p.add_argument("--fallback", choices=("auto", "always", "never"))
+    p.add_argument("--fallback", choices=("auto", "always", "never"),
+                   help="classical codecs (PNG, WebP, ...) tried against the learned blob, the "
+                        "smallest kept: auto (where they may win; default), always, never")
     p.add_argument("--tile", type=int, choices=TILE_SIZES,
                    help="learned path's tile side: 256 (default, fewer bytes) or 128 (4x more "
                    "independent streams per image)")
@@ -57,10 +72,13 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair", action="store_const", const=True,
                    help="first decode every indexed image; those that fail their checksum are "
                         "coded again (rows whose blob is missing are redone on every run)")
-    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--max-attempts", type=int,
+                   help="tries of a failed batch before it is split and its images tried alone "
+                        "(default: 3)")
     p.add_argument("--quiet", action="store_const", const=True,
                    help="no progress bar: a plain status line every 30 s (for job logs)")
-    p.add_argument("--no-progress", action="store_const", const=True)
+    p.add_argument("--no-progress", action="store_const", const=True,
+                   help="no progress output at all (neither bar nor status lines)")
     p.add_argument("--json", action="store_const", const=True, help="print the job record")
     p.add_argument("--compare-sample", type=int, metavar="N",
                    help="report: also compress N sampled images with PNG, WebP and JPEG XL")
