@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 
 import codec
 from codec.api import checksum as pixel_checksum
@@ -534,6 +535,23 @@ class Archive:
             self._count(decodes=1, decode_seconds=time.perf_counter() - t0)
         return self._verified(row, img)
 
+    def original(self, image_id: str) -> tuple[dict, bytes]:
+        """(row, stored file) of a passthrough image: the JPEG file the job was given, byte for
+        byte, checked against the index checksum and never decoded (decoding and re-encoding
+        would give a file several times bigger, and not the original).
+
+        Other images were compressed from their pixels; their source file was not kept, so
+        this raises UnsupportedFormat (406) for them rather than pass a PNG off as it.
+        """
+        row, blob = self.blob(image_id)
+        if not row.get("passthrough"):
+            raise UnsupportedFormat(
+                f"{image_id!r} was compressed from its pixels ({row.get('codec')}); its original "
+                "file is not stored: ask for png, raw or npy")
+        if xxhash.xxh3_64_intdigest(blob) != row["checksum"]:
+            raise self._corrupt(row, "stored file differs from the index checksum")
+        return row, blob
+
     def image(self, image_id: str) -> RasterImage:
         """Pixels plus mode, palette, ICC, Exif and text, exactly as compressed."""
         row, blob = self.blob(image_id)
@@ -618,6 +636,13 @@ class Archive:
 
 
 FORMATS = {"png": "image/png", "raw": "application/octet-stream", "npy": "application/x-npy"}
+# media type of a passthrough row's stored file, by its `codec` column
+ORIGINAL_MEDIA_TYPES = {"jpeg": "image/jpeg"}
+
+
+def original_media_type(row: dict) -> str:
+    """Content type of a passthrough row's stored file (the job passes only JPEGs through)."""
+    return ORIGINAL_MEDIA_TYPES.get(row.get("codec") or "", "application/octet-stream")
 
 
 @dataclass(frozen=True)

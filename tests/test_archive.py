@@ -30,6 +30,7 @@ from pilc_ray.archive import (
     ImageTooLarge,
     InvalidId,
     LRUCache,
+    UnsupportedFormat,
     open_archive,
     validate_id,
 )
@@ -213,6 +214,25 @@ def test_corrupt_blob_raises_and_is_logged_never_wrong_pixels(tmp_path, images, 
     flip_byte_in_blob(row)  # repaired: the bad blob was not kept in the cache
     assert archive.image("photos/a.png") == images["photos/a.png"]
     assert archive.stats()["blob_reads"] == reads + 1
+
+
+def test_original_is_the_stored_jpeg_checked_and_refused_for_coded_images(tmp_path, images):
+    dest = build_archive(str(tmp_path / "job"), images)
+    archive = Archive(dest)
+    row, data = archive.original("photos/g.jpg")
+    assert data == images["photos/g.jpg"] and row["codec"] == "jpeg" and row["passthrough"]
+    assert archive.stats()["decodes"] == 0  # given back as stored, never decoded
+    with pytest.raises(UnsupportedFormat, match="original file is not stored"):
+        archive.original("photos/a.png")
+    assert UnsupportedFormat.status == 406
+    path = Path(row["blob_uri"])  # one flipped byte in the stored JPEG: refused, and logged
+    raw = bytearray(path.read_bytes())
+    raw[row["offset"] + row["length"] // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    fresh = Archive(dest)
+    with pytest.raises(CorruptImage, match="index checksum"):
+        fresh.original("photos/g.jpg")
+    assert fresh.stats()["corrupt"] == 1
 
 
 def test_blob_of_another_image_is_caught_by_the_index_checksum(tmp_path, images):

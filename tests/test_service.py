@@ -8,7 +8,11 @@ import io
 import json
 import logging
 import os
+import re
+import resource
+import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,18 +29,18 @@ import codec
 from pilc_ray import testing
 from pilc_ray.archive import Archive, open_archive
 from pilc_ray.cli import main as pilc_main
-from pilc_ray.service import ServiceConfig, create_app
+from pilc_ray.service import ConnectionLimits, ServiceConfig, create_app, uvicorn_config
 from tests.test_archive import BAD_IDS, build_archive, expected, flip_byte_in_blob, sample_set
 
 TOKEN = "test-token-0123456789"
 
 
 @contextmanager
-def http_server(app) -> Iterator[tuple[str, int]]:
-    """Run `app` with uvicorn on a free loopback port in a thread; stop it afterwards."""
+def http_server(app, limits: ConnectionLimits | None = None) -> Iterator[tuple[str, int]]:
+    """Run `app` on a free loopback port in a thread, with the uvicorn config `pilc serve`
+    runs (guarded protocol and its limits); stop it afterwards."""
     port = testing.free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, limits, log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -99,7 +103,8 @@ def test_png_by_default_and_raw_npy_formats_exact(served, images):
     c = Client(addr)
     for image_id, value in images.items():
         want = expected(value)
-        status, h, body = c.request(f"/images/{image_id}")
+        status, h, body = c.request(f"/images/{image_id}" + ("?format=png" if isinstance(
+            value, bytes) else ""))
         assert status == 200 and h["content-type"] == "image/png"
         assert codec.load_image(body) == want
         assert h["etag"].startswith('"') and "max-age=" in h["cache-control"]
@@ -166,7 +171,7 @@ def test_bearer_token_required_except_healthz(served):
         assert h["www-authenticate"].startswith("Bearer")
     assert c.request("/images/photos/a.png", token="wrong")[0] == 401
     assert c.request("/images/photos/a.png", headers={"Authorization": TOKEN})[0] == 401
-    assert c.json("/healthz") == (200, c.json("/healthz")[1], {"status": "ok"})
+    assert c.json("/healthz")[::2] == (200, {"status": "ok"})
 
 
 def test_bad_requests_are_4xx_and_never_reach_storage(served):
@@ -271,13 +276,14 @@ def test_s3_archive_served(tmp_path, images):
         assert c.request("/images/photos/zz.png")[0] == 404
 
 
-def test_pilc_serve_command(dest, images, tmp_path):
-    assert pilc_main(["serve", dest, "--host", "0.0.0.0"]) == 2  # open bind without a token
+@contextmanager
+def pilc_serve(index: str, *args: str) -> Iterator[tuple[subprocess.Popen, Client]]:
+    """`pilc serve INDEX ARGS` in a subprocess (token from the environment) and a client once
+    it answers; SIGTERM afterwards. Its log (stdout and stderr) is left in proc.stdout."""
     port = testing.free_port()
     env = {**os.environ, "PILC_SERVE_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "pilc_ray.cli", "serve",
-                             str(Path(dest) / "index" / "index.parquet"), "--port", str(port),
-                             "--log-level", "warning"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "pilc_ray.cli", "serve", index,
+                             "--port", str(port), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -290,9 +296,212 @@ def test_pilc_serve_command(dest, images, tmp_path):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(proc.stdout.read().decode()) from None
                 time.sleep(0.2)
-        status, _, body = c.request("/images/photos/g.jpg")
-        assert status == 200 and codec.load_image(body) == expected(images["photos/g.jpg"])
-        assert c.request("/images/photos/g.jpg", token=None)[0] == 401
+        yield proc, c
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_pilc_serve_command(dest, images, tmp_path):
+    assert pilc_main(["serve", dest, "--host", "0.0.0.0"]) == 2  # open bind without a token
+    with pilc_serve(str(Path(dest) / "index" / "index.parquet"), "--log-level",
+                    "warning") as (_, c):
+        status, h, body = c.request("/images/photos/g.jpg")
+        assert status == 200 and body == images["photos/g.jpg"]  # the stored JPEG itself
+        status, _, body = c.request("/images/photos/b.png")
+        assert status == 200 and codec.load_image(body) == images["photos/b.png"]
+        assert c.request("/images/photos/g.jpg", token=None)[0] == 401
+
+
+def test_pilc_serve_logs_every_request_but_never_the_token(dest):
+    with pilc_serve(dest) as (proc, c):
+        ids = []
+        for path, token in (("/images/misc/003.png", "default"), ("/images/nope.png", "default"),
+                            ("/images/misc/003.png?format=npy", "default"),
+                            ("/images/misc/003.png", "wrong-" + TOKEN)):
+            status, h, body = c.request(path, token=token)
+            ids.append((h["x-request-id"], path, status, len(body)))
+    log = proc.stdout.read().decode()
+    assert TOKEN not in log and "Bearer" not in log
+    for request_id, path, status, nbytes in ids:
+        line = re.search(rf"^.*{request_id} .*$", log, re.M)
+        assert line, (request_id, log)
+        m = re.search(r"(\S+) 127\.0\.0\.1 GET (\S+) (\d{3}) (\d+)B ([\d.]+)ms$", line[0])
+        assert m and m.groups()[:4] == (request_id, path, str(status), str(nbytes)), line[0]
+    assert [s for *_, s, _ in ids] == [200, 404, 200, 401]
+
+
+# --------------------------------------------------------------------------------------------
+# originals, connection limits, access log
+
+
+def test_passthrough_jpeg_served_as_its_stored_file(served, images):
+    addr, _ = served
+    c = Client(addr)
+    jpeg = images["photos/g.jpg"]
+    for path in ("/images/photos/g.jpg", "/images/photos/g.jpg?format=original"):
+        status, h, body = c.request(path)
+        assert status == 200 and h["content-type"] == "image/jpeg" and body == jpeg
+        assert h["etag"].endswith('-original"')
+    status, h, body = c.request("/images/photos/g.jpg", method="HEAD")
+    assert status == 200 and h["content-type"] == "image/jpeg" and body == b""
+    status, h, body = c.request("/images/photos/g.jpg?format=png")  # decoded on request
+    assert h["content-type"] == "image/png" and len(body) > len(jpeg)
+    assert codec.load_image(body) == expected(jpeg)
+    # coded from pixels: no original file is kept, and a PNG is not passed off as one
+    status, h, err = c.json("/images/photos/a.png?format=original")
+    assert status == 406 and err["error"] == "unsupported_format"
+    assert "original file is not stored" in err["message"]
+    assert c.request("/images/photos/a.png")[1]["content-type"] == "image/png"
+
+
+def _raise_open_files(n: int) -> None:
+    """Room for n more descriptors in this process (client sockets plus the server's)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256 if hard == resource.RLIM_INFINITY else min(hard, n + 256)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _slow_connections(port: int, n: int, sources: list[str]) -> list[socket.socket]:
+    """n connections from loopback addresses `sources` (round robin) that each send part of a
+    request head and never finish it."""
+    socks = []
+    for i in range(n):
+        s = socket.socket()
+        s.bind((sources[i % len(sources)], 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        try:
+            s.sendall(b"GET /images/photos/a.png HTTP/1.1\r\nHost: x\r\nX-Wait: for-ever")
+        except OSError:
+            pass  # refused and reset already: counted as closed below
+        socks.append(s)
+    return socks
+
+
+def _wait_closed(socks: list[socket.socket], timeout: float) -> tuple[int, list[bytes]]:
+    """(how many the server closed within timeout, what each closed one received)."""
+    sel = selectors.DefaultSelector()
+    got: dict[socket.socket, bytes] = {}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        got[s] = b""
+    closed: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while got and time.monotonic() < deadline:
+        for key, _ in sel.select(0.1):
+            s = key.fileobj
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if data:
+                got[s] += data
+                continue
+            sel.unregister(s)
+            closed.append(got.pop(s))
+    sel.close()
+    return len(closed), closed
+
+
+def _timed_request(addr: tuple[str, int], client: Client | None = None) -> tuple[int, float]:
+    t0 = time.monotonic()
+    status = (client or Client(addr)).request("/images/misc/000.png")[0]
+    return status, time.monotonic() - t0
+
+
+def test_slow_clients_do_not_shut_out_authenticated_requests(dest):
+    """500 connections that never finish their request head (the issue's were 1,030 and
+    made every valid request 503) while authenticated clients keep getting 200 at once."""
+    _raise_open_files(1200)
+    limits = ConnectionLimits(header_timeout_s=3.0)
+    app = create_app(Archive(dest), ServiceConfig(token=TOKEN))
+    with http_server(app, limits) as addr:
+        early = Client(addr)  # a keep-alive client connected before the attack
+        assert early.request("/healthz")[0] == 200
+        socks = _slow_connections(addr[1], 500, ["127.0.0.2"])
+        try:
+            t_open = time.monotonic()
+            for _ in range(10):  # fresh connections, and the established one
+                for status, seconds in (_timed_request(addr), _timed_request(addr, early)):
+                    assert status == 200 and seconds < 1.0
+            # the attacker's address is held to its per-client cap: the rest are refused at once
+            cap = ConnectionLimits().max_client_connections
+            shut, _ = _wait_closed(socks[cap:], 1.0)
+            assert shut == 500 - cap
+            # the ones let in get 408 at the header deadline, and are closed
+            left = 3.0 + 2.0 - (time.monotonic() - t_open)
+            shut, answers = _wait_closed(socks[:cap], left)
+            assert shut == cap
+            assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
+            assert _timed_request(addr)[0] == 200
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_connection_cap_refuses_new_connections_not_requests_of_open_ones(dest):
+    """Over the global cap, new connections are refused; open ones keep being served (where
+    uvicorn's own limit answered every request on every connection with 503)."""
+    _raise_open_files(400)
+    limits = ConnectionLimits(max_connections=100, header_timeout_s=5.0)
+    with http_server(create_app(Archive(dest), ServiceConfig(token=TOKEN)), limits) as addr:
+        early = Client(addr)
+        assert early.request("/images/misc/001.png")[0] == 200
+        socks = _slow_connections(addr[1], 150, [f"127.0.0.{i}" for i in range(2, 5)])
+        try:
+            for _ in range(5):
+                status, seconds = _timed_request(addr, early)
+                assert status == 200 and seconds < 1.0
+            shut, answers = _wait_closed(socks, 1.0)
+            assert shut == 150 - 99  # 99 slow ones + the early client fill the 100
+            late = socket.create_connection(addr, timeout=5)
+            assert late.recv(200).startswith(b"HTTP/1.1 503 ")
+            late.close()
+        finally:
+            for s in socks:
+                s.close()
+
+
+def _raw_head(addr: tuple[str, int], head: bytes) -> bytes:
+    """Send a request head on a fresh connection (from a thread, ignoring a reset: the server
+    may stop reading) and return the first bytes of the answer."""
+    s = socket.create_connection(addr, timeout=10)
+
+    def send() -> None:
+        try:
+            s.sendall(head)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        return s.recv(4096)
+    finally:
+        sender.join(10)
+        s.close()
+
+
+def test_request_head_over_the_limit_gets_431_before_auth(served):
+    addr, _ = served
+    auth = f"Authorization: Bearer {TOKEN}\r\n".encode()
+    start = b"GET /images/misc/002.png HTTP/1.1\r\nHost: x\r\n" + auth
+    # 15 KB of headers are fine
+    ok = _raw_head(addr, start + b"X-Pad: " + b"a" * 15_000 + b"\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200 ")
+    # an 8 MB header (the issue's was 64 MB) is refused after the first 16 KB, token or not
+    result: dict = {}
+    big = threading.Thread(target=lambda: result.update(answer=_raw_head(
+        addr, start + b"X-Big: " + b"a" * (8 << 20) + b"\r\n\r\n")))
+    big.start()
+    status, seconds = _timed_request(addr)  # others are not slowed meanwhile
+    big.join(20)
+    assert status == 200 and seconds < 1.0
+    answer = result["answer"]
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "headers_too_large"
+    no_token = b"GET /images/misc/002.png HTTP/1.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    assert _raw_head(addr, no_token).startswith(b"HTTP/1.1 431 ")
