@@ -154,3 +154,25 @@ def test_truncated_jpeg_goes_to_errors_not_the_index(tmp_path):
     (err,) = out["errors"]
     assert err["id"] == "cut.jpg" and err["stage"] == "decode-input"
     assert "truncated" in err["error"]
+
+
+def test_the_main_job_needs_no_training_serving_or_s3_packages(tmp_path):
+    """README's first command installs only the `ray` extra: samples, compress and verify must
+    run without torch, fastapi/uvicorn or boto3 ever being imported (starlette and anyio are
+    left out of the check: Ray's serializer imports starlette wherever it is installed)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pilc_ray.cli import main
+assert main(["samples", {str(tmp_path / "s")!r}, "--count", "3"]) == 0
+assert main(["compress", {str(tmp_path / "s")!r}, "--out", {str(tmp_path / "j")!r},
+             "--workers", "1", "--cpus-per-worker", "0.5", "--no-progress"]) == 0
+assert main(["verify", {str(tmp_path / "j")!r}]) == 0
+print(sorted(m for m in ("torch", "fastapi", "uvicorn", "boto3") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
