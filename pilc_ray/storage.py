@@ -234,51 +234,47 @@ def _plain_mode(fd: int) -> None:
 class LocalStorage(Storage):
     """The local filesystem (also any shared mount all nodes see)."""
 
-    def put(self, uri: str, data: bytes | memoryview) -> None:
+    @staticmethod
+    def _publish(uri: str, write: Callable[[Any], None], place: Callable[[str, Path], None]
+                 ) -> None:
+        """Write a hidden temporary next to `uri` (write(file)), then place(tmp, path) makes it
+        the real name in one step: readers see the whole file or none of it."""
         path = local_path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             _plain_mode(fd)
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                write(f)
+            place(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone already where place() renamed it
+
+    def put(self, uri: str, data: bytes | memoryview) -> None:
+        self._publish(uri, lambda f: f.write(data), os.replace)
 
     def put_file(self, path: str | os.PathLike, uri: str) -> None:
-        dst = local_path(uri)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        _plain_mode(fd)
-        os.close(fd)
-        try:
-            with open(path, "rb") as src, open(tmp, "wb") as out:
+        def copy(out: Any) -> None:
+            with open(path, "rb") as src:
                 while chunk := src.read(8 * MIB):
                     out.write(chunk)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        self._publish(uri, copy, os.replace)
 
     def put_if_absent(self, uri: str, data: bytes) -> bool:
-        path = local_path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # written aside, then hard-linked into place: link() fails if the name exists, so the
-        # file appears whole or not at all (O_EXCL would expose a half-written one)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            _plain_mode(fd)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+        # hard-linked into place: link() fails if the name exists (O_EXCL would expose a
+        # half-written file to a reader)
+        created = [False]
+
+        def link(tmp: str, path: Path) -> None:
             try:
                 os.link(tmp, path)
+                created[0] = True
             except FileExistsError:
-                return False
-            return True
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+                pass
+
+        self._publish(uri, lambda f: f.write(data), link)
+        return created[0]
 
     def get(self, uri: str) -> bytes:
         try:
