@@ -16,7 +16,7 @@ for set in mcmaster18 clic_2images imagecompression_info/rgb8bit imagecompressio
   mkdir -p ".gpu_data/$set"
   # a few images per set, within the device call's 64 MiB working-tree limit
   find "$DATA/$set" -maxdepth 1 -name '*.png' | sort | head -n 4 | while read -r f; do
-    [ "$(stat -c %s "$f")" -lt 6000000 ] && cp "$f" ".gpu_data/$set/"
+    if [ "$(stat -c %s "$f")" -lt 6000000 ]; then cp "$f" ".gpu_data/$set/"; fi
   done
 done
 du -sh .whl .gpu_data

@@ -6,6 +6,7 @@ same batch driver the CUDA backend uses, so these run everywhere; "cuda" repeats
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,11 @@ from codec.gpu.emulated import EmulatedBackend
 from codec.model import default_model
 
 GOLDEN = Path(__file__).parent / "golden" / "codec_vectors.npz"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout, or where PILC_SHARED_DATA points (benchmarks/gpu_check.sh
+# carries a subset to the GPU machine, where ../shared does not travel)
+DATA = Path(
+    os.environ.get("PILC_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared/data"
+)
 DEVICES = ["emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
