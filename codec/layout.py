@@ -40,3 +40,54 @@ def tile_boxes(height: int, width: int, tile: int = TILE) -> np.ndarray:
 def cell_shape(h: int, w: int) -> tuple[int, int]:
     """Latent grid of a tile of h x w pixels."""
     return -(-h // CELL), -(-w // CELL)
+
+
+# Pixels per encoder chunk and decoder band (whole tiles): the encoder's working set is ~10 bytes
+# per sample (symbols, table ids, buckets, their concatenation, the coder's worst-case buffer),
+# ~150 MiB for RGB, however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
+CHUNK_PIXELS = 1 << 22
+
+
+def tile_chunks(boxes_all, limit: int) -> list[list[tuple[int, int, int]]]:
+    """Runs of whole tiles, (group, first tile, end tile), holding at most `limit` pixels (or
+    one tile) per chunk: the encoder's working memory scales with a chunk, not the batch."""
+    chunks: list[list[tuple[int, int, int]]] = [[]]
+    size = 0
+    for g, boxes in enumerate(boxes_all):
+        start = 0
+        for t, (_, _, h, w) in enumerate(boxes):
+            n = int(h * w)
+            if size and size + n > limit:
+                if t > start:
+                    chunks[-1].append((g, start, t))
+                chunks.append([])
+                size, start = 0, t
+            size += n
+        if len(boxes) > start:
+            chunks[-1].append((g, start, len(boxes)))
+    return [c for c in chunks if c]
+
+
+def tile_bands(boxes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Tile runs [a, b) (boxes in raster order) covering a rectangle of at most `limit` pixels,
+    or one tile: whole tile rows where they fit, else runs of tiles within one row. The
+    decoder's unit of work and of intermediate memory."""
+    bands: list[tuple[int, int]] = []
+    start = size = t = 0  # pending run of whole rows: [start, t), `size` pixels
+    while t < len(boxes):
+        end = t
+        while end < len(boxes) and boxes[end, 0] == boxes[t, 0]:
+            end += 1
+        n = int(boxes[t:end, 2] @ boxes[t:end, 3])
+        if size and size + n > limit:  # flush the pending rows
+            bands.append((start, t))
+            size = 0
+        if n > limit:  # a row too wide for one band: runs of whole tiles within it
+            bands.extend((t + a, t + b) for ((_, a, b),) in tile_chunks([boxes[t:end]], limit))
+        else:
+            start = t if size == 0 else start
+            size += n
+        t = end
+    if size:
+        bands.append((start, len(boxes)))
+    return bands

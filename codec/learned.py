@@ -29,7 +29,17 @@ import numpy as np
 
 from codec import pixelmodel, rans, timing, varints
 from codec.errors import CodecError
-from codec.layout import CELL, DEFAULT_TILE, TILE, TILE_SIZES, cell_shape, tile_boxes
+from codec.layout import (
+    CELL,
+    CHUNK_PIXELS,
+    DEFAULT_TILE,
+    TILE,
+    TILE_SIZES,
+    cell_shape,
+    tile_bands,
+    tile_boxes,
+    tile_chunks,
+)
 from codec.model import Model, residual_features
 
 if TYPE_CHECKING:
@@ -37,10 +47,6 @@ if TYPE_CHECKING:
 
 FLAG_VQ = 1
 FLAG_TILE256 = 2
-# Pixels per encoder chunk and decoder band (whole tiles): the encoder's working set is ~10 bytes
-# per sample (symbols, table ids, buckets, their concatenation, the coder's worst-case buffer),
-# ~150 MiB for RGB, however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
-CHUNK_PIXELS = 1 << 22
 
 
 def _tiles_by_shape(groups_boxes, vq_on) -> dict[tuple[int, int], list[tuple[int, int]]]:
@@ -176,26 +182,6 @@ def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int 
     return boxes_all, indices, encoded
 
 
-def _tile_chunks(boxes_all, limit: int) -> list[list[tuple[int, int, int]]]:
-    """Runs of whole tiles, (group, first tile, end tile), holding at most `limit` pixels (or
-    one tile) per chunk: the encoder's working memory scales with a chunk, not the batch."""
-    chunks: list[list[tuple[int, int, int]]] = [[]]
-    size = 0
-    for g, boxes in enumerate(boxes_all):
-        start = 0
-        for t, (_, _, h, w) in enumerate(boxes):
-            n = int(h * w)
-            if size and size + n > limit:
-                if t > start:
-                    chunks[-1].append((g, start, t))
-                chunks.append([])
-                size, start = 0, t
-            size += n
-        if len(boxes) > start:
-            chunks[-1].append((g, start, len(boxes)))
-    return [c for c in chunks if c]
-
-
 def _split_streams(data: np.ndarray, byte_bounds: np.ndarray, counts) -> list:
     """(word counts, bytes) of consecutive runs of `counts` streams out of one coder call's
     output: what a group payload sends per stage (_parse reads lengths back as 4 + 2 words)."""
@@ -230,7 +216,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
     coefs = [[np.zeros((0, g.shape[0], pixelmodel.N_TAPS_MAX), np.int64)] for g in groups]
     words = [[np.zeros(0, np.int64)] for _ in groups]
     parts = [[] for _ in groups]
-    for chunk in _tile_chunks(boxes_all, limit):
+    for chunk in tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
             codes = [
                 pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], model.prior)
@@ -367,31 +353,6 @@ def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
     return out
 
 
-def _bands(boxes: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """Tile runs [a, b) (boxes in raster order) covering a rectangle of at most `limit` pixels,
-    or one tile: whole tile rows where they fit, else runs of tiles within one row. The
-    decoder's unit of work and of intermediate memory."""
-    bands: list[tuple[int, int]] = []
-    start = size = t = 0  # pending run of whole rows: [start, t), `size` pixels
-    while t < len(boxes):
-        end = t
-        while end < len(boxes) and boxes[end, 0] == boxes[t, 0]:
-            end += 1
-        n = int(boxes[t:end, 2] @ boxes[t:end, 3])
-        if size and size + n > limit:  # flush the pending rows
-            bands.append((start, t))
-            size = 0
-        if n > limit:  # a row too wide for one band: runs of whole tiles within it
-            bands.extend((t + a, t + b) for ((_, a, b),) in _tile_chunks([boxes[t:end]], limit))
-        else:
-            start = t if size == 0 else start
-            size += n
-        t = end
-    if size:
-        bands.append((start, len(boxes)))
-    return bands
-
-
 def decode_groups_into(
     model: Model,
     payloads: list[bytes],
@@ -421,7 +382,7 @@ def decode_groups_into(
         return
     for g, p in enumerate(parsed):
         n_ch = p.shape[0]
-        for a, b in _bands(p.boxes, limit):
+        for a, b in tile_bands(p.boxes, limit):
             boxes = p.boxes[a:b].copy()
             y0, x0 = int(boxes[:, 0].min()), int(boxes[:, 1].min())
             y1 = int((boxes[:, 0] + boxes[:, 2]).max())

@@ -520,7 +520,7 @@ class Archive:
         return img
 
     def _decode_one(self, row: dict, blob: bytes) -> RasterImage:
-        from pilc_ray.api import decode_blob
+        from pilc_ray.integrity import decode_blob
 
         t0 = time.perf_counter()
         try:

@@ -40,7 +40,7 @@ def missing_blob_ids(dest: str, options: Any = None) -> list[str]:
 
 def bad_blob_ids(dest: str, options: Any = None) -> list[str]:
     """Ids of rows that do not decode to their checksum (a full `pilc verify` pass)."""
-    from pilc_ray.api import verify
+    from pilc_ray.integrity import verify
 
     return [b["id"] for b in verify(dest, options)["bad"]]
 

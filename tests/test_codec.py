@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import codec
-from codec import container
+from codec import container, layout
 from codec.imagefile import RasterImage
 
 
@@ -91,12 +91,11 @@ def test_banded_decoder_places_every_sample_once(vq):
 
 
 def test_decoder_bands_are_bounded_runs_covering_every_tile():
-    from codec import learned
     from codec.layout import tile_boxes
 
     for boxes in (tile_boxes(300, 530, 128), tile_boxes(1000, 129, 128), tile_boxes(1, 1, 128)):
         for limit in (1, 2 * 128 * 128, 530 * 128, 530 * 256 + 1, 1 << 40):
-            bands = learned._bands(boxes, limit)
+            bands = layout.tile_bands(boxes, limit)
             assert [t for a, b in bands for t in range(a, b)] == list(range(len(boxes)))
             for a, b in bands:
                 rows = sorted({int(y) for y in boxes[a:b, 0]})
@@ -135,12 +134,11 @@ def test_group_without_tiles_codes_to_flags_alone():
 
 
 def test_tile_chunks_are_bounded_runs_covering_every_tile():
-    from codec import learned
     from codec.layout import tile_boxes
 
     boxes_all = [tile_boxes(300, 530, 128), tile_boxes(140, 260, 128), tile_boxes(7, 5, 128)]
     for limit in (1, 128 * 128, 3 * 128 * 128 + 1, 70_000, 1 << 40):
-        chunks = learned._tile_chunks(boxes_all, limit)
+        chunks = layout.tile_chunks(boxes_all, limit)
         seen = [(g, t) for chunk in chunks for g, a, b in chunk for t in range(a, b)]
         assert seen == [(g, t) for g, boxes in enumerate(boxes_all) for t in range(len(boxes))]
         for chunk in chunks:

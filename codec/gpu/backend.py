@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from codec import pixelmodel, rans
 
-if TYPE_CHECKING:
-    from codec.gpu.batch import Layout
-
 PAD = 2
 NPM = 10  # PM_NPM: per-predictor error slots
 N_BUCKETS = pixelmodel.N_BUCKETS
 N_TAPS = pixelmodel.N_TAPS_MAX
+
+
+@dataclass
+class Layout:
+    """What one launch sends: tile records, stream symbol bounds, the band pixel offsets."""
+
+    records: np.ndarray  # (n_tiles, TR_N) int64, in thread order
+    sym_bounds: np.ndarray  # (n_streams + 1,) int64, stream order (unit, tile, plane)
+    px_offsets: list[int]  # byte offset of each unit's band in the pixel buffer
+    px_bytes: int
+    n_streams: int
+    max_h: int
+    max_w: int
+    max_ch: int
 
 
 class Backend:

@@ -5,7 +5,7 @@ sees (tile records, stream numbering, state layout, compaction), and it must be 
 whether the kernels run on a GPU (codec/gpu/cuda.py) or as host loops (codec/gpu/emulated.py),
 so that the tests, which run the emulation, test what the GPU runs.
 
-A launch covers whole bands of tiles (learned._bands: whole tile rows, or runs of tiles in a
+A launch covers whole bands of tiles (layout.tile_bands: whole tile rows, or runs of tiles in a
 row, at most `band_pixels` each) of any number of groups, up to `max_tiles` tiles (one thread
 each) and `max_pixels` pixels. Per launch: pixels (and scale maps) host -> device once, one
 kernel (encode: model pass and rANS per tile; decode: fused), one compaction (encode), results
@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec import learned, pixelmodel, rans
+from codec import pixelmodel, rans
 from codec.errors import CodecError
-from codec.gpu.backend import Backend
+from codec.gpu.backend import Backend, Layout
+from codec.layout import CHUNK_PIXELS, tile_bands
 
 TR_N = 11  # fields of a tile record (pilc_cuda.cu, TR_*)
 N_TAPS = pixelmodel.N_TAPS_MAX
@@ -50,7 +51,7 @@ def units_of(boxes_all: list[np.ndarray], n_chs: list[int], band_pixels: int) ->
     """Every group's tiles as bands of at most band_pixels pixels (or one tile), in order."""
     out = []
     for g, boxes in enumerate(boxes_all):
-        for a, b in learned._bands(boxes, band_pixels):
+        for a, b in tile_bands(boxes, band_pixels):
             rows = boxes[a:b]
             y0, x0 = int(rows[:, 0].min()), int(rows[:, 1].min())
             y1 = int((rows[:, 0] + rows[:, 2]).max())
@@ -74,20 +75,6 @@ def launches(units: list[Unit], max_tiles: int, max_pixels: int) -> list[list[Un
             out.append([u])
             tiles, pixels = n, u.pixels
     return out
-
-
-@dataclass
-class Layout:
-    """What one launch sends: tile records, stream symbol bounds, the band pixel offsets."""
-
-    records: np.ndarray  # (n_tiles, TR_N) int64, in thread order
-    sym_bounds: np.ndarray  # (n_streams + 1,) int64, stream order (unit, tile, plane)
-    px_offsets: list[int]  # byte offset of each unit's band in the pixel buffer
-    px_bytes: int
-    n_streams: int
-    max_h: int
-    max_w: int
-    max_ch: int
 
 
 def layout(units: list[Unit], boxes_all: list[np.ndarray], vq_on: list[bool]) -> Layout:
@@ -170,7 +157,7 @@ def encode_pixel_stage(
     scales: list[np.ndarray | None],
     prior: np.ndarray,
     tables: rans.RansTables,
-    band_pixels: int = learned.CHUNK_PIXELS,
+    band_pixels: int = CHUNK_PIXELS,
 ) -> list[tuple[np.ndarray, np.ndarray, list[bytes]]]:
     """Stage 1 of every group on the device: per group (LS coefficients (n_tiles, C, 16), word
     counts, stream byte pieces), the same as learned's CPU pixel stage gives."""
@@ -205,7 +192,7 @@ def decode_pixel_stage(
     prior: np.ndarray,
     tables: rans.RansTables,
     write: Callable[[int, int, int, np.ndarray], None],
-    band_pixels: int = learned.CHUNK_PIXELS,
+    band_pixels: int = CHUNK_PIXELS,
 ) -> None:
     """Stage 1 of every parsed group (learned._Parsed) on the device; write(g, y0, x0, planes)
     gets each band's planes, as learned.decode_groups_into gives them."""
