@@ -363,7 +363,7 @@ class Driver:
         if isinstance(source, ObjectsSource) and cfg.engine == "data":
             raise JobError("engine 'data' reads files and URIs; use engine 'actors' for refs")
         self.source = source
-        lease = DestLease(self.dest, self.run_id, self.opts)
+        lease = self.lease = DestLease(self.dest, self.run_id, self.opts)
         try:
             lease.acquire()
         except LeaseHeld as e:
@@ -475,7 +475,9 @@ class Driver:
         pa.default_memory_pool().release_unused()  # hand the merge's buffers back to the OS
         self.durations["compact_s"] = time.perf_counter() - t2
         t3 = time.perf_counter()
-        orphans = self._gc_orphans(t_start) if cfg.gc_orphans else 0
+        if self.lease.lost:  # another job holds DEST now: sweeping could delete its shards
+            log.error("lost DEST's lease during the run: the orphan sweep is skipped")
+        orphans = self._gc_orphans(t_start) if cfg.gc_orphans and not self.lease.lost else 0
         self.durations["gc_s"] = time.perf_counter() - t3
         self.durations["total_s"] = time.perf_counter() - t0
         self.counts["ignored_files"] = getattr(source, "ignored", 0)

@@ -87,6 +87,9 @@ class DestLease:
         """Take DEST, or raise LeaseHeld naming the live job that has it."""
         for _ in range(3):
             if self.storage.put_if_absent(self.uri, self._body()):
+                # read back: a store that ignores If-None-Match lets a racing job overwrite us
+                if (self.holder() or {}).get("run_id") != self.run_id:
+                    raise LeaseHeld(f"{self.dest}: another job took the lease at the same time")
                 self._start_renewal()
                 return
             current = self.holder()
