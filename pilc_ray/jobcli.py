@@ -129,7 +129,7 @@ def run_compress(a: argparse.Namespace) -> int:
         cfg = config_from_args(a)
         result = run_job(cfg)
     except JobError as e:
-        print(f"pilc compress: error: {e}", file=sys.stderr)
+        print(f"pilc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pilc compress: interrupted; finished images are indexed, rerun the same command "
@@ -166,7 +166,7 @@ def run_lookup(a: argparse.Namespace) -> int:
     try:
         row, blob = api.read_blob(a.dest, a.id, opts)
     except KeyError:
-        print(f"pilc lookup: no image with id {a.id!r} in {a.dest}", file=sys.stderr)
+        print(f"pilc: error: no image with id {a.id!r} in {a.dest}", file=sys.stderr)
         return 1
     print(json.dumps(row, indent=2, default=str))
     if a.output:

@@ -89,7 +89,7 @@ def run_report(a: argparse.Namespace) -> int:
     try:
         r = build_report(a.index, _store_options(a), compare=a.compare_sample)
     except (st.NotFound, FileNotFoundError) as e:
-        print(f"pilc report: no index at {a.index}: {e}", file=sys.stderr)
+        print(f"pilc: error: no index at {a.index}: {e}", file=sys.stderr)
         return 1
     console = Console()
     for t in summary_tables(r):

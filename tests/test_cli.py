@@ -109,9 +109,11 @@ def test_user_errors_are_one_line_and_a_nonzero_status(photo, tmp_path, dest, ca
         out, err = capsys.readouterr()
         assert needle in one_error_line(err), (argv, err)
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.pilc").exists()
-    # lookup keeps its own one-line message (pilc_ray/jobcli.py)
+    # lookup and report: the same one-line form
     assert pilc_main(["lookup", dest, "photos/nope.png"]) == 1
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert "no image with id" in one_error_line(capsys.readouterr().err)
+    assert pilc_main(["report", str(tmp_path / "nowhere")]) != 0
+    assert "no index at" in one_error_line(capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------------------------
