@@ -117,14 +117,15 @@ class PlaneCode:
 _NO_TABLES = rans.RansTables.from_freqs(np.full((1, 256), 256, dtype=np.uint32))
 
 
-def _table_pointers(prior: np.ndarray, tables: rans.RansTables = _NO_TABLES) -> list[int]:
+def _model_tables(prior: np.ndarray, tables: rans.RansTables = _NO_TABLES) -> list[np.ndarray]:
     """The model tables in the kernels' argument order (PM_TABLE_PARAMS); the encoder's model
-    pass reads no rANS table."""
+    pass reads no rANS table. The caller holds the list while the kernels run, so a converted
+    prior cannot be freed under them."""
     prior = np.ascontiguousarray(prior, dtype=np.int64)
     if prior.shape != (N_KINDS, N_BUCKETS):
         raise CodecError(f"pixel-model prior must have shape {(N_KINDS, N_BUCKETS)}")
-    arrays = (E_BUCKET, LEVEL_OF_MEAN, CNT_RECIP, WEIGHT_OF_ERR, GRAD_CLASS, prior)
-    return [kernels.ptr(a) for a in arrays] + [kernels.ptr(tables._bk), kernels.ptr(tables._fc)]
+    return [E_BUCKET, LEVEL_OF_MEAN, CNT_RECIP, WEIGHT_OF_ERR, GRAD_CLASS, prior, tables._bk,
+            tables._fc]  # fmt: skip
 
 
 def _check_planes(n_ch: int) -> None:
@@ -161,6 +162,8 @@ def encode_planes(
     scales = vq_map(vq, planes.shape)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     p = kernels.ptr
+    model_tables = _model_tables(prior)
+    table_ptrs = [p(a) for a in model_tables]
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_encode(
             p(planes),
@@ -170,7 +173,7 @@ def encode_planes(
             p(scales),
             p(boxes),
             len(boxes),
-            *_table_pointers(prior),
+            *table_ptrs,
             p(coefs),
             p(starts),
             p(sym),
@@ -215,6 +218,8 @@ def decode_planes(
     bb = np.ascontiguousarray(byte_bounds, dtype=np.int64)
     coefs = np.ascontiguousarray(coefs, dtype=np.int64)
     p = kernels.ptr
+    model_tables = _model_tables(prior, tables)
+    table_ptrs = [p(a) for a in model_tables]
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_decode(
             p(data),
@@ -227,7 +232,7 @@ def decode_planes(
             p(boxes),
             len(boxes),
             p(coefs),
-            *_table_pointers(prior, tables),
+            *table_ptrs,
             p(err),
             counter,
         ),

@@ -48,7 +48,9 @@ class Backend:
     max_pixels = 1 << 28  # pixels per launch: bounds the pixel, symbol and stream buffers
 
     def __init__(self) -> None:
-        self._tables: dict[tuple[int, int], list[Any]] = {}
+        # (prior, tables, their device copies): held, so the identity check below cannot be
+        # fooled by a new model at a freed one's address
+        self._tables: tuple[Any, Any, list[Any]] | None = None
         # seconds per phase ("h2d", "kernels", "d2h") when set to a dict: each phase is then
         # bracketed by device syncs, which costs overlap, so only benchmarks turn it on
         self.profile: dict[str, float] | None = None
@@ -96,15 +98,19 @@ class Backend:
     def model_tables(self, prior: np.ndarray, tables: rans.RansTables) -> list[Any]:
         """Device copies of the model tables in kernel argument order (PILC_TABLE_ARGS), then
         inv; copied once per (prior, tables) pair."""
-        key = (id(prior), id(tables))
-        if key not in self._tables:
+        held = self._tables
+        if held is None or held[0] is not prior or held[1] is not tables:
             host = [
                 pixelmodel.E_BUCKET, pixelmodel.LEVEL_OF_MEAN, pixelmodel.CNT_RECIP,
                 pixelmodel.WEIGHT_OF_ERR, pixelmodel.GRAD_CLASS,
                 np.ascontiguousarray(prior, dtype=np.int64), tables._bk, tables._fc, tables._inv,
             ]  # fmt: skip
-            self._tables = {key: [self.upload(np.ascontiguousarray(a)) for a in host]}
-        return self._tables[key]
+            held = self._tables = (
+                prior,
+                tables,
+                [self.upload(np.ascontiguousarray(a)) for a in host],
+            )
+        return held[2]
 
     def _state(self, lay: Layout, lanes: int) -> tuple[list[Any], int, int]:
         """Launch-wide per-thread model state, lane-interleaved (PmState.ls = lanes)."""
