@@ -186,8 +186,8 @@ class PartWriter:
 
 def _part_uris(dest: str, folder: str, options: Any) -> list[str]:
     storage = st.open_storage(dest, options)
-    prefix = st.join(dest, folder) + ("/" if st.is_s3(dest) else "")
-    return sorted(o.uri for o in storage.list(prefix) if o.uri.endswith(".parquet"))
+    return sorted(o.uri for o in storage.list_folder(st.join(dest, folder))
+                  if o.uri.endswith(".parquet"))
 
 
 def indexed_ids(dest: str, options: Any = None) -> pa.Array:

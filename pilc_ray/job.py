@@ -389,21 +389,18 @@ class Driver:
 
     def _mark_interrupted_runs(self) -> list[str]:
         """Run records still "running" belong to killed jobs (the lease is ours): mark them."""
+        from pilc_ray.report import read_runs
+
         marked = []
-        prefix = st.join(self.dest, "runs")
-        for obj in self.storage.list(prefix + "/" if st.is_s3(prefix) else prefix):
-            if not obj.uri.endswith(".json"):
-                continue
-            try:
-                rec = json.loads(self.storage.get(obj.uri))
-            except (ValueError, st.StorageError):
-                continue
-            if rec.get("status") == "running" and rec.get("run_id") != self.run_id:
+        for rec in read_runs(self.dest, self.opts):
+            run_id = rec.get("run_id")
+            if rec.get("status") == "running" and run_id and run_id != self.run_id:
                 rec.update(status="interrupted",
                            error="the job ended without finishing (killed?); found by run "
                                  f"{self.run_id}")
-                self.storage.put(obj.uri, json.dumps(rec, indent=2, default=str).encode())
-                marked.append(str(rec.get("run_id")))
+                self.storage.put(st.join(self.dest, "runs", f"{run_id}.json"),
+                                 json.dumps(rec, indent=2, default=str).encode())
+                marked.append(str(run_id))
         if marked:
             log.warning("runs %s ended without finishing: marked interrupted", marked)
         return marked
@@ -436,12 +433,11 @@ class Driver:
                 self.durations["ray_start_s"] = time.perf_counter() - t_ray
                 import ray
 
-                if started_ray and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-                    progress.note(f"local Ray at {ray.get_runtime_context().gcs_address} for "
-                                  "this job (token auth on; it stops when the job ends)")
-
                 self.ray_info = {"address": ray.get_runtime_context().gcs_address,
                                  "resources": ray.cluster_resources(), **_node_shapes()}
+                if started_ray and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+                    progress.note(f"local Ray at {self.ray_info['address']} for this job "
+                                  "(token auth on; it stops when the job ends)")
                 pending = None if total is None else max(0, total - len(done))
                 batches = batched(itertools.chain([first], items), cfg.batch_size,
                                   cfg.batch_max_bytes, pending, _pool_size(cfg)[0])
@@ -658,14 +654,13 @@ class Driver:
         """Delete shards no index row names (left by a killed run); never ones from this run."""
         if self.cfg.layout != "shards":
             return 0
-        prefix = st.join(self.dest, "shards") + "/"
         try:
             reader = ix.read_table(ix.resolve_index_uri(self.dest), self.opts, ["blob_uri"])
         except st.NotFound:
             return 0
         used = set(reader.column("blob_uri").unique().to_pylist())
         removed = 0
-        for obj in self.storage.list(prefix if st.is_s3(prefix) else prefix.rstrip("/")):
+        for obj in self.storage.list_folder(st.join(self.dest, "shards")):
             if obj.uri.endswith(SHARD_SUFFIX) and obj.uri not in used and obj.mtime < since:
                 self.storage.delete(obj.uri)
                 removed += 1

@@ -25,14 +25,10 @@ def missing_blob_ids(dest: str, options: Any = None) -> list[str]:
     """Ids of index rows whose blob object is not in DEST (one listing per blob folder)."""
     dest = st.normalize(dest)
     storage = st.open_storage(dest, options)
-    main = st.join(dest, ix.INDEX_FILE)
-    if not storage.exists(main):
-        return []
-    table = ix.read_table(main, options, ["id", "blob_uri"])
+    table = ix.read_table(st.join(dest, ix.INDEX_FILE), options, ["id", "blob_uri"])
     present = set()
     for folder in BLOB_FOLDERS:
-        prefix = st.join(dest, folder)
-        present.update(o.uri for o in storage.list(prefix + "/" if st.is_s3(dest) else prefix))
+        present.update(o.uri for o in storage.list_folder(st.join(dest, folder)))
     ids = table.column("id").to_pylist()
     uris = table.column("blob_uri").to_pylist()
     return [i for i, u in zip(ids, uris, strict=True) if u not in present]
@@ -47,9 +43,10 @@ def bad_blob_ids(dest: str, options: Any = None) -> list[str]:
 
 def repair_index(dest: str, options: Any = None, full: bool = False) -> dict[str, int]:
     """Drop the rows of lost images from the compacted index; counts of what was found."""
+    if not st.open_storage(dest, options).exists(st.join(st.normalize(dest), ix.INDEX_FILE)):
+        return {"missing_blobs": 0, "bad_blobs": 0, "rows_dropped": 0}  # nothing indexed yet
     missing = missing_blob_ids(dest, options)
-    has_index = st.open_storage(dest, options).exists(st.join(st.normalize(dest), ix.INDEX_FILE))
-    bad = sorted(set(bad_blob_ids(dest, options)) - set(missing)) if full and has_index else []
+    bad = sorted(set(bad_blob_ids(dest, options)) - set(missing)) if full else []
     dropped = ix.drop_ids(dest, missing + bad, options)
     if dropped:
         log.warning("repair: %d index rows name missing blobs, %d fail their checksum; their "

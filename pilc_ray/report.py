@@ -90,9 +90,8 @@ def _read_json(uri: str, options: Any) -> dict | None:
 def read_runs(dest: str, options: Any = None) -> list[dict]:
     """Every run record under DEST/runs/, oldest first (one small JSON per run)."""
     storage = st.open_storage(dest, options)
-    prefix = st.join(dest, "runs") + ("/" if st.is_s3(dest) else "")
     runs = []
-    for obj in storage.list(prefix):
+    for obj in storage.list_folder(st.join(dest, "runs")):
         if obj.uri.endswith(".json"):
             rec = _read_json(obj.uri, options)
             if rec:

@@ -211,6 +211,12 @@ class Storage:
     def delete(self, uri: str) -> None:
         raise NotImplementedError
 
+    def list_folder(self, folder: str, on_skip: SkipHook | None = None) -> Iterator[ObjectInfo]:
+        """Every object under the folder `folder` (recursive): on S3 the prefix with its
+        slash, so `runs` does not also list `runs-old/`."""
+        folder = folder.rstrip("/")
+        return self.list(folder + "/" if is_s3(folder) else folder, on_skip)
+
     def open_read(self, uri: str) -> RangedReader:
         """A seekable read-only file over ranged reads (for pyarrow's Parquet reader)."""
         return RangedReader(self, uri, self.size(uri))
