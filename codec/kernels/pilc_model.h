@@ -135,8 +135,7 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int6
     for (int k = 0; k < n; k++) {
         int piv = k;
         for (int r = k + 1; r < n; r++) {
-            const double ar = a[r * PM_NTAPS + k], ap = a[piv * PM_NTAPS + k];
-            if ((ar < 0 ? -ar : ar) > (ap < 0 ? -ap : ap)) piv = r;
+            if (pilc_fabs(a[r * PM_NTAPS + k]) > pilc_fabs(a[piv * PM_NTAPS + k])) piv = r;
         }
         if (piv != k) {
             for (int cc = 0; cc < n; cc++) {
@@ -149,7 +148,7 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int6
             b[piv] = t;
         }
         const double akk = a[k * PM_NTAPS + k];
-        if ((akk < 0 ? -akk : akk) < 1e-9) continue;
+        if (pilc_fabs(akk) < 1e-9) continue;
         for (int r = k + 1; r < n; r++) {
             const double fct = a[r * PM_NTAPS + k] / akk;
             for (int cc = k; cc < n; cc++) a[r * PM_NTAPS + cc] -= fct * a[k * PM_NTAPS + cc];
@@ -161,7 +160,7 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int6
         double acc = b[k];
         for (int cc = k + 1; cc < n; cc++) acc -= a[k * PM_NTAPS + cc] * sol[cc];
         const double akk = a[k * PM_NTAPS + k];
-        sol[k] = (akk < 0 ? -akk : akk) >= 1e-9 ? acc / akk : 0.0;
+        sol[k] = pilc_fabs(akk) >= 1e-9 ? acc / akk : 0.0;
     }
     for (int u = 0; u < PM_NTAPS; u++) coef[u] = 0;
     for (int u = 0; u < n; u++) {

@@ -40,6 +40,7 @@ typedef unsigned long long uint64_t;
 
 PILC_FN int64_t pilc_abs(int64_t v) { return v < 0 ? -v : v; }
 PILC_FN int32_t pilc_abs32(int32_t v) { return v < 0 ? -v : v; }
+PILC_FN double pilc_fabs(double v) { return v < 0 ? -v : v; }  // no libm in kernel bodies
 
 // floor(v) for |v| < 2^52 without libm (the same instructions on both compilers).
 PILC_FN int64_t pilc_floor(double v) {
