@@ -145,11 +145,11 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return (u >> 1) ^ -(u & 1)
 
 
-def _coef_mask(n_tiles: int, n_ch: int) -> np.ndarray:
+def _coef_mask(n_tiles: int, n_ch: int, level: int = pixelmodel.LEVEL_DEFAULT) -> np.ndarray:
     """Which of the (n_tiles, C, N_TAPS_MAX) coefficients are sent."""
     mask = np.zeros((n_tiles, n_ch, pixelmodel.N_TAPS_MAX), dtype=bool)
     for c in range(n_ch):
-        mask[:, c, : pixelmodel.n_taps(c)] = True
+        mask[:, c, : pixelmodel.n_taps(c, level)] = True
     return mask
 
 
@@ -170,13 +170,20 @@ def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tile: in
     return boxes_all, indices, scales
 
 
-def analyse(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = DEFAULT_TILE):
+def analyse(
+    model: Model,
+    groups: list[np.ndarray],
+    vq: bool = False,
+    tile: int = DEFAULT_TILE,
+    level: int = pixelmodel.LEVEL_DEFAULT,
+):
     """Encode-side modelling of a batch in one pass (table fitting): VQ indices per tile (if
-    vq), then each group's PlaneCode."""
+    vq), then each group's PlaneCode at the effort level."""
     boxes_all, indices, scales = _side_information(model, groups, vq, tile)
+    prior = model.pixel_tables(level).prior
     with timing.stage("predictor"):
         encoded = [
-            pixelmodel.encode_planes(planes, boxes_all[g], scales[g], model.prior)
+            pixelmodel.encode_planes(planes, boxes_all[g], scales[g], prior, level)
             for g, planes in enumerate(groups)
         ]
     return boxes_all, indices, encoded
@@ -208,18 +215,21 @@ def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
     return _split_streams(data, bb, [len(boxes) if vq else 0 for boxes in boxes_all])
 
 
-def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
+def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, level: int):
     """Stage 1 of every group, chunk by chunk (model pass, then one coder call per chunk):
     per group (LS coefficients, word counts, stream byte pieces). Streams are independent, so
     the bytes do not depend on the chunking."""
     # seeded with empty arrays, so a group without tiles (an empty plane) joins to nothing
+    pt = model.pixel_tables(level)
     coefs = [[np.zeros((0, g.shape[0], pixelmodel.N_TAPS_MAX), np.int64)] for g in groups]
     words = [[np.zeros(0, np.int64)] for _ in groups]
     parts = [[] for _ in groups]
     for chunk in tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
             codes = [
-                pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], model.prior)
+                pixelmodel.encode_planes(
+                    groups[g], boxes_all[g][a:b], scales[g], pt.prior, level
+                )
                 for g, a, b in chunk
             ]
         with timing.stage("coder"):
@@ -230,7 +240,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int):
                 np.concatenate(
                     [[0]] + [c.bounds[1:] + o for c, o in zip(codes, offsets, strict=True)]
                 ),
-                model.tables,
+                pt.tables,
             )
         runs = _split_streams(data, bb, [len(c.bounds) - 1 for c in codes])
         for (g, _, _), code, (w, run) in zip(chunk, codes, runs, strict=True):
@@ -249,8 +259,10 @@ def encode_groups(
     tile: int = DEFAULT_TILE,
     chunk_pixels: int | None = None,
     device: Backend | None = None,
+    level: int = pixelmodel.LEVEL_DEFAULT,
 ) -> list[bytes]:
-    """Learned payload of each plane group; vq sends the VQ-VAE side information, tile is the
+    """Learned payload of each plane group at an effort level (pixelmodel.LEVELS; the header
+    names it, not the payload); vq sends the VQ-VAE side information, tile is the
     tile side (layout.TILE_SIZES); device runs the pixel stage on a GPU backend (codec.gpu)
     instead of the CPU kernels, with the same bytes out. The pixel stage runs over runs of
     whole tiles of at most chunk_pixels pixels (default CHUNK_PIXELS), so its working memory
@@ -262,20 +274,21 @@ def encode_groups(
         index_streams = _encode_index_streams(model, boxes_all, indices, vq)
     limit = chunk_pixels or CHUNK_PIXELS
     if device is None:
-        pixel_streams = _encode_pixel_streams(model, groups, boxes_all, scales, limit)
+        pixel_streams = _encode_pixel_streams(model, groups, boxes_all, scales, limit, level)
     else:
         from codec.gpu import batch
 
         with timing.stage("coder"):
+            pt = model.pixel_tables(level)
             pixel_streams = batch.encode_pixel_stage(
-                device, groups, boxes_all, scales, model.prior, model.tables, limit
+                device, groups, boxes_all, scales, pt.prior, pt.tables, limit, level
             )
     flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
     out = []
     for g, ((idx_words, idx_bytes), (coefs, px_words, px_parts)) in enumerate(
         zip(index_streams, pixel_streams, strict=True)
     ):
-        sent = coefs[_coef_mask(len(boxes_all[g]), groups[g].shape[0])]
+        sent = coefs[_coef_mask(len(boxes_all[g]), groups[g].shape[0], level)]
         head = [
             varints.encode_one(flags),
             varints.encode(_zigzag(sent)),
@@ -298,14 +311,16 @@ class _Parsed:
     pixel_bytes: np.ndarray  # byte bounds of the pixel streams
 
 
-def _parse(payload: bytes, shape: tuple[int, int, int]) -> _Parsed:
+def _parse(
+    payload: bytes, shape: tuple[int, int, int], level: int = pixelmodel.LEVEL_DEFAULT
+) -> _Parsed:
     """Split a group payload, checking every count and length before anything is allocated."""
     n_ch, height, width = shape
     reader = varints.Reader(payload)
     flags = reader.varint(FLAG_VQ | FLAG_TILE256)
     vq_on = bool(flags & FLAG_VQ)
     boxes = tile_boxes(height, width, 2 * TILE if flags & FLAG_TILE256 else TILE)
-    mask = _coef_mask(len(boxes), n_ch)
+    mask = _coef_mask(len(boxes), n_ch, level)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
     coefs = np.zeros(mask.shape, dtype=np.int64)
     coefs[mask] = _unzigzag(raw)
@@ -360,13 +375,16 @@ def decode_groups_into(
     write: Callable[[int, int, int, np.ndarray], None],
     chunk_pixels: int | None = None,
     device: Backend | None = None,
+    level: int = pixelmodel.LEVEL_DEFAULT,
 ) -> None:
     """Inverse of encode_groups, band by band: write(g, y0, x0, planes) gets the (C, h, w)
     uint8 planes of group g's rectangle at (y0, x0): whole tile rows, or runs of tiles within a
     row, of at most chunk_pixels pixels each (default CHUNK_PIXELS; one tile at least). The
     caller places them in its output, so the decoder holds no full-size planes besides it
-    (tiles are independent: a band decodes alone). device: as in encode_groups."""
-    parsed = [_parse(p, s) for p, s in zip(payloads, shapes, strict=True)]
+    (tiles are independent: a band decodes alone). device: as in encode_groups; level: the
+    effort level the blob's header names."""
+    parsed = [_parse(p, s, level) for p, s in zip(payloads, shapes, strict=True)]
+    pt = model.pixel_tables(level)
     with timing.stage("model"):
         indices = _decode_indices(model, parsed)
         vq_on = [p.vq_on for p in parsed]
@@ -377,7 +395,7 @@ def decode_groups_into(
 
         with timing.stage("coder"):
             batch.decode_pixel_stage(
-                device, parsed, scales, model.prior, model.tables, write, limit
+                device, parsed, scales, pt.prior, pt.tables, write, limit, level
             )
         return
     for g, p in enumerate(parsed):
@@ -398,9 +416,10 @@ def decode_groups_into(
                     boxes,
                     vq,
                     p.coefs[a:b],
-                    model.prior,
-                    model.tables,
+                    pt.prior,
+                    pt.tables,
                     first_stream=a * n_ch,
+                    level=level,
                 )
             write(g, y0, x0, planes)
 
@@ -410,6 +429,7 @@ def decode_groups(
     payloads: list[bytes],
     shapes: list[tuple[int, int, int]],
     device: Backend | None = None,
+    level: int = pixelmodel.LEVEL_DEFAULT,
 ) -> list[np.ndarray]:
     """Inverse of encode_groups: (C,H,W) uint8 planes of every group."""
     out = [np.empty(s, dtype=np.uint8) for s in shapes]
@@ -417,5 +437,5 @@ def decode_groups(
     def place(g: int, y0: int, x0: int, planes: np.ndarray) -> None:
         out[g][:, y0 : y0 + planes.shape[1], x0 : x0 + planes.shape[2]] = planes
 
-    decode_groups_into(model, payloads, shapes, place, device=device)
+    decode_groups_into(model, payloads, shapes, place, device=device, level=level)
     return out

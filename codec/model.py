@@ -19,7 +19,7 @@ import numpy as np
 from codec import rans
 from codec.errors import CodecError
 from codec.layout import CELL
-from codec.pixelmodel import N_BUCKETS, N_KINDS, N_PIXEL_TABLES
+from codec.pixelmodel import LEVEL_DEFAULT, LEVELS, N_BUCKETS, N_KINDS, N_PIXEL_TABLES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "pilc-default.npz"
@@ -68,6 +68,17 @@ def _requant(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, lo
     return np.clip((a * mult + bias) >> shift, lo, hi)
 
 
+@dataclass(frozen=True)
+class PixelTables:
+    """What the pixel model of one effort level codes with, and the id a blob's header names
+    for it: the model's own tables at the default level, a level file's elsewhere."""
+
+    level: int
+    prior: np.ndarray  # (N_KINDS, N_BUCKETS) int64 bucket priors
+    tables: rans.RansTables  # at least N_PIXEL_TABLES rows
+    model_id: str
+
+
 class Model:
     """Loaded weights plus the integer decoder and float encoder that use them."""
 
@@ -98,6 +109,15 @@ class Model:
         self._e1 = np.ascontiguousarray(arrays["e1_w"].T, dtype=np.float32)
         self._e2 = _kyx_c(arrays["e2_w"])
         self._e3 = np.ascontiguousarray(arrays["e3_w"].T, dtype=np.float32)
+        self.levels: dict[int, PixelTables] = {
+            LEVEL_DEFAULT: PixelTables(LEVEL_DEFAULT, self.prior, self.tables, self.model_id)
+        }
+
+    def pixel_tables(self, level: int) -> PixelTables:
+        """The tables of an effort level (CodecError if this model has none for it)."""
+        if level not in self.levels:
+            raise CodecError(f"model {self.model_id} has no tables for effort {LEVELS[level]!r}")
+        return self.levels[level]
 
     # ---- validation -------------------------------------------------------------------------
     def _check(self) -> None:

@@ -43,13 +43,18 @@ from codec.errors import CodecError
 N_SPATIAL = 3
 N_CROSS_PRED = 3
 N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
-N_TAPS_MAX = 16  # LS taps of plane 2: 6 own + 5 of each earlier plane
+N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlier plane
+# Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
+LEVELS = ("default", "fast", "max")
+LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX = 0, 1, 2
+N_BIAS = 192  # max level: bias contexts (24 energy buckets x 8 texture patterns)
 COEF_ONE = 256  # LS coefficients are in 1/256
 COEF_MAX = 2047
 N_E_BUCKETS = 24
 N_SUB_BUCKETS = 4  # with the VQ stage: VQ scale index >> VQ_SHIFT; without: gradient class
 VQ_SHIFT = 4
 N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
+N_STATE = N_BUCKETS + N_BIAS  # adaptive sums per tile plane (PM_NSTAT)
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
 N_OFFSET_CLASSES = 2  # |P - 8 * round(P / 8)| < 2 or >= 2 (in 1/8): see _coding_frame
@@ -83,9 +88,21 @@ WEIGHT_OF_ERR = (
 ).astype(np.int32)
 
 
-def n_taps(plane: int) -> int:
-    """LS taps of a plane: 6 own neighbours + 5 per earlier plane (at most 2)."""
+def n_taps(plane: int, level: int = LEVEL_DEFAULT) -> int:
+    """LS taps of a plane: 6 own neighbours + 5 per earlier plane (at most 2); at the max
+    level 10 own + 7 per earlier plane."""
+    if level == LEVEL_MAX:
+        return 10 + 7 * min(plane, 2)
     return 6 + 5 * min(plane, 2)
+
+
+def level_index(effort: str | int) -> int:
+    """An effort name ("fast", "default", "max") or index -> the level index."""
+    if isinstance(effort, str) and effort in LEVELS:
+        return LEVELS.index(effort)
+    if isinstance(effort, int) and not isinstance(effort, bool) and 0 <= effort < len(LEVELS):
+        return effort
+    raise CodecError(f"effort must be one of {LEVELS}, not {effort!r}")
 
 
 def coding_frame(pr: int, kind: int, level: int) -> tuple[int, int, int]:
@@ -147,10 +164,14 @@ def vq_map(vq: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def encode_planes(
-    planes: np.ndarray, boxes: np.ndarray, vq: np.ndarray | None, prior: np.ndarray
+    planes: np.ndarray,
+    boxes: np.ndarray,
+    vq: np.ndarray | None,
+    prior: np.ndarray,
+    level: int = LEVEL_DEFAULT,
 ) -> PlaneCode:
     """(C,H,W) uint8 planes -> everything the coder and the payload need. vq: the (C,H,W) VQ
-    scale map where the group carries the VQ stage, else None."""
+    scale map where the group carries the VQ stage, else None; level: the effort level."""
     planes = np.ascontiguousarray(planes, dtype=np.uint8)
     n_ch = planes.shape[0]
     _check_planes(n_ch)
@@ -166,6 +187,7 @@ def encode_planes(
     table_ptrs = [p(a) for a in model_tables]
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_encode(
+            level,
             p(planes),
             n_ch,
             planes.shape[1],
@@ -198,6 +220,7 @@ def decode_planes(
     prior: np.ndarray,
     tables: rans.RansTables,
     first_stream: int = 0,
+    level: int = LEVEL_DEFAULT,
 ) -> np.ndarray:
     """Inverse of encode_planes + rANS: the (C,H,W) uint8 planes. first_stream numbers the
     streams in errors (where these boxes are a band of a larger group)."""
@@ -222,6 +245,7 @@ def decode_planes(
     table_ptrs = [p(a) for a in model_tables]
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_decode(
+            level,
             p(data),
             p(bb),
             p(planes),

@@ -20,7 +20,7 @@ from codec import pixelmodel, rans
 
 PAD = 2
 NPM = 10  # PM_NPM: per-predictor error slots
-N_BUCKETS = pixelmodel.N_BUCKETS
+N_STATE = pixelmodel.N_STATE  # PM_NSTAT: bucket sums, then the max level's bias sums
 N_TAPS = pixelmodel.N_TAPS_MAX
 
 
@@ -118,8 +118,8 @@ class Backend:
         state = [
             self.empty(lanes * lay.max_ch * rows * tw, np.int16),
             self.empty(lanes * 3 * tw * NPM, np.uint16),
-            self.empty(lanes * N_BUCKETS, np.int32),
-            self.empty(lanes * N_BUCKETS, np.int32),
+            self.empty(lanes * N_STATE, np.int32),
+            self.empty(lanes * N_STATE, np.int32),
         ]
         return state, rows, tw
 

@@ -25,7 +25,7 @@ from codec.errors import CodecError
 from codec.gpu.backend import Backend, Layout
 from codec.layout import CHUNK_PIXELS, tile_bands
 
-TR_N = 11  # fields of a tile record (pilc_cuda.cu, TR_*)
+TR_N = 12  # fields of a tile record (pilc_cuda.cu, TR_*)
 N_TAPS = pixelmodel.N_TAPS_MAX
 
 
@@ -77,9 +77,11 @@ def launches(units: list[Unit], max_tiles: int, max_pixels: int) -> list[list[Un
     return out
 
 
-def layout(units: list[Unit], boxes_all: list[np.ndarray], vq_on: list[bool]) -> Layout:
-    """Tile records of a launch: streams numbered unit by unit, tile by tile, plane by plane;
-    threads take tiles largest first."""
+def layout(
+    units: list[Unit], boxes_all: list[np.ndarray], vq_on: list[bool], level: int = 0
+) -> Layout:
+    """Tile records of a launch (all at one effort level): streams numbered unit by unit, tile
+    by tile, plane by plane; threads take tiles largest first."""
     recs, sizes, px_offsets = [], [], []
     px = stream = 0
     for u in units:
@@ -99,6 +101,7 @@ def layout(units: list[Unit], boxes_all: list[np.ndarray], vq_on: list[bool]) ->
                     u.n_ch,
                     stream,
                     stream * N_TAPS,
+                    level,
                 ]  # fmt: skip
             )
             sizes.extend([h * w] * u.n_ch)
@@ -158,9 +161,11 @@ def encode_pixel_stage(
     prior: np.ndarray,
     tables: rans.RansTables,
     band_pixels: int = CHUNK_PIXELS,
+    level: int = 0,
 ) -> list[tuple[np.ndarray, np.ndarray, list[bytes]]]:
-    """Stage 1 of every group on the device: per group (LS coefficients (n_tiles, C, 16), word
-    counts, stream byte pieces), the same as learned's CPU pixel stage gives."""
+    """Stage 1 of every group on the device at one effort level: per group (LS coefficients
+    (n_tiles, C, N_TAPS), word counts, stream byte pieces), the same as learned's CPU pixel
+    stage gives."""
     n_chs = [g.shape[0] for g in groups]
     vq_on = [s is not None for s in scales]
     coefs = [[np.zeros((0, c, N_TAPS), np.int64)] for c in n_chs]
@@ -168,7 +173,7 @@ def encode_pixel_stage(
     parts: list[list[bytes]] = [[] for _ in groups]
     units = units_of(boxes_all, n_chs, band_pixels)
     for launch in launches(units, backend.max_tiles, backend.max_pixels):
-        lay = layout(launch, boxes_all, vq_on)
+        lay = layout(launch, boxes_all, vq_on, level)
         px = _band_buffer(launch, lay, lambda u: _crop(groups[u.g], u))
         vq = _vq_buffer(launch, lay, scales)
         data, ob, cf = backend.encode(lay, px, vq, prior, tables)
@@ -193,6 +198,7 @@ def decode_pixel_stage(
     tables: rans.RansTables,
     write: Callable[[int, int, int, np.ndarray], None],
     band_pixels: int = CHUNK_PIXELS,
+    level: int = 0,
 ) -> None:
     """Stage 1 of every parsed group (learned._Parsed) on the device; write(g, y0, x0, planes)
     gets each band's planes, as learned.decode_groups_into gives them."""
@@ -206,7 +212,7 @@ def decode_pixel_stage(
             pixelmodel.vq_map(s, s.shape)  # the sub-bucket range check the CPU decoder makes
     units = units_of(boxes_all, n_chs, band_pixels)
     for launch in launches(units, backend.max_tiles, backend.max_pixels):
-        lay = layout(launch, boxes_all, vq_on)
+        lay = layout(launch, boxes_all, vq_on, level)
         datas, bbs, coefs, first = [], [np.zeros(1, np.int64)], [], []
         off = 0
         for u in launch:

@@ -44,10 +44,10 @@ def _library_path() -> Path:
 
 
 _SIGNATURES: dict[str, tuple[type | None, list]] = {
-    "pilc_pm_encode": (ctypes.c_int, [_P, _I, _I, _I, _P, _P, _I] + [_P] * 8 + [_P] * 6),
+    "pilc_pm_encode": (ctypes.c_int, [_I, _P, _I, _I, _I, _P, _P, _I] + [_P] * 8 + [_P] * 6),
     "pilc_pm_decode": (
         ctypes.c_int,
-        [_P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
+        [_I, _P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
     ),
     "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P]),
     "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),

@@ -35,15 +35,15 @@ typedef struct {
 static int state_alloc(CpuState *cs, int64_t n_ch, int64_t mh, int64_t mw) {
     const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
     const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
-    const size_t bytes = sizeof(int32_t) * 2 * PM_NB + sizeof(int16_t) * n_te
+    const size_t bytes = sizeof(int32_t) * 2 * PM_NSTAT + sizeof(int16_t) * n_te
                          + sizeof(uint16_t) * n_ek;
     char *m = malloc(bytes);
     if (!m) return -1;
     cs->mem = m;
     cs->st.asum = (int32_t *)m;
-    cs->st.acnt = (int32_t *)m + PM_NB;
-    cs->st.te = (int16_t *)(m + sizeof(int32_t) * 2 * PM_NB);
-    cs->st.ek = (uint16_t *)(m + sizeof(int32_t) * 2 * PM_NB + sizeof(int16_t) * n_te);
+    cs->st.acnt = (int32_t *)m + PM_NSTAT;
+    cs->st.te = (int16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT);
+    cs->st.ek = (uint16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT + sizeof(int16_t) * n_te);
     cs->st.tw = tw;
     cs->st.rows = rows;
     cs->st.ls = 1;
@@ -63,9 +63,9 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
 #define PM_TABLES {e_bucket, lom, crc, recip, grad_class, prior, {bk, fc}}
 
 // Encoder forward pass over the tiles of one plane group (C, H, W): LS coefficients into
-// coefs[t][c][16]; symbols, table ids and buckets (bkt may be NULL) of stream t * n_ch + c from
+// coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream t * n_ch + c from
 // starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
-PILC_EXPORT int pilc_pm_encode(const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W,
+PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W,
                                const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,
                                PM_TABLE_PARAMS, int64_t *coefs, const int64_t *starts,
                                uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter) {
@@ -80,7 +80,7 @@ PILC_EXPORT int pilc_pm_encode(const uint8_t *planes, int64_t n_ch, int64_t H, i
     for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
         st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
         st.rows = boxes[4 * t + 2] + PM_PAD;
-        pm_encode_tile(&im, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
+        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
                        starts + t * n_ch, sym, tid, bkt, a, b);
     }
     free(cs.mem);
@@ -89,7 +89,7 @@ PILC_EXPORT int pilc_pm_encode(const uint8_t *planes, int64_t n_ch, int64_t H, i
 
 // Fused decode of the tiles of one plane group into planes (C, H, W); err[t * n_ch + c] gets
 // each stream's status. Returns 0, or -1 if memory ran out.
-PILC_EXPORT int pilc_pm_decode(const uint8_t *data, const int64_t *bb, uint8_t *planes,
+PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes,
                                int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq,
                                const int64_t *boxes, int64_t n_tiles, const int64_t *coefs,
                                PM_TABLE_PARAMS, int64_t *err, int64_t *counter) {
@@ -103,7 +103,7 @@ PILC_EXPORT int pilc_pm_decode(const uint8_t *data, const int64_t *bb, uint8_t *
     for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
         st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
         st.rows = boxes[4 * t + 2] + PM_PAD;
-        pm_decode_tile(&im, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
+        pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
                        data, bb, t * n_ch, err + t * n_ch);
     }
     free(cs.mem);

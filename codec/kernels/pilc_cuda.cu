@@ -20,8 +20,9 @@
 #define TR_WIDTH 7
 #define TR_NCH 8      // planes in the group (1..3)
 #define TR_STREAM 9   // stream of plane 0; plane c is stream TR_STREAM + c
-#define TR_COEF 10    // index of plane 0's first LS coefficient (16 per plane)
-#define TR_N 11
+#define TR_COEF 10    // index of plane 0's first LS coefficient (PM_NTAPS per plane)
+#define TR_LEVEL 11   // effort level (PM_LVL_*), the same for every tile of a launch
+#define TR_N 12
 
 #define PILC_N_RECIP 4096
 #define PILC_N_EBUCKET 4096
@@ -110,7 +111,7 @@ PILC_GLOBAL void pilc_gpu_fit(const uint8_t *px, const int64_t *tiles, int64_t n
     const PmImage im = pilc_tile_image(tr, (uint8_t *)px, 0);
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
     for (int c = 0; c < (int)tr[TR_NCH]; c++)
-        pm_fit_coefs(&im, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH],
+        pm_fit_coefs(&im, (int)tr[TR_LEVEL], c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH],
                      coefs + tr[TR_COEF] + c * PM_NTAPS, a, b);
 }
 
@@ -123,7 +124,7 @@ PILC_GLOBAL void pilc_gpu_model(const uint8_t *px, const uint8_t *vq, const int6
     PILC_TILE_THREAD(px);
     for (int c = 0; c < (int)tr[TR_NCH]; c++) {
         const int64_t s0 = sb[tr[TR_STREAM] + c];
-        pm_plane_any(&im, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,
+        pm_plane_any(&im, (int)tr[TR_LEVEL], c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,
                      coefs + tr[TR_COEF] + c * PM_NTAPS, &tb, 0, sym + s0, tid + s0, 0, 0, 0, 0,
                      0);
     }
@@ -159,6 +160,6 @@ PILC_GLOBAL void pilc_gpu_decode(uint8_t *px, const uint8_t *vq, const int64_t *
                                  const int64_t *coefs, const uint8_t *data, const int64_t *bb,
                                  int64_t *err) {
     PILC_TILE_THREAD(px);
-    pm_decode_tile(&im, (int)tr[TR_NCH], tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF], data, bb,
+    pm_decode_tile(&im, (int)tr[TR_LEVEL], (int)tr[TR_NCH], tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF], data, bb,
                    tr[TR_STREAM], err + tr[TR_STREAM]);
 }

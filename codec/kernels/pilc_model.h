@@ -13,8 +13,16 @@
 
 #define PM_PAD 2         // zero border of the error buffers
 #define PM_NPM 10        // predictors at most (3 spatial + 2 x 3 cross-plane + LS)
-#define PM_NTAPS 16      // LS taps at most
+#define PM_NTAPS 24      // LS taps at most (the max level's plane 2: 10 own + 2 x 7)
 #define PM_NB 96         // buckets: 24 energy x 4 sub
+#define PM_NBIAS 192     // max level: bias contexts, 24 energy x 8 texture
+#define PM_NSTAT (PM_NB + PM_NBIAS)  // per-plane adaptive sums and counts
+#define PM_BIAS_HALVE 128
+#define PM_BIAS_START 2
+// Effort levels (docs/FORMAT.md, "levels"): one model family, three operating points.
+#define PM_LVL_DEFAULT 0
+#define PM_LVL_FAST 1    // the LS predictor alone: no blend, no per-predictor errors
+#define PM_LVL_MAX 2     // more LS taps (incl. the earlier planes' E and S), bias correction
 #define PM_NSUB 4
 #define PM_NLEV 40
 #define PM_FAR_OFFSETS 199
@@ -42,8 +50,8 @@ typedef struct {
 typedef struct {
     int16_t *PILC_RESTRICT te;   // [n_ch][rows][tw] true errors, 1/8 units (|t| <= 2040)
     uint16_t *PILC_RESTRICT ek;  // [3][tw][PM_NPM] per-predictor |errors|, capped
-    int32_t *PILC_RESTRICT asum; // [PM_NB]
-    int32_t *PILC_RESTRICT acnt; // [PM_NB]
+    int32_t *PILC_RESTRICT asum; // [PM_NSTAT]: bucket |error| sums, then bias sums (max)
+    int32_t *PILC_RESTRICT acnt; // [PM_NSTAT]
     int64_t tw;                  // row length >= w + 2 PAD
     int64_t rows;                // rows per plane >= h + PAD
     int64_t ls;                  // lane stride
@@ -87,12 +95,42 @@ PILC_FN void pm_neighbours(const uint8_t *PILC_RESTRICT p, int64_t ws, int64_t y
     o[0] = n; o[1] = wv; o[2] = r[-ws - 1]; o[3] = ne; o[4] = nn; o[5] = ww;
 }
 
+// LS taps of plane c at a level: 6 own neighbours + 5 per earlier plane, or at the max level
+// 10 own + 7 per earlier plane.
+PILC_FN int pm_n_taps(int lvl, int c) {
+    return lvl == PM_LVL_MAX ? 10 + 7 * PILC_MIN(c, 2) : 6 + 5 * PILC_MIN(c, 2);
+}
+
+// The max level's further own taps NNE, NNW, NWW, NEE of the sample at r (tile coordinates
+// (i, j), width w); near the tile's edges NN, NN, W, NE stand in.
+PILC_FN void pm_far_taps(const uint8_t *PILC_RESTRICT r, int64_t ws, int64_t i, int64_t j,
+                         int64_t w, const int32_t *nb, int32_t *o) {
+    if (i >= 2 && j >= 2 && j + 2 < w) {
+        o[0] = r[-2 * ws + 1]; o[1] = r[-2 * ws - 1]; o[2] = r[-ws - 2]; o[3] = r[-ws + 2];
+    } else {
+        o[0] = nb[4]; o[1] = nb[4]; o[2] = nb[1]; o[3] = nb[3];
+    }
+}
+
+// E and S of an earlier plane's sample gx at r: that plane is whole by now (planes of a tile
+// run in order), so the max level reads ahead in it; the tile's edges replicate gx.
+PILC_FN void pm_ahead_taps(const uint8_t *PILC_RESTRICT r, int64_t ws, int64_t i, int64_t j,
+                           int64_t h, int64_t w, int32_t gx, int32_t *o) {
+    o[0] = j + 1 < w ? r[1] : gx;
+    o[1] = i + 1 < h ? r[ws] : gx;
+}
+
 // LS features of plane c at (y, x) into f, in the order the coefficients are sent; returns how
-// many (6 own neighbours + 5 per earlier plane).
-PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, int64_t j,
-                    int64_t w, int32_t *f) {
-    pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, f);
+// many (pm_n_taps).
+PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int64_t i,
+                    int64_t j, int64_t h, int64_t w, int32_t *f) {
+    const uint8_t *pc = im->px + c * im->hw;
+    pm_neighbours(pc, im->W, y, x, i, j, w, f);
     int k = 6;
+    if (lvl == PM_LVL_MAX) {
+        pm_far_taps(pc + y * im->W + x, im->W, i, j, w, f, f + 6);
+        k = 10;
+    }
     for (int r = 0; r < PILC_MIN(c, 2); r++) {
         int32_t g[6];
         const uint8_t *pr = im->px + r * im->hw;
@@ -100,6 +138,10 @@ PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, i
         f[k] = pr[y * im->W + x];
         f[k + 1] = g[0]; f[k + 2] = g[1]; f[k + 3] = g[2]; f[k + 4] = g[3];
         k += 5;
+        if (lvl == PM_LVL_MAX) {
+            pm_ahead_taps(pr + y * im->W + x, im->W, i, j, h, w, f[k - 5], f + k);
+            k += 2;
+        }
     }
     return k;
 }
@@ -107,18 +149,18 @@ PILC_FN int pm_taps(const PmImage *im, int c, int64_t y, int64_t x, int64_t i, i
 // Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over every 3rd row and column,
 // every 5th in tiles of >= 2^15 samples, every one in tiles of < 1024 (an encoder choice, not
 // part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
-// CPU and GPU pick the same coefficients. a: 16 x 16 scratch, b: 16, f: 16.
-PILC_FN void pm_fit_coefs(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t h, int64_t w,
-                          int64_t *coef, double *a, double *b) {
+// CPU and GPU pick the same coefficients. a: PM_NTAPS^2 scratch, b: PM_NTAPS.
+PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
+                          int64_t w, int64_t *coef, double *a, double *b) {
     int32_t f[PM_NTAPS];
-    const int n = 6 + 5 * PILC_MIN(c, 2);
+    const int n = pm_n_taps(lvl, c);
     for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
     for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
     const int64_t step = h * w >= (1 << 15) ? 5 : (h * w >= 1024 ? 3 : 1);
     const uint8_t *pc = im->px + c * im->hw;
     for (int64_t i = 0; i < h; i += step) {
         for (int64_t j = 0; j < w; j += step) {
-            pm_taps(im, c, y0 + i, x0 + j, i, j, w, f);
+            pm_taps(im, lvl, c, y0 + i, x0 + j, i, j, h, w, f);
             const double xv = (double)pc[(y0 + i) * im->W + x0 + j];
             for (int u = 0; u < n; u++) {
                 const double fu = (double)f[u];
@@ -189,7 +231,8 @@ PILC_FN int64_t pm_coding_frame(int64_t pr, int64_t kind, int64_t lv, int64_t *b
 
 // Zero what a tile plane reads before writing it: the pad rows and columns of its true errors
 // and the whole per-predictor ring; start every bucket from the trained prior.
-PILC_FN void pm_reset_plane(PmState *st, int c, int64_t w, int kind, const PmTables *tb) {
+PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
+                            const PmTables *tb) {
     const int64_t ls = st->ls;
     for (int64_t pi = 0; pi < st->rows; pi++) {
         if (pi < PM_PAD) {
@@ -201,31 +244,48 @@ PILC_FN void pm_reset_plane(PmState *st, int c, int64_t w, int kind, const PmTab
             st->te[pm_te_index(st, c, pi, w + PM_PAD + 1)] = 0;
         }
     }
-    for (int64_t u = 0; u < 3 * st->tw * PM_NPM; u++) st->ek[u * ls] = 0;
+    if (lvl != PM_LVL_FAST)
+        for (int64_t u = 0; u < 3 * st->tw * PM_NPM; u++) st->ek[u * ls] = 0;
     for (int u = 0; u < PM_NB; u++) {
         st->acnt[u * ls] = PM_PRIOR_COUNT;
         st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
     }
+    if (lvl != PM_LVL_DEFAULT)
+        for (int u = PM_NB; u < PM_NSTAT; u++) {
+            st->acnt[u * ls] = PM_BIAS_START;
+            st->asum[u * ls] = 0;
+        }
+}
+
+// floor(|v| / n + 1/2) with v's sign, by the reciprocal multiply (|v| < 2^21, n in 1..256).
+PILC_FN int32_t pm_round_div(int64_t v, int64_t n, const int64_t *PILC_RESTRICT crc) {
+    const int64_t m = ((pilc_abs(v) + (n >> 1)) * crc[n]) >> 33;
+    return (int32_t)(v < 0 ? -m : m);
 }
 
 // One tile plane c (a compile-time constant where inlined) in raster order. Encoding
 // (decode = 0): symbol, table id and bucket of every sample into sym/tid/bkt (bkt may be NULL).
 // Decoding: each sample's residual from the stream (state *xs, read position *rp, end rend)
 // and the reconstructed pixel into the image. Both run the same model step and update.
-PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, int64_t h,
-                      int64_t w, PmState *st, const int64_t *PILC_RESTRICT coef,
+PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0, int64_t x0,
+                      int64_t h, int64_t w, PmState *st, const int64_t *PILC_RESTRICT coef,
                       const PmTables *tb, const int decode, uint8_t *PILC_RESTRICT sym,
                       uint8_t *PILC_RESTRICT tid, uint8_t *PILC_RESTRICT bkt, int64_t *xs,
                       int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
     const int k = np + 1;
+    const int fast = lvl == PM_LVL_FAST, mx = lvl == PM_LVL_MAX;
+    const int nown = mx ? 10 : 6, ncross = mx ? 7 : 5;
+    // bias correction: the LS predictor alone (fast) gains 3-4% from it; the blend of the max
+    // level gains on planes > 0 and loses on gray (docs/experiments.md entry 19)
+    const int corr = fast || (mx && c > 0);
     const int64_t ls = st->ls;
     const int64_t tw = st->tw;
     const int64_t hw = im->hw, W = im->W;
     uint8_t *PILC_RESTRICT pc = im->px + c * hw;
     const int use_vq = im->vq != 0;
-    pm_reset_plane(st, c, w, kind, tb);
+    pm_reset_plane(st, lvl, c, w, kind, tb);
     int64_t pos = 0;
     for (int64_t i = 0; i < h; i++) {
         const int64_t y = y0 + i;
@@ -239,47 +299,70 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
         for (int64_t j = 0; j < w; j++) {
             const int64_t x = x0 + j;
             const int64_t pj = j + PM_PAD;
-            // predictions (every value here fits int32: |LS sum| <= 16 * 2047 * 255)
+            // predictions (every value here fits int32: |LS sum| <= 24 * 2047 * 255)
             int32_t nb[6], q[PM_NPM];
             pm_neighbours(pc, W, y, x, i, j, w, nb);
             int32_t acc = (int32_t)coef[0] * nb[0] + (int32_t)coef[1] * nb[1]
                           + (int32_t)coef[2] * nb[2] + (int32_t)coef[3] * nb[3]
                           + (int32_t)coef[4] * nb[4] + (int32_t)coef[5] * nb[5];
+            if (mx) {
+                int32_t far[4];
+                pm_far_taps(pc + y * W + x, W, i, j, w, nb, far);
+                acc += (int32_t)coef[6] * far[0] + (int32_t)coef[7] * far[1]
+                       + (int32_t)coef[8] * far[2] + (int32_t)coef[9] * far[3];
+            }
             const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
             const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
-            q[0] = (nb[1] + nb[3] - nb[0]) * 8;
-            q[1] = nb[0] * 8 + (((t_nw + t_n + t_ne) * 7) >> 5);
-            q[2] = nb[1] * 8 + (((t_w + t_n + t_nw) * 10) >> 5);
+            if (!fast) {
+                q[0] = (nb[1] + nb[3] - nb[0]) * 8;
+                q[1] = nb[0] * 8 + (((t_nw + t_n + t_ne) * 7) >> 5);
+                q[2] = nb[1] * 8 + (((t_w + t_n + t_nw) * 10) >> 5);
+            }
             for (int r = 0; r < kind; r++) {
                 int32_t g[6];
                 const uint8_t *pr = im->px + r * hw;
                 pm_neighbours(pr, W, y, x, i, j, w, g);
                 const int32_t gx = pr[y * W + x];
-                const int nt = 6 + 5 * r;
+                const int nt = nown + ncross * r;
                 acc += (int32_t)coef[nt] * gx + (int32_t)coef[nt + 1] * g[0]
                        + (int32_t)coef[nt + 2] * g[1] + (int32_t)coef[nt + 3] * g[2]
                        + (int32_t)coef[nt + 4] * g[3];
-                q[3 + 3 * r] = (nb[1] + gx - g[1]) * 8;
-                q[4 + 3 * r] = (nb[0] + gx - g[0]) * 8;
-                q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) * 8;
+                if (mx) {
+                    int32_t ah[2];
+                    pm_ahead_taps(pr + y * W + x, W, i, j, h, w, gx, ah);
+                    acc += (int32_t)coef[nt + 5] * ah[0] + (int32_t)coef[nt + 6] * ah[1];
+                }
+                if (!fast) {
+                    q[3 + 3 * r] = (nb[1] + gx - g[1]) * 8;
+                    q[4 + 3 * r] = (nb[0] + gx - g[0]) * 8;
+                    q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) * 8;
+                }
             }
             q[np] = (acc + 16) >> 5;
-            // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice on
-            // planes > 0
-            int32_t tot = 0, wt = 0;
-            int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
-            for (int m = 0; m < k; m++) {
-                int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
-                             + er1[((pj - 1) * PM_NPM + m) * ls] + er1[((pj + 1) * PM_NPM + m) * ls]
-                             + er2[(pj * PM_NPM + m) * ls] + er0[((pj - 2) * PM_NPM + m) * ls])
-                            >> 1;
-                if (s > 4095) s = 4095;
-                wt = tb->recip[s];
-                tot += wt;
-                bl += (int64_t)wt * q[m];
+            int64_t pr;
+            if (fast) {
+                pr = q[np];
+            } else {
+                // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice
+                // on planes > 0
+                int32_t tot = 0, wt = 0;
+                int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
+                for (int m = 0; m < k; m++) {
+                    int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls]
+                                 + er0[((pj - 1) * PM_NPM + m) * ls]
+                                 + er1[((pj - 1) * PM_NPM + m) * ls]
+                                 + er1[((pj + 1) * PM_NPM + m) * ls]
+                                 + er2[(pj * PM_NPM + m) * ls]
+                                 + er0[((pj - 2) * PM_NPM + m) * ls])
+                                >> 1;
+                    if (s > 4095) s = 4095;
+                    wt = tb->recip[s];
+                    tot += wt;
+                    bl += (int64_t)wt * q[m];
+                }
+                if (c > 0) { tot += wt; bl += (int64_t)wt * q[k - 1]; }
+                pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             }
-            if (c > 0) { tot += wt; bl += (int64_t)wt * q[k - 1]; }
-            int64_t pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
             // table choice: error energy bucket (own bucket on tile edges), its running mean
             int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw)
@@ -300,6 +383,18 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
             int64_t mean = ((asum << 4) * tb->crc[acnt]) >> 33;
             if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
             const int64_t lv = tb->lom[mean];
+            // fast and max: the prediction's mean error in this context (energy x texture)
+            // corrects it
+            const int64_t praw = pr;
+            int64_t bi = 0;
+            if (corr) {
+                const int32_t tprev = c == 1 ? t0row[pj * ls] : (c == 2 ? t1row[pj * ls] : 0);
+                const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
+                                    | ((c > 0 ? tprev > 0 : nb[3] * 8 > pr) << 2);
+                bi = PM_NB + (b / PM_NSUB) * 8 + tex;
+                pr += pm_round_div(st->asum[bi * ls], st->acnt[bi * ls], tb->crc);
+                pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
+            }
             int64_t base, neg;
             const int64_t t_id = pm_coding_frame(pr, kind, lv, &base, &neg);
             int32_t xv;
@@ -314,13 +409,23 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
                 if (bkt) bkt[pos] = (uint8_t)b;
                 pos++;
             }
+            if (corr) {
+                int64_t bs = st->asum[bi * ls] + (xv * 8 - praw), bc = st->acnt[bi * ls] + 1;
+                if (bc >= PM_BIAS_HALVE) {
+                    bs = bs < 0 ? -((1 - bs) >> 1) : (bs + 1) >> 1;
+                    bc >>= 1;
+                }
+                st->asum[bi * ls] = (int32_t)bs;
+                st->acnt[bi * ls] = (int32_t)bc;
+            }
             // update
             const int32_t t = xv * 8 - (int32_t)pr;
             trow[pj * ls] = (int16_t)t;
-            for (int m = 0; m < k; m++) {
-                const int32_t em = pilc_abs32(xv * 8 - q[m]);
-                er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
-            }
+            if (!fast)
+                for (int m = 0; m < k; m++) {
+                    const int32_t em = pilc_abs32(xv * 8 - q[m]);
+                    er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
+                }
             asum += pilc_abs32(t);
             acnt += 1;
             if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }
@@ -330,37 +435,45 @@ PILC_FN void pm_plane(const PmImage *im, const int c, int64_t y0, int64_t x0, in
     }
 }
 
-// Plane c of a tile through pm_plane with c a literal, so each plane's predictor count and
-// cross-plane branches are constants (the same specialisation the numba kernels had).
-PILC_FN void pm_plane_any(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t h, int64_t w,
-                          PmState *st, const int64_t *coef, const PmTables *tb, const int decode,
-                          uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *xs, int64_t *rp,
-                          int64_t rend, const uint8_t *data) {
-    if (c == 0)
-        pm_plane(im, 0, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
-    else if (c == 1)
-        pm_plane(im, 1, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
-    else
-        pm_plane(im, 2, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data);
+// Plane c of a tile through pm_plane with the level and c literals, so each (level, plane)
+// pair's predictor count and branches are constants (nine specialised copies).
+#define PM_PLANE_AT(L, C) \
+    pm_plane(im, L, C, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data)
+#define PM_PLANE_LEVEL(L) \
+    do { \
+        if (c == 0) PM_PLANE_AT(L, 0); \
+        else if (c == 1) PM_PLANE_AT(L, 1); \
+        else PM_PLANE_AT(L, 2); \
+    } while (0)
+PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
+                          int64_t w, PmState *st, const int64_t *coef, const PmTables *tb,
+                          const int decode, uint8_t *sym, uint8_t *tid, uint8_t *bkt,
+                          int64_t *xs, int64_t *rp, int64_t rend, const uint8_t *data) {
+    if (lvl == PM_LVL_FAST) PM_PLANE_LEVEL(PM_LVL_FAST);
+    else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
+    else PM_PLANE_LEVEL(PM_LVL_DEFAULT);
 }
+#undef PM_PLANE_LEVEL
+#undef PM_PLANE_AT
 
-// Encoder, one tile (all n_ch planes in order): LS coefficients into coef[c * 16 ..], then the
-// symbols, table ids and buckets of plane c from sym[starts[c]] on. a, b: LS scratch.
-PILC_FN void pm_encode_tile(const PmImage *im, int n_ch, const int64_t *box, PmState *st,
+// Encoder, one tile (all n_ch planes in order) at level lvl: LS coefficients into
+// coef[c * PM_NTAPS ..], then the symbols, table ids and buckets of plane c from sym[starts[c]]
+// on. a, b: LS scratch.
+PILC_FN void pm_encode_tile(const PmImage *im, int lvl, int n_ch, const int64_t *box, PmState *st,
                             const PmTables *tb, int64_t *coef, const int64_t *starts,
                             uint8_t *sym, uint8_t *tid, uint8_t *bkt, double *a, double *b) {
     for (int c = 0; c < n_ch; c++) {
         int64_t *cf = coef + c * PM_NTAPS;
-        pm_fit_coefs(im, c, box[0], box[1], box[2], box[3], cf, a, b);
+        pm_fit_coefs(im, lvl, c, box[0], box[1], box[2], box[3], cf, a, b);
         const int64_t s = starts[c];
-        pm_plane_any(im, c, box[0], box[1], box[2], box[3], st, cf, tb, 0, sym + s, tid + s,
+        pm_plane_any(im, lvl, c, box[0], box[1], box[2], box[3], st, cf, tb, 0, sym + s, tid + s,
                      bkt ? bkt + s : 0, 0, 0, 0, 0);
     }
 }
 
 // Decoder, one tile: plane c from stream first_stream + c of (data, bb); err[c] gets each
 // stream's status (a plane whose stream header is bad is skipped).
-PILC_FN void pm_decode_tile(const PmImage *im, int n_ch, const int64_t *box, PmState *st,
+PILC_FN void pm_decode_tile(const PmImage *im, int lvl, int n_ch, const int64_t *box, PmState *st,
                             const PmTables *tb, const int64_t *coef, const uint8_t *data,
                             const int64_t *bb, int64_t first_stream, int64_t *err) {
     for (int c = 0; c < n_ch; c++) {
@@ -368,7 +481,7 @@ PILC_FN void pm_decode_tile(const PmImage *im, int n_ch, const int64_t *box, PmS
         const int bad = rans_open(data, bb, first_stream + c, &x0, &rp, &rend);
         if (bad) { err[c] = bad; continue; }
         int64_t xs = x0;
-        pm_plane_any(im, c, box[0], box[1], box[2], box[3], st, coef + c * PM_NTAPS, tb, 1, 0,
+        pm_plane_any(im, lvl, c, box[0], box[1], box[2], box[3], st, coef + c * PM_NTAPS, tb, 1, 0,
                      0, 0, &xs, &rp, rend, data);
         err[c] = rans_status(x0, xs, rp, rend);
     }
