@@ -15,13 +15,20 @@ from functools import lru_cache
 import numpy as np
 import xxhash
 
-from codec import classical, container, gpu, kernels, learned, timing, varints
+from codec import classical, container, gpu, kernels, learned, pixelmodel, timing, varints
 from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
 from codec.gpu.backend import Backend
 from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
 from codec.layout import DEFAULT_TILE
-from codec.model import WEIGHTS_DIR, Model, default_model, load_model_file
+from codec.model import (
+    WEIGHTS_DIR,
+    Model,
+    PixelTables,
+    default_model,
+    is_level_file,
+    load_model_file,
+)
 
 LEARNED_MODES = ("L", "LA", "RGB", "RGBA")
 FALLBACKS = ("auto", "always", "never")
@@ -94,7 +101,9 @@ def _group_shapes(mode: str, height: int, width: int) -> list[tuple[int, int, in
     }[mode]
 
 
-def _header(img: RasterImage, codec: str, model_id: str | None = None) -> container.Header:
+def _header(
+    img: RasterImage, codec: str, model_id: str | None = None, effort: str = "default"
+) -> container.Header:
     h, w = img.pixels.shape[:2]
     return container.Header(
         codec=codec,
@@ -106,6 +115,7 @@ def _header(img: RasterImage, codec: str, model_id: str | None = None) -> contai
         icc_profile=img.icc_profile,
         exif=img.exif,
         text=dict(img.text),
+        effort=effort,
     )
 
 
@@ -153,8 +163,12 @@ def encode_batch(
     tile: int = DEFAULT_TILE,
     device: str | Backend | None = None,
     threads: int | None = None,
+    effort: str | int = "default",
 ) -> list[bytes]:
-    """Encode many images; all learned-path tiles share one network and coder pass. vq sends
+    """Encode many images; all learned-path tiles share one network and coder pass. effort is
+    the learned path's level ("fast", "default", "max", or its index 1, 0, 2; FORMAT.md
+    "levels": fast codes several times faster for a few % more bytes, max spends time for
+    fewer); one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
     tile is the learned path's tile side (256, or 128 for more independent streams); device
     is where the pixel stage runs ("cpu", "cuda", "auto"; default PILC_DEVICE, else auto:
@@ -163,8 +177,10 @@ def encode_batch(
     if fallback not in FALLBACKS:
         raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
     learned.check_tile(tile)
+    level = pixelmodel.level_index(effort)
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
     model = model or default_model()
+    tables = model.pixel_tables(level)
     learned_ids = [i for i, im in enumerate(imgs) if im.mode in LEARNED_MODES]
     groups, owners = [], []
     for i in learned_ids:
@@ -174,20 +190,27 @@ def encode_batch(
     payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
     backend = gpu.resolve(device)
     with kernels.using_threads(threads):
-        coded = learned.encode_groups(model, groups, vq, tile, device=backend) if groups else []
+        coded = (
+            learned.encode_groups(model, groups, vq, tile, device=backend, level=level)
+            if groups
+            else []
+        )
     for owner, payload in zip(owners, coded, strict=True):
         payloads[owner].append(payload)
     with timing.stage("container"):
-        return [_pack_best(img, payloads.get(i), fallback, model) for i, img in enumerate(imgs)]
+        return [_pack_best(img, payloads.get(i), fallback, tables) for i, img in enumerate(imgs)]
 
 
-def _pack_best(img: RasterImage, parts: list[bytes] | None, fallback: str, model: Model) -> bytes:
+def _pack_best(
+    img: RasterImage, parts: list[bytes] | None, fallback: str, tables: PixelTables
+) -> bytes:
     """The learned blob, or the classical one where the fallback policy finds it smaller."""
     if parts is None:  # not a learned mode: classical only
         kind, payload = classical.encode_classical(img)
         return container.pack(_header(img, kind), payload)
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
-    best = container.pack(_header(img, "learned", model.model_id), body)
+    effort = pixelmodel.LEVELS[tables.level]
+    best = container.pack(_header(img, "learned", tables.model_id, effort), body)
     kinds = _candidates(fallback, 8 * len(best) / img.pixels.size, img)
     if not kinds:
         return best
@@ -205,27 +228,38 @@ def encode(
     tile: int = DEFAULT_TILE,
     device: str | Backend | None = None,
     threads: int | None = None,
+    effort: str | int = "default",
 ) -> bytes:
     """Encode one image (array, PIL image, RasterImage, path or file bytes) to a blob."""
     return encode_batch(
-        [image], fallback=fallback, model=model, vq=vq, tile=tile, device=device, threads=threads
-    )[0]
+        [image], fallback=fallback, model=model, vq=vq, tile=tile, device=device,
+        threads=threads, effort=effort,
+    )[0]  # fmt: skip
+
+
+def _names(model: Model, model_id: str, level: int) -> bool:
+    return level in model.levels and model.pixel_tables(level).model_id == model_id
 
 
 @lru_cache(maxsize=8)
-def model_for(model_id: str) -> Model:
-    """The model a blob names: the shipped one, or another .npz in the weights folder."""
+def model_for(model_id: str, level: int = pixelmodel.LEVEL_DEFAULT) -> Model:
+    """The model whose tables at this effort level a blob names (the model's own id at the
+    default level, its level file's elsewhere): the shipped one, or another .npz in the
+    weights folder."""
     model = default_model()
-    if model.model_id == model_id:
+    if _names(model, model_id, level):
         return model
     extra = os.environ.get("PILC_WEIGHTS_DIR")
     for folder in filter(None, [extra, str(WEIGHTS_DIR)]):
         for path in sorted(os.scandir(folder), key=lambda e: e.name):
-            if path.name.endswith(".npz"):
+            if path.name.endswith(".npz") and not is_level_file(path.name):
                 candidate = load_model_file(path.path)
-                if candidate.model_id == model_id:
+                if _names(candidate, model_id, level):
                     return candidate
-    raise CodecError(f"blob was made with model {model_id}, which this installation lacks")
+    effort = pixelmodel.LEVELS[level]
+    raise CodecError(
+        f"blob was made with model {model_id} (effort {effort}), which this installation lacks"
+    )
 
 
 def _split_learned(mode: str, payload: memoryview) -> list[bytes]:
@@ -248,7 +282,7 @@ def decode_image_batch(
     with timing.stage("container"):
         parsed = [container.parse(b) for b in blobs]
     pixels: dict[int, np.ndarray | RasterImage] = {}
-    by_model: dict[str, list[int]] = {}
+    by_model: dict[tuple[str, int], list[int]] = {}
     backend = gpu.resolve(device)
     for i, (h, payload) in enumerate(parsed):
         shape = mode_shape(h.mode, h.height, h.width)
@@ -257,12 +291,13 @@ def decode_image_batch(
         if h.codec == "learned":
             if h.mode not in LEARNED_MODES:
                 raise CodecError(f"learned blob with non-learned mode {h.mode}")
-            by_model.setdefault(h.model_id, []).append(i)
+            key = (h.model_id, pixelmodel.level_index(h.effort))
+            by_model.setdefault(key, []).append(i)
         else:
             with timing.stage("container"):
                 pixels[i] = classical.decode_classical_image(h.codec, bytes(payload), h.mode, shape)
-    for mid, members in by_model.items():
-        model = model_for(mid)
+    for (mid, level), members in by_model.items():
+        model = model_for(mid, level)
         groups, shapes, writers = [], [], []
         for i in members:
             h, payload = parsed[i]
@@ -283,6 +318,7 @@ def decode_image_batch(
                 shapes,
                 lambda g, y0, x0, planes, w=writers: w[g](y0, x0, planes),
                 device=backend,
+                level=level,
             )
     out = []
     for i, (h, _) in enumerate(parsed):

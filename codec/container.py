@@ -26,6 +26,10 @@ READ_VERSIONS = (4, 5)
 CODECS = ("learned", "png", "webp", "jxl", "zlib")
 MAX_SIDE = 1 << 20
 FLAG_METADATA = 1
+LEVEL_SHIFT, LEVEL_MASK = 1, 0b110  # flags bits 1-2: the learned path's effort level
+# Effort levels a header can name (codec/pixelmodel.py LEVELS; 3 is reserved). Level 0 leaves
+# the bits clear, so a default-level blob is byte for byte what it was before levels existed.
+EFFORTS = ("default", "fast", "max")
 _META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
 _MAX_META_ENTRIES = 3
 
@@ -44,6 +48,7 @@ class Header:
     exif: bytes | None = None
     text: dict[str, str] = field(default_factory=dict)
     version: int = VERSION  # of a parsed blob; pack always writes VERSION
+    effort: str = "default"  # learned blobs: the pixel model's effort level
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +59,7 @@ class Header:
             "height": self.height,
             "checksum": f"{self.checksum:016x}",
             "model_id": self.model_id,
+            "effort": self.effort if self.codec == "learned" else None,
             "icc_profile_bytes": len(self.icc_profile or b""),
             "exif_bytes": len(self.exif or b""),
             "text": dict(self.text),
@@ -69,15 +75,11 @@ def pack(header: Header, payload: bytes) -> bytes:
         meta.append((_META_EXIF, header.exif))
     if header.text:
         meta.append((_META_TEXT, json.dumps(header.text, sort_keys=True).encode()))
+    if header.effort not in EFFORTS or (header.codec != "learned" and header.effort != "default"):
+        raise CodecError(f"effort {header.effort!r} cannot be stored for codec {header.codec}")
+    flags = (FLAG_METADATA if meta else 0) | (EFFORTS.index(header.effort) << LEVEL_SHIFT)
     out = bytearray(MAGIC)
-    out += bytes(
-        [
-            VERSION,
-            CODECS.index(header.codec),
-            MODES.index(header.mode),
-            FLAG_METADATA if meta else 0,
-        ]
-    )
+    out += bytes([VERSION, CODECS.index(header.codec), MODES.index(header.mode), flags])
     out += varints.encode_one(header.width) + varints.encode_one(header.height)
     out += header.checksum.to_bytes(8, "little")
     if header.codec == "learned":
@@ -112,13 +114,19 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
         raise CodecError(f"unknown codec id {codec_id}")
     if mode_id >= len(MODES):
         raise CodecError(f"unknown mode id {mode_id}")
-    if flags & ~FLAG_METADATA:
+    level = (flags & LEVEL_MASK) >> LEVEL_SHIFT
+    if flags & ~(FLAG_METADATA | LEVEL_MASK) or level >= len(EFFORTS):
         raise CodecError(f"unknown header flags {flags:#x}")
+    if level and CODECS[codec_id] != "learned":
+        raise CodecError(f"an effort level is set on a {CODECS[codec_id]} blob")
     width = r.varint(MAX_SIDE)
     height = r.varint(MAX_SIDE)
     if width < 1 or height < 1:
         raise CodecError(f"invalid image size {width}x{height}")
-    header = Header(CODECS[codec_id], MODES[mode_id], width, height, r.u64(), version=version)
+    header = Header(
+        CODECS[codec_id], MODES[mode_id], width, height, r.u64(), version=version,
+        effort=EFFORTS[level],
+    )  # fmt: skip
     if header.codec == "learned":
         header.model_id = r.take(8).hex()
     if flags & FLAG_METADATA:

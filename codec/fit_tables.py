@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from codec import learned, pixelmodel, rans
-from codec.layout import TILE
-from codec.model import DEFAULT_WEIGHTS, Model, model_id
+from codec.layout import DEFAULT_TILE, TILE
+from codec.model import DEFAULT_WEIGHTS, Model, PixelTables, level_file, model_id
 from codec.train import DEFAULT_TRAIN_DIRS
 
 SAMPLES_PER_IMAGE = 1 << 18
@@ -83,15 +83,21 @@ def _kinds(code: pixelmodel.PlaneCode, n_ch: int) -> np.ndarray:
     return np.repeat(kinds, sizes)
 
 
-def collect(model: Model, groups: list[np.ndarray], vq: bool = False, tile: int = FIT_TILE):
+def collect(
+    model: Model,
+    groups: list[np.ndarray],
+    vq: bool = False,
+    tile: int = FIT_TILE,
+    level: int = pixelmodel.LEVEL_DEFAULT,
+):
     """Weighted (table, symbol) counts, per (kind, bucket) sums of |error| x128 and counts, and
-    VQ code counts."""
+    VQ code counts, at an effort level."""
     hist = np.zeros((pixelmodel.N_PIXEL_TABLES, 256))
     err_sum = np.zeros((pixelmodel.N_KINDS, pixelmodel.N_BUCKETS))
     err_n = np.zeros_like(err_sum)
     codes = np.zeros(256)
     for g in groups:
-        _, indices, (code,) = learned.analyse(model, [g], vq, tile)
+        _, indices, (code,) = learned.analyse(model, [g], vq, tile, level)
         for idx in indices.values():
             codes += np.bincount(idx.ravel(), minlength=256)
         wgt = min(1.0, SAMPLES_PER_IMAGE / code.symbols.size)
@@ -128,11 +134,47 @@ def fit(
     prior = np.where(err_n > 8, err_sum / np.maximum(err_n, 1), fallback)
     arrays["prior"] = np.clip(np.round(prior), 1, (1 << 20) - 1).astype(np.int64)
     hist, _, _, _ = collect(Model(arrays), groups, vq)
+    arrays["freqs"] = rans.normalize_freqs(
+        np.concatenate([_counts_to_tables(hist, init), index_row])
+    )
+    return arrays
+
+
+def _counts_to_tables(hist: np.ndarray, init: np.ndarray) -> np.ndarray:
+    """Counts plus the logistic floor (so no symbol is starved), one row per pixel table."""
+    out = np.empty_like(hist)
     for t in range(hist.shape[0]):
-        hist[t] = hist[t] + FLOOR_WEIGHT * init[t] / init[t].sum()
-        n = hist[t].sum()
-        print(f"table {t:3d}: {n:12.0f} samples")
-    arrays["freqs"] = rans.normalize_freqs(np.concatenate([hist, index_row]))
+        out[t] = hist[t] + FLOOR_WEIGHT * init[t] / init[t].sum()
+        print(f"table {t:3d}: {out[t].sum():12.0f} samples")
+    return out
+
+
+def fit_level(model: Model, groups: list[np.ndarray], level: int) -> dict[str, np.ndarray]:
+    """A level file's arrays (codec/model.py add_level) for a non-default effort level: the
+    same two passes as `fit`, run with that level's pixel model on the encoder's default tile
+    side (the default level's tables keep format v4's 128 for compatibility; a new level has
+    no old blobs)."""
+    init = initial_tables()
+    flat = flat_prior()
+
+    def attach(prior: np.ndarray, hist: np.ndarray) -> None:
+        tables = rans.RansTables.from_freqs(rans.normalize_freqs(hist))
+        model.levels[level] = PixelTables(level, prior, tables, "fitting")
+
+    attach(flat, init * 1e4)
+    _, err_sum, err_n, _ = collect(model, groups, tile=DEFAULT_TILE, level=level)
+    prior = np.where(err_n > 8, err_sum / np.maximum(err_n, 1), flat)
+    prior = np.clip(np.round(prior), 1, (1 << 20) - 1).astype(np.int64)
+    attach(prior, init * 1e4)
+    hist, _, _, _ = collect(model, groups, tile=DEFAULT_TILE, level=level)
+    arrays = {
+        "base_id": np.frombuffer(bytes.fromhex(model.model_id), dtype=np.uint8).copy(),
+        "level": np.array([level], dtype=np.int64),
+        "freqs": rans.normalize_freqs(_counts_to_tables(hist, init)),
+        "prior": prior,
+    }
+    del model.levels[level]
+    model.add_level(arrays)  # validates
     return arrays
 
 
@@ -146,6 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-dir", type=int, default=24, help="images per folder (stratified)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument(
+        "--effort",
+        choices=pixelmodel.LEVELS,
+        default="default",
+        help="fit a level file for this effort level (beside --weights: <stem>.<effort>.npz) "
+        "instead of the model's own tables",
+    )
     a = ap.parse_args(argv)
     with np.load(a.weights, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files if k != "lut"}
@@ -156,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         chosen += [paths[i] for i in sorted(rng.permutation(len(paths))[: a.per_dir])]
     groups = [g for g in (load_planes(p) for p in chosen) if g is not None]
     print(f"fitting tables on {len(groups)} images")
+    if a.effort != "default":
+        level_arrays = fit_level(Model(arrays), groups, pixelmodel.LEVELS.index(a.effort))
+        out = level_file(a.weights, a.effort)
+        np.savez_compressed(out, **level_arrays)
+        print(f"{a.effort} tables {model_id(level_arrays)} -> {out}")
+        return
     arrays = fit(arrays, groups)
     Model(arrays)  # validates
     np.savez_compressed(a.out, **arrays)

@@ -227,9 +227,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, l
     for chunk in tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
             codes = [
-                pixelmodel.encode_planes(
-                    groups[g], boxes_all[g][a:b], scales[g], pt.prior, level
-                )
+                pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], pt.prior, level)
                 for g, a, b in chunk
             ]
         with timing.stage("coder"):

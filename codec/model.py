@@ -113,6 +113,27 @@ class Model:
             LEVEL_DEFAULT: PixelTables(LEVEL_DEFAULT, self.prior, self.tables, self.model_id)
         }
 
+    def add_level(self, arrays: dict[str, np.ndarray], source: str = "level tables") -> None:
+        """Attach an effort level's tables (a level file: base_id, level, freqs, prior), checked
+        like the model's own; the file must name this model as its base."""
+        try:
+            level = int(np.asarray(arrays["level"]).reshape(-1)[0])
+            base = bytes(np.asarray(arrays["base_id"], dtype=np.uint8)).hex()
+            freqs = np.asarray(arrays["freqs"]).astype(np.uint32)
+            prior = np.ascontiguousarray(arrays["prior"], dtype=np.int64)
+        except (KeyError, IndexError, ValueError, TypeError) as e:
+            raise CodecError(f"{source}: not a level file ({e})") from e
+        if base != self.model_id:
+            raise CodecError(f"{source}: made for model {base}, not {self.model_id}")
+        if not 0 < level < len(LEVELS):
+            raise CodecError(f"{source}: level {level} is not a non-default effort level")
+        if freqs.shape != (N_PIXEL_TABLES, 256) or prior.shape != (N_KINDS, N_BUCKETS):
+            raise CodecError(f"{source}: tables have shapes {freqs.shape} and {prior.shape}")
+        if int(prior.min()) < 1 or int(prior.max()) >= 1 << 20:
+            raise CodecError(f"{source}: prior out of range")
+        tables = rans.RansTables.from_freqs(freqs)  # checks each row
+        self.levels[level] = PixelTables(level, prior, tables, model_id(arrays))
+
     def pixel_tables(self, level: int) -> PixelTables:
         """The tables of an effort level (CodecError if this model has none for it)."""
         if level not in self.levels:
@@ -204,14 +225,32 @@ def model_id(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_model_file(path: str | Path) -> Model:
-    """Load a weights .npz (no pickles) into a Model."""
+def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files}
     except (OSError, ValueError) as e:
         raise CodecError(f"cannot read weights {path}: {e}") from e
-    return Model(arrays)
+
+
+def level_file(path: str | Path, effort: str) -> Path:
+    """Where a model's tables for an effort level live: beside it, `<stem>.<effort>.npz`."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.{effort}.npz")
+
+
+def is_level_file(path: str | Path) -> bool:
+    return Path(path).name.count(".") >= 2
+
+
+def load_model_file(path: str | Path) -> Model:
+    """Load a weights .npz (no pickles) into a Model, with the level files beside it."""
+    model = Model(_read_npz(path))
+    for effort in LEVELS[1:]:
+        lf = level_file(path, effort)
+        if lf.exists():
+            model.add_level(_read_npz(lf), str(lf))
+    return model
 
 
 @lru_cache(maxsize=4)

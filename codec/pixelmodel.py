@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codec import kernels, rans
+from codec import container, kernels, rans
 from codec.errors import CodecError
 
 N_SPATIAL = 3
@@ -45,7 +45,7 @@ N_CROSS_PRED = 3
 N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
 N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlier plane
 # Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
-LEVELS = ("default", "fast", "max")
+LEVELS = container.EFFORTS
 LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX = 0, 1, 2
 N_BIAS = 192  # max level: bias contexts (24 energy buckets x 8 texture patterns)
 COEF_ONE = 256  # LS coefficients are in 1/256

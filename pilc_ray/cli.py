@@ -86,10 +86,11 @@ def _cmd_encode(a: argparse.Namespace) -> int:
     out = _writable(a.output)
     img = codec.load_image(a.input)
     blob = codec.encode(img, fallback=a.fallback, vq=a.vq, tile=a.tile, device=a.device,
-                        threads=a.threads)
+                        threads=a.threads, effort=a.effort)
     out.write_bytes(blob)
     info = codec.info(blob)
-    print(f"{a.input} -> {a.output}: {len(blob)} bytes, codec {info['codec']}, "
+    level = f", effort {info['effort']}" if info["codec"] == "learned" else ""
+    print(f"{a.input} -> {a.output}: {len(blob)} bytes, codec {info['codec']}{level}, "
           f"{_bpsp(len(blob), img.pixels.size):.3f} bpsp")
     return 0
 
@@ -305,6 +306,9 @@ def _encode_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--fallback", choices=("auto", "always", "never"), default="auto",
                    help="classical codecs instead of the learned one: auto (when smaller; "
                         "default), always, never")
+    e.add_argument("--effort", choices=("fast", "default", "max"), default="default",
+                   help="learned path's level: fast (several times faster, a few %% more "
+                        "bytes), default, or max (fewer bytes, slower); any level decodes")
     e.add_argument("--vq", action="store_true",
                    help="send VQ-VAE side information (costs bytes; FORMAT.md)")
     e.add_argument("--tile", type=int, choices=TILE_SIZES, default=DEFAULT_TILE,

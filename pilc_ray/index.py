@@ -49,6 +49,7 @@ INDEX_SCHEMA = pa.schema([
     ("codec", pa.string()),
     ("passthrough", pa.bool_()),
     ("model_id", pa.string()),
+    ("effort", pa.string()),  # learned blobs' level; null for classical, passthrough, old indexes
     ("raw_bytes", pa.int64()),
     ("compressed_bytes", pa.int64()),
     ("samples", pa.int64()),

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from codec.container import EFFORTS
 from codec.layout import DEFAULT_TILE, TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray import storage as st
@@ -64,6 +65,7 @@ class JobConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
     tile: int = DEFAULT_TILE  # learned path's tile side: 256, or 128 for 4x more streams per image
+    effort: str = "default"  # learned path's level: "fast", "default" or "max" (FORMAT.md)
     jpeg: str = "passthrough"
     all_files: bool = False
     verify: bool = False
@@ -326,6 +328,8 @@ class Driver:
             raise JobError(f"engine must be 'actors' or 'data', not {cfg.engine!r}")
         if cfg.tile not in TILE_SIZES:
             raise JobError(f"tile must be one of {TILE_SIZES}, not {cfg.tile!r}")
+        if cfg.effort not in EFFORTS:
+            raise JobError(f"effort must be one of {EFFORTS}, not {cfg.effort!r}")
         if cfg.batch_size < 1 or cfg.max_attempts < 1:
             raise JobError("batch_size and max_attempts must be at least 1")
         self.cfg = cfg
@@ -524,7 +528,8 @@ class Driver:
     def worker_config(self, threads: int, device: str = "cpu") -> dict[str, Any]:
         cfg = self.cfg
         return WorkerConfig(dest=self.dest, layout=cfg.layout, fallback=cfg.fallback,
-                            tile=cfg.tile, jpeg=cfg.jpeg, storage_options=self.opts.to_dict(),
+                            tile=cfg.tile, effort=cfg.effort, jpeg=cfg.jpeg,
+                            storage_options=self.opts.to_dict(),
                             threads=threads, verify=cfg.verify, device=device).to_dict()
 
     def _start_pool(self) -> list[Any]:

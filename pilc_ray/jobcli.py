@@ -62,6 +62,9 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fallback", choices=("auto", "always", "never"),
                    help="classical codecs (PNG, WebP, ...) tried against the learned blob, the "
                         "smallest kept: auto (where they may win; default), always, never")
+    p.add_argument("--effort", choices=("fast", "default", "max"),
+                   help="learned path's level: fast (several times faster, a few %% more "
+                        "bytes), default, or max (fewer bytes, slower)")
     p.add_argument("--tile", type=int, choices=TILE_SIZES,
                    help="learned path's tile side: 256 (default, fewer bytes) or 128 (4x more "
                    "independent streams per image)")

@@ -39,8 +39,10 @@ MAX_WORKERS_LISTED = 200  # per-worker table: the busiest ones (restarted actors
 MAX_ERROR_EXAMPLES = 20
 
 TIMING = ("read_s", "decode_input_s", "encode_s", "write_s")
+GROUP_KEYS = ("codec", "mode", "effort")  # effort: null for classical and passthrough rows
 STAGES = ("predictor_s", "model_s", "coder_s", "container_s")
-_COLUMNS = ("raw_bytes", "compressed_bytes", "samples", "bpsp", "codec", "mode", "passthrough",
+_COLUMNS = ("raw_bytes", "compressed_bytes", "samples", "bpsp", "codec", "mode", "effort",
+            "passthrough",
             "model_id", "worker", "attempt", "created", "run_id", *TIMING, *STAGES)
 
 
@@ -125,7 +127,7 @@ class IndexAggregate:
         self.retried_images = 0
         self.max_attempt = 0
         self.groups: dict[str, dict[str, list[float]]] = {k: defaultdict(lambda: [0, 0, 0, 0])
-                                                         for k in ("codec", "mode")}
+                                                         for k in GROUP_KEYS}
         self.models: dict[str, int] = defaultdict(int)
         # worker -> [images, raw bytes, busy seconds, first created (s), last created (s)]
         self.workers: dict[str, list[float]] = {}
@@ -161,8 +163,9 @@ class IndexAggregate:
         attempt = _np(b.column("attempt"), np.int64, 1)
         self.retried_images += int((attempt > 1).sum())
         self.max_attempt = max(self.max_attempt, int(attempt.max()))
-        for key in ("codec", "mode"):
-            self._group(b, key, raw, comp, samples)
+        for key in GROUP_KEYS:
+            if key in names:
+                self._group(b, key, raw, comp, samples)
         for name, count in _counts(b.column("model_id")):
             self.models[name] += count
         busy = sum((_np(b.column(c), np.float64) for c in TIMING if c in names), np.zeros(n))
@@ -212,6 +215,7 @@ class IndexAggregate:
             "bpsp": self._bpsp(),
             "by_codec": _groups(self.groups["codec"]),
             "by_mode": _groups(self.groups["mode"]),
+            "by_effort": _groups(self.groups["effort"]),
             "models": dict(sorted(self.models.items(), key=lambda kv: -kv[1])),
             "time_split": self._time_split(),
             "retried_images": self.retried_images,

@@ -349,6 +349,8 @@ def render_html(r: dict) -> str:
                                      f"{fmt_num(r['bpsp']['max'])}")]),
         "<h3>By codec (fallback counts)</h3>", _group_table(r["by_codec"], "codec"),
         "<h3>By image mode</h3>", _group_table(r["by_mode"], "mode"),
+        "<h3>By effort level (learned blobs; (none): classical or passthrough)</h3>",
+        _group_table(r.get("by_effort", []), "effort"),
         "<h3>Models</h3>", table(["model id", "images"], [
             ("(none: classical fallback or JPEG as-is)" if k == "(none)" else k, v)
             for k, v in r["models"].items()], (1,)),

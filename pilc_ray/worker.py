@@ -47,6 +47,7 @@ class WorkerConfig:
     layout: str = "shards"  # "shards" (one object per batch) or "objects" (one per image)
     fallback: str = "auto"
     tile: int = DEFAULT_TILE  # learned path's tile side (codec.layout.TILE_SIZES)
+    effort: str = "default"  # learned path's level: "fast", "default" or "max"
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1  # codec kernel threads per worker: one per CPU it was given
@@ -245,7 +246,7 @@ class BatchCompressor:
                 "mode": img.mode, "height": h, "width": w,
                 "channels": 1 if img.pixels.ndim == 2 else int(img.pixels.shape[2]),
                 "codec": head["codec"], "passthrough": False,
-                "model_id": head.get("model_id") or None,
+                "model_id": head.get("model_id") or None, "effort": head.get("effort"),
                 "raw_bytes": int(img.pixels.nbytes), "samples": int(img.pixels.size),
                 "checksum": int(head["checksum"], 16),
                 "read_s": rs, "decode_input_s": ls,
@@ -255,7 +256,7 @@ class BatchCompressor:
         for it, data, rs, (mode, w, h, ch) in passthrough:
             entries.append((it, data, {
                 "mode": mode, "height": h, "width": w, "channels": ch, "codec": "jpeg",
-                "passthrough": True, "model_id": None, "raw_bytes": w * h * ch,
+                "passthrough": True, "model_id": None, "effort": None, "raw_bytes": w * h * ch,
                 "samples": w * h * ch, "checksum": xxhash.xxh3_64_intdigest(data),
                 "read_s": rs, "decode_input_s": 0.0, "encode_s": 0.0,
                 **stage_shares(stages, 0.0),
@@ -281,6 +282,7 @@ class BatchCompressor:
 
     def _codec_options(self) -> dict[str, Any]:
         return {"fallback": self.config.fallback, "tile": self.config.tile, "model": self.model,
+                "effort": self.config.effort,
                 "device": self.backend if self.backend is not None else "cpu"}
 
     def _encode(self, images: list, fail) -> list[bytes | None]:
