@@ -47,7 +47,7 @@ N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlie
 # Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
 LEVELS = container.EFFORTS
 LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX = 0, 1, 2
-N_BIAS = 192  # max level: bias contexts (24 energy buckets x 8 texture patterns)
+N_BIAS = 768  # bias contexts (max: 24 energy x 8 texture; fast: 12 energy x 64 texture)
 COEF_ONE = 256  # LS coefficients are in 1/256
 COEF_MAX = 2047
 N_E_BUCKETS = 24

@@ -15,7 +15,9 @@
 #define PM_NPM 10        // predictors at most (3 spatial + 2 x 3 cross-plane + LS)
 #define PM_NTAPS 24      // LS taps at most (the max level's plane 2: 10 own + 2 x 7)
 #define PM_NB 96         // buckets: 24 energy x 4 sub
-#define PM_NBIAS 192     // max level: bias contexts, 24 energy x 8 texture
+#define PM_NBIAS 768     // bias contexts: max 24 energy x 8 texture, fast 12 energy x 64 texture
+#define PM_EMA_FRAC 4    // fast level: bias means in 1/16 of the 1/8 unit
+#define PM_EMA_RATE 4    // ... moving 1/16 of the way per sample
 #define PM_NSTAT (PM_NB + PM_NBIAS)  // per-plane adaptive sums and counts
 #define PM_BIAS_HALVE 128
 #define PM_BIAS_START 2
@@ -387,7 +389,20 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             // corrects it
             const int64_t praw = pr;
             int64_t bi = 0;
-            if (corr) {
+            if (fast) {
+                // 6 texture bits (CALIC's: neighbours and two gradients against P) x 12 energy
+                // classes; the correction is an exponential moving mean (no division)
+                const int32_t pq = (int32_t)pr;
+                const int32_t tprev = c == 1 ? t0row[pj * ls] : (c == 2 ? t1row[pj * ls] : 0);
+                const int64_t tex = (nb[0] * 8 > pq) | ((nb[1] * 8 > pq) << 1)
+                                    | ((c > 0 ? tprev > 0 : nb[2] * 8 > pq) << 2)
+                                    | ((nb[3] * 8 > pq) << 3)
+                                    | (((2 * nb[0] - nb[4]) * 8 > pq) << 4)
+                                    | (((2 * nb[1] - nb[5]) * 8 > pq) << 5);
+                bi = PM_NB + (b / PM_NSUB >> 1) * 64 + tex;
+                pr += (st->asum[bi * ls] + (1 << (PM_EMA_FRAC - 1))) >> PM_EMA_FRAC;
+                pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
+            } else if (corr) {
                 const int32_t tprev = c == 1 ? t0row[pj * ls] : (c == 2 ? t1row[pj * ls] : 0);
                 const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
                                     | ((c > 0 ? tprev > 0 : nb[3] * 8 > pr) << 2);
@@ -409,7 +424,10 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 if (bkt) bkt[pos] = (uint8_t)b;
                 pos++;
             }
-            if (corr) {
+            if (fast) {
+                const int32_t e8 = (xv * 8 - (int32_t)praw) << PM_EMA_FRAC;
+                st->asum[bi * ls] += (e8 - st->asum[bi * ls]) >> PM_EMA_RATE;
+            } else if (corr) {
                 int64_t bs = st->asum[bi * ls] + (xv * 8 - praw), bc = st->acnt[bi * ls] + 1;
                 if (bc >= PM_BIAS_HALVE) {
                     bs = bs < 0 ? -((1 - bs) >> 1) : (bs + 1) >> 1;
