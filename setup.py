@@ -8,8 +8,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNELS = "codec/kernels"
-SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_cuda.cu", "pilc_cpu.c",
-           "pilc_emu.c")
+SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h",
+           "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")
 
 
 def source_hash() -> str:

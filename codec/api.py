@@ -178,6 +178,8 @@ def encode_batch(
         raise CodecError(f"fallback must be one of {FALLBACKS}, not {fallback!r}")
     learned.check_tile(tile)
     level = pixelmodel.level_index(effort)
+    if vq and level != pixelmodel.LEVEL_DEFAULT:
+        raise CodecError("the VQ side information is coded at the default effort level only")
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
     model = model or default_model()
     tables = model.pixel_tables(level)

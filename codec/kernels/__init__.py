@@ -49,6 +49,10 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
         ctypes.c_int,
         [_I, _P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
     ),
+    "pilc_pm_decode_fast": (
+        ctypes.c_int,
+        [_P, _P, _P, _I, _I, _I, _P, _I, _P] + [_P] * 8 + [_P, _I, _P, _P],
+    ),
     "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P]),
     "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
     "pilc_compact": (None, [_P, _P, _I, _P, _P]),
@@ -68,8 +72,8 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
 
 
 # setup.py hashes the same files in the same order into the library
-_SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_cuda.cu", "pilc_cpu.c",
-            "pilc_emu.c")  # fmt: skip
+_SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h",
+            "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")  # fmt: skip
 
 
 def source_hash() -> str:

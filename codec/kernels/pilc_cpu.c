@@ -110,6 +110,72 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
     return 0;
 }
 
+// The fast level's fused decode with PM_FAST_LANES tiles of one shape in lockstep on each
+// thread (pilc_fast.h says why). groups: n_groups x PM_FAST_LANES tile indices, a full row of
+// one shape or a lone tile followed by -1s; the caller forms them. Same outputs as
+// pilc_pm_decode; a group whose stream of some plane will not open decodes tile by tile, so
+// every stream gets the error code pilc_pm_decode would give it.
+PILC_EXPORT int pilc_pm_decode_fast(const uint8_t *data, const int64_t *bb, uint8_t *planes,
+                                    int64_t n_ch, int64_t H, int64_t W, const int64_t *boxes,
+                                    int64_t n_tiles, const int64_t *coefs, PM_TABLE_PARAMS,
+                                    const int64_t *groups, int64_t n_groups, int64_t *err,
+                                    int64_t *counter) {
+    const PmTables tb = PM_TABLES;
+    const PmImage im = {planes, 0, H * W, W};
+    int64_t mh, mw;
+    max_side(boxes, n_tiles, &mh, &mw);
+    CpuState cs[PM_FAST_LANES];
+    for (int k = 0; k < PM_FAST_LANES; k++) {
+        if (state_alloc(&cs[k], n_ch, mh, mw)) {
+            for (int u = 0; u < k; u++) free(cs[u].mem);
+            return -1;
+        }
+    }
+    for (int64_t g = claim(counter); g < n_groups; g = claim(counter)) {
+        const int64_t *grp = groups + g * PM_FAST_LANES;
+        int n = 1;
+        while (n < PM_FAST_LANES && grp[n] >= 0) n++;
+        const int64_t *box = boxes + 4 * grp[0];
+        int opened = n == PM_FAST_LANES;
+        PmFastLane L[PM_FAST_LANES];
+        for (int c = 0; c < n_ch && opened; c++) {
+            for (int k = 0; k < n; k++) {
+                int64_t x0, rp, rend;
+                if (rans_open(data, bb, grp[k] * n_ch + c, &x0, &rp, &rend)) opened = 0;
+            }
+        }
+        if (!opened) {  // tile by tile, as pilc_pm_decode
+            for (int k = 0; k < n; k++) {
+                const int64_t t = grp[k];
+                PmState st = contiguous(&cs[0].st);
+                st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
+                st.rows = boxes[4 * t + 2] + PM_PAD;
+                pm_decode_tile(&im, PM_LVL_FAST, (int)n_ch, boxes + 4 * t, &st, &tb,
+                               coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
+            }
+            continue;
+        }
+        for (int c = 0; c < n_ch; c++) {
+            int64_t x0[PM_FAST_LANES];
+            for (int k = 0; k < n; k++) {
+                const int64_t t = grp[k];
+                PmState st = contiguous(&cs[k].st);
+                st.tw = box[3] + 2 * PM_PAD;
+                st.rows = box[2] + PM_PAD;
+                pm_fast_open(&L[k], &im, c, boxes[4 * t], boxes[4 * t + 1], &st,
+                             coefs + (t * n_ch + c) * PM_NTAPS);
+                rans_open(data, bb, t * n_ch + c, &x0[k], &L[k].rp, &L[k].rend);
+                L[k].xs = x0[k];
+            }
+            pm_fast_all_lanes(L, c, box[2], box[3], W, &tb, 1, data);
+            for (int k = 0; k < n; k++)
+                err[grp[k] * n_ch + c] = rans_status(x0[k], L[k].xs, L[k].rp, L[k].rend);
+        }
+    }
+    for (int k = 0; k < PM_FAST_LANES; k++) free(cs[k].mem);
+    return 0;
+}
+
 #define RANS_GROUP 16  // streams claimed at a time
 
 // Encode stream s (symbols sb[s]..sb[s+1]) into its worst-case region of buf, which ends at
@@ -120,7 +186,14 @@ PILC_EXPORT void pilc_rans_encode(const uint8_t *symbols, const uint8_t *table_i
                                   int64_t *counter) {
     for (int64_t g = claim(counter); g * RANS_GROUP < n_streams; g = claim(counter)) {
         const int64_t end = PILC_MIN(n_streams, (g + 1) * RANS_GROUP);
-        for (int64_t s = g * RANS_GROUP; s < end; s++)
+        int64_t s = g * RANS_GROUP;
+        for (; s + RANS_LANES <= end; s += RANS_LANES) {
+            int64_t wend[RANS_LANES];
+            for (int k = 0; k < RANS_LANES; k++) wend[k] = 4 * (s + k + 1) + 2 * sb[s + k + 1];
+            rans_encode_lanes(symbols, table_ids, sb + s, sb + s + 1, buf, wend, fc, inv,
+                              starts + s);
+        }
+        for (; s < end; s++)
             starts[s] = rans_encode_stream(symbols, table_ids, sb[s], sb[s + 1], buf,
                                            4 * (s + 1) + 2 * sb[s + 1], fc, inv);
     }

@@ -453,8 +453,10 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
     }
 }
 
-// Plane c of a tile through pm_plane with the level and c literals, so each (level, plane)
-// pair's predictor count and branches are constants (nine specialised copies).
+#include "pilc_fast.h"
+
+// Plane c of a tile at level lvl: the fast level's own loop, else pm_plane with the level and c
+// literals, so each (level, plane) pair's predictor count and branches are constants.
 #define PM_PLANE_AT(L, C) \
     pm_plane(im, L, C, y0, x0, h, w, st, coef, tb, decode, sym, tid, bkt, xs, rp, rend, data)
 #define PM_PLANE_LEVEL(L) \
@@ -467,8 +469,14 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
                           int64_t w, PmState *st, const int64_t *coef, const PmTables *tb,
                           const int decode, uint8_t *sym, uint8_t *tid, uint8_t *bkt,
                           int64_t *xs, int64_t *rp, int64_t rend, const uint8_t *data) {
-    if (lvl == PM_LVL_FAST) PM_PLANE_LEVEL(PM_LVL_FAST);
-    else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
+    if (lvl == PM_LVL_FAST) {
+        PmFastLane L;
+        pm_fast_open(&L, im, c, y0, x0, st, coef);
+        L.sym = sym; L.tid = tid; L.bkt = bkt;
+        if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
+        pm_fast_one(&L, c, h, w, im->W, tb, decode, data);
+        if (decode) { *xs = L.xs; *rp = L.rp; }
+    } else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
     else PM_PLANE_LEVEL(PM_LVL_DEFAULT);
 }
 #undef PM_PLANE_LEVEL

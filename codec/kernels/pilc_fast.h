@@ -1,0 +1,161 @@
+// The fast effort level's per-sample model (docs/FORMAT.md, "levels"): the per-tile LS predictor
+// alone (no blend, so no per-predictor errors), corrected by the moving mean of its error in a
+// context of 12 energy classes x 6 texture bits, then the default level's table choice. Its own
+// loop, apart from pm_plane's blend, because its point is speed: with ~40% of the default's work
+// per sample the decoder is bound by the latency of its serial chain (prediction -> table ->
+// rANS -> pixel -> next prediction), so the CPU decoder runs PM_FAST_LANES tiles of one shape in
+// lockstep and the core overlaps their chains. The GPU runs one lane per thread.
+#pragma once
+// Included by pilc_model.h after pm_plane: it uses the model's tables, state and helpers.
+
+#define PM_FAST_LANES 4  // tiles decoded in lockstep by one CPU thread
+
+// One tile plane in flight: where its samples and state are, and its stream or its outputs.
+typedef struct {
+    uint8_t *PILC_RESTRICT pc;        // plane c at the tile's origin (row stride im->W)
+    const uint8_t *PILC_RESTRICT p0;  // plane 0 there (planes > 0)
+    const uint8_t *PILC_RESTRICT p1;  // plane 1 there (plane 2)
+    PmState st;
+    const int64_t *PILC_RESTRICT coef;
+    int16_t *PILC_RESTRICT trow;      // this row's true errors of plane c (pad included)
+    const int16_t *PILC_RESTRICT t0row, *PILC_RESTRICT t1row;
+    int64_t xs, rp, rend;             // decoding: rANS state, read position, stream end
+    uint8_t *PILC_RESTRICT sym, *PILC_RESTRICT tid, *PILC_RESTRICT bkt;  // encoding
+    int64_t pos;
+} PmFastLane;
+
+PILC_FN void pm_fast_open(PmFastLane *L, const PmImage *im, int c, int64_t y0, int64_t x0,
+                          const PmState *st, const int64_t *coef) {
+    const int64_t o = y0 * im->W + x0;
+    L->pc = im->px + c * im->hw + o;
+    L->p0 = im->px + o;
+    L->p1 = im->px + im->hw + o;
+    L->st = *st;
+    L->coef = coef;
+    L->pos = 0;
+}
+
+PILC_FN void pm_fast_row(PmFastLane *L, int c, int64_t i) {
+    const int64_t pi = i + PM_PAD;
+    L->trow = L->st.te + pm_te_index(&L->st, c, pi, 0);
+    L->t0row = L->st.te + pm_te_index(&L->st, 0, pi, 0);
+    L->t1row = L->st.te + pm_te_index(&L->st, 1, pi, 0);
+}
+
+// Sample (i, j) of lane L's plane c (a literal where inlined): the same model step for the
+// encoder (decode = 0: symbol, table id, bucket out) and the fused decoder.
+PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, int64_t w,
+                            int64_t W, const PmTables *tb, const int decode,
+                            const uint8_t *PILC_RESTRICT data) {
+    const int kind = PILC_MIN(c, 2);
+    const int64_t ls = L->st.ls, tw = L->st.tw, pj = j + PM_PAD;
+    const int64_t *PILC_RESTRICT coef = L->coef;
+    int16_t *PILC_RESTRICT trow = L->trow;
+    int32_t nb[6];
+    pm_neighbours(L->pc, W, i, j, i, j, w, nb);
+    int32_t acc = (int32_t)coef[0] * nb[0] + (int32_t)coef[1] * nb[1]
+                  + (int32_t)coef[2] * nb[2] + (int32_t)coef[3] * nb[3]
+                  + (int32_t)coef[4] * nb[4] + (int32_t)coef[5] * nb[5];
+    for (int r = 0; r < kind; r++) {
+        int32_t g[6];
+        const uint8_t *pr = r == 0 ? L->p0 : L->p1;
+        pm_neighbours(pr, W, i, j, i, j, w, g);
+        const int32_t gx = pr[i * W + j];
+        const int nt = 6 + 5 * r;
+        acc += (int32_t)coef[nt] * gx + (int32_t)coef[nt + 1] * g[0]
+               + (int32_t)coef[nt + 2] * g[1] + (int32_t)coef[nt + 3] * g[2]
+               + (int32_t)coef[nt + 4] * g[3];
+    }
+    int32_t pr = (acc + 16) >> 5;
+    pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
+    const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
+    const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
+    int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw) + pilc_abs32(t_ne);
+    e += pilc_abs32(trow[(pj - 2 * tw) * ls]) + pilc_abs32(trow[(pj - 2) * ls]);
+    int32_t tprev = 0;
+    if (c == 1) {
+        tprev = L->t0row[pj * ls];
+        e += 2 * pilc_abs32(tprev);
+    } else if (c == 2) {
+        tprev = L->t1row[pj * ls];
+        e += pilc_abs32(L->t0row[pj * ls]) + pilc_abs32(tprev);
+    }
+    e >>= 3;
+    if (e > 4095) e = 4095;
+    const int32_t gs = pilc_abs32(nb[0] - nb[2]) + pilc_abs32(nb[1] - nb[2])
+                       + pilc_abs32(nb[3] - nb[0]);
+    const int64_t sub = tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
+    int64_t eb = tb->e_bucket[e];
+    if (i == 0) eb = PM_EDGE_ROW_BUCKET;
+    else if (j == 0) eb = PM_EDGE_COL_BUCKET;
+    const int64_t b = eb * PM_NSUB + sub;
+    int32_t *PILC_RESTRICT asum = L->st.asum, *PILC_RESTRICT acnt = L->st.acnt;
+    int64_t sb = asum[b * ls], cb = acnt[b * ls];
+    int64_t mean = ((sb << 4) * tb->crc[cb]) >> 33;
+    if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
+    const int64_t lv = tb->lom[mean];
+    // bias: 6 texture bits (neighbours and two gradients against P; on planes > 0 the earlier
+    // plane's error sign for NW) x 12 energy classes, an exponential moving mean of LS's error
+    const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
+                        | ((c > 0 ? tprev > 0 : nb[2] * 8 > pr) << 2) | ((nb[3] * 8 > pr) << 3)
+                        | (((2 * nb[0] - nb[4]) * 8 > pr) << 4)
+                        | (((2 * nb[1] - nb[5]) * 8 > pr) << 5);
+    const int64_t bi = PM_NB + (eb >> 1) * 64 + tex;
+    const int32_t bias = asum[bi * ls];
+    int32_t pc = pr + ((bias + (1 << (PM_EMA_FRAC - 1))) >> PM_EMA_FRAC);
+    pc = pc < 0 ? 0 : (pc > 255 * 8 ? 255 * 8 : pc);
+    int64_t base, neg;
+    const int64_t t_id = pm_coding_frame(pc, kind, lv, &base, &neg);
+    int32_t xv;
+    if (decode) {
+        const int64_t sv = rans_dec_sym(&L->xs, &L->rp, L->rend, t_id, tb->rans, data);
+        xv = (int32_t)((base + ((sv ^ neg) - neg)) & 0xFF);
+        L->pc[i * W + j] = (uint8_t)xv;
+    } else {
+        xv = L->pc[i * W + j];
+        L->sym[L->pos] = (uint8_t)((((xv - base) ^ neg) - neg) & 0xFF);
+        L->tid[L->pos] = (uint8_t)t_id;
+        if (L->bkt) L->bkt[L->pos] = (uint8_t)b;
+        L->pos++;
+    }
+    asum[bi * ls] = bias + ((((xv * 8 - pr) << PM_EMA_FRAC) - bias) >> PM_EMA_RATE);
+    const int32_t t = xv * 8 - pc;
+    trow[pj * ls] = (int16_t)t;
+    sb += pilc_abs32(t);
+    cb += 1;
+    if (cb >= PM_HALVE_AT) { sb = (sb + 1) >> 1; cb >>= 1; }
+    asum[b * ls] = (int32_t)sb;
+    acnt[b * ls] = (int32_t)cb;
+}
+
+// n lanes (1..PM_FAST_LANES) of plane c, all tiles of one shape h x w, in lockstep.
+PILC_FN void pm_fast_lanes(PmFastLane *lanes, const int n, const int c, int64_t h, int64_t w,
+                           int64_t W, const PmTables *tb, const int decode,
+                           const uint8_t *PILC_RESTRICT data) {
+    for (int k = 0; k < n; k++) pm_reset_plane(&lanes[k].st, PM_LVL_FAST, c, w, PILC_MIN(c, 2), tb);
+    for (int64_t i = 0; i < h; i++) {
+        for (int k = 0; k < n; k++) pm_fast_row(&lanes[k], c, i);
+        for (int64_t j = 0; j < w; j++)
+            for (int k = 0; k < n; k++) pm_fast_sample(&lanes[k], c, i, j, w, W, tb, decode, data);
+    }
+}
+
+// pm_fast_lanes with the plane index and the lane count (1, or PM_FAST_LANES on the CPU's
+// lockstep path) literals; the GPU build only ever inlines the one-lane copies.
+#define PM_FAST_AT(N, C) pm_fast_lanes(lanes, N, C, h, w, W, tb, decode, data)
+#define PM_FAST_N(N)                                                                          \
+    do {                                                                                      \
+        if (c == 0) PM_FAST_AT(N, 0);                                                         \
+        else if (c == 1) PM_FAST_AT(N, 1);                                                    \
+        else PM_FAST_AT(N, 2);                                                                \
+    } while (0)
+PILC_FN void pm_fast_one(PmFastLane *lanes, int c, int64_t h, int64_t w, int64_t W,
+                         const PmTables *tb, const int decode, const uint8_t *data) {
+    PM_FAST_N(1);
+}
+PILC_FN void pm_fast_all_lanes(PmFastLane *lanes, int c, int64_t h, int64_t w, int64_t W,
+                               const PmTables *tb, const int decode, const uint8_t *data) {
+    PM_FAST_N(PM_FAST_LANES);
+}
+#undef PM_FAST_N
+#undef PM_FAST_AT
