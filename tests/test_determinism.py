@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from golden.make_codec_vectors import NAMES, options
 
 import codec
 from codec import kernels
@@ -31,13 +32,11 @@ def test_decoder_network_golden(golden):
     )
 
 
-@pytest.mark.parametrize("name", ["rgb", "rgb_t128", "gray", "rgba", "tiny"])
+@pytest.mark.parametrize("name", NAMES)
 def test_blob_golden_bytes(golden, name):
-    from golden.make_codec_vectors import tile_option
-
     px = golden[f"in_{name}"]
     expected = golden[f"blob_{name}"].tobytes()
-    assert codec.encode(px, fallback="never", **tile_option(name)) == expected
+    assert codec.encode(px, fallback="never", **options(name)) == expected
     assert np.array_equal(codec.decode(expected), px)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from golden.make_codec_vectors import NAMES, options
 
 import codec
 from codec import learned
@@ -43,13 +44,11 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_golden_vectors_on_the_device(device):
-    from golden.make_codec_vectors import tile_option
-
     backend = device_backend(device)
     with np.load(GOLDEN) as f:
-        for name in ("rgb", "rgb_t128", "gray", "rgba", "tiny"):
+        for name in NAMES:
             px, expected = f[f"in_{name}"], f[f"blob_{name}"].tobytes()
-            blob = codec.encode(px, fallback="never", device=backend, **tile_option(name))
+            blob = codec.encode(px, fallback="never", device=backend, **options(name))
             assert blob == expected, name
             assert np.array_equal(codec.decode(expected, device=backend), px), name
 

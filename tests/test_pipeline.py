@@ -144,6 +144,28 @@ def test_empty_and_missing_sources(tmp_path, ray_address):
         api.compress(str(tmp_path / "empty"), str(tmp_path / "a_file" / "job"), **FAST)
     with pytest.raises(JobError, match="tile must be one of"):
         Driver(JobConfig(source=str(tmp_path / "empty"), dest=str(tmp_path / "job3"), tile=64))
+    with pytest.raises(JobError, match="effort must be one of"):
+        Driver(JobConfig(source=str(tmp_path / "empty"), dest=str(tmp_path / "job3"),
+                         effort="turbo"))
+
+
+def test_job_effort_reaches_blobs_index_and_report(tmp_path, ray_address):
+    from pilc_ray import report
+
+    expected = make_folder(tmp_path / "src", n=4, size=64)
+    dest = str(tmp_path / "job")
+    r = api.compress(str(tmp_path / "src"), dest, effort="fast", fallback="never", **FAST)
+    assert r.ok and r["counts"]["compressed"] == 4
+    assert_exact(dest, expected)
+    rows = pq.read_table(tmp_path / "job" / ix.INDEX_FILE).to_pylist()
+    learned = [row for row in rows if row["codec"] == "learned"]
+    assert learned and {row["effort"] for row in learned} == {"fast"}
+    assert all(row["effort"] is None for row in rows if row["codec"] != "learned")
+    for row in learned:
+        assert codec.info(ix.read_blob(row))["effort"] == "fast"
+    groups = {g["name"]: g["images"] for g in report.build_report(dest)["by_effort"]}
+    assert groups == {"fast": len(learned), **({"(none)": 4 - len(learned)} if len(learned) < 4
+                                                 else {})}  # fmt: skip
 
 
 def test_in_memory_images_and_object_refs(tmp_path, ray_address):

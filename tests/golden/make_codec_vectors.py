@@ -16,8 +16,14 @@ from codec.model import default_model
 OUT = Path(__file__).with_name("codec_vectors.npz")
 
 
-# Vectors encoded with a tile side other than the default (layout.DEFAULT_TILE).
-TILES = {"rgb_t128": 128}
+# Vectors encoded with options other than the defaults: another tile side, the other effort
+# levels (each pins its level's model and tables; the default-level vectors are unchanged).
+OPTIONS: dict[str, dict] = {
+    "rgb_t128": {"tile": 128},
+    **{f"{base}_{effort}": {"effort": effort}
+       for effort in ("fast", "max") for base in ("rgb", "gray", "rgba", "tiny")},
+}  # fmt: skip
+NAMES = ("rgb", "gray", "rgba", "tiny", *OPTIONS)
 
 
 def inputs() -> dict[str, np.ndarray]:
@@ -28,17 +34,18 @@ def inputs() -> dict[str, np.ndarray]:
     base = (128 + 60 * np.sin(x / 17.0) * np.cos(y / 23.0)).astype(np.int64)
     rgb = np.stack([base, base // 2 + 40, 255 - base], -1) + rng.integers(-4, 5, (150, 200, 3))
     rgb8 = np.clip(rgb, 0, 255).astype(np.uint8)
-    return {
+    plain = {
         "rgb": rgb8,
-        "rgb_t128": rgb8,
         "gray": np.clip(base[:37, :129] + rng.integers(-2, 3, (37, 129)), 0, 255).astype(np.uint8),
         "rgba": np.clip(rgb[:64, :70], 0, 255).astype(np.uint8)[..., [0, 1, 2, 0]],
         "tiny": np.array([[[7, 8, 9]]], dtype=np.uint8),
     }
+    return {name: plain[name.split("_")[0]] for name in NAMES}
 
 
-def tile_option(name: str) -> dict[str, int]:
-    return {"tile": TILES[name]} if name in TILES else {}
+def options(name: str) -> dict:
+    """codec.encode keywords of a vector besides fallback="never"."""
+    return OPTIONS.get(name, {})
 
 
 def network_inputs(n_codes: int) -> np.ndarray:
@@ -51,7 +58,7 @@ def main() -> None:
     arrays = {"model_id": np.frombuffer(bytes.fromhex(model.model_id), dtype=np.uint8)}
     for name, px in inputs().items():
         arrays[f"in_{name}"] = px
-        blob = codec.encode(px, fallback="never", **tile_option(name))
+        blob = codec.encode(px, fallback="never", **options(name))
         arrays[f"blob_{name}"] = np.frombuffer(blob, dtype=np.uint8)
     idx = network_inputs(model.config.n_codes)
     arrays["net_indices"] = idx

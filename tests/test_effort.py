@@ -1,0 +1,188 @@
+"""Effort levels: every level exact on every mode and shape, named in the header, decoded by one
+decoder; the header's level bits and the level files are checked like every other field."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import codec
+from codec import container, kernels, learned, pixelmodel, rans
+from codec.layout import tile_boxes
+from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
+
+EFFORTS = ("fast", "default", "max")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def photo(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 120 + 50 * np.sin(x / 13.0) * np.cos(y / 19.0)
+    rgb = np.stack([base, 0.7 * base + 20, 240 - base], -1) + rng.normal(0, 4, (h, w, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def images() -> dict[str, np.ndarray]:
+    rgb = photo(300, 520, 3)  # 256 tiles: two full tiles per row and a narrow one
+    return {
+        "rgb": rgb,
+        "gray": rgb[:, :, 1].copy(),
+        "rgba": np.dstack([rgb[:97, :131], rgb[:97, :131, :1]]),
+        "la": np.dstack([rgb[:40, :33, 0], rgb[:40, :33, 2]]),
+        "row": rgb[:1, :300].copy(),
+        "column": rgb[:300, :1, 0].copy(),
+        "tiny": rgb[:1, :1].copy(),
+    }
+
+
+@pytest.mark.parametrize("effort", EFFORTS)
+def test_every_level_is_exact_and_named_in_the_header(effort):
+    for name, px in images().items():
+        blob = codec.encode(px, effort=effort, fallback="never")
+        head = codec.info(blob)
+        assert head["codec"] == "learned" and head["effort"] == effort, name
+        assert np.array_equal(codec.decode(blob), px), name
+        tables = default_model().pixel_tables(pixelmodel.LEVELS.index(effort))
+        assert head["model_id"] == tables.model_id, name
+
+
+def _shared_photos(n: int) -> list[str]:
+    paths = sorted(glob.glob(str(DATA / "classic_sr_denoise_sets" / "**" / "*.png"),
+                             recursive=True))[:n]  # fmt: skip
+    if not paths:
+        pytest.skip(f"no images under {DATA}")
+    return paths
+
+
+def test_levels_order_their_bytes_on_photos():
+    """On real photos (a training set) max codes fewest bytes and fast most. (On a synthetic
+    sine plus Gaussian noise the LS predictor alone wins: levels are tuned for photos.)"""
+    sizes = dict.fromkeys(EFFORTS, 0)
+    for p in _shared_photos(4):
+        img = codec.load_image(p)
+        for e in EFFORTS:
+            sizes[e] += len(codec.encode(img, effort=e, fallback="never"))
+    assert sizes["max"] < sizes["default"] < sizes["fast"], sizes
+
+
+def test_effort_names_and_indices_and_refusals():
+    px = photo(40, 50, 1)
+    assert codec.encode(px, effort=1) == codec.encode(px, effort="fast")
+    assert codec.encode(px, effort=0) == codec.encode(px)  # default: the bytes of before
+    for bad in ("turbo", 3, -1, True, 1.0):
+        with pytest.raises(codec.CodecError, match="effort"):
+            codec.encode(px, effort=bad)
+    with pytest.raises(codec.CodecError, match="VQ"):
+        codec.encode(px, effort="fast", vq=True)
+
+
+def test_mixed_levels_decode_in_one_batch_on_the_cpu_and_the_emulated_gpu():
+    from codec.gpu.emulated import EmulatedBackend
+
+    pics = list(images().values())
+    blobs = [codec.encode(p, effort=EFFORTS[i % 3], fallback="never") for i, p in enumerate(pics)]
+    for device in ("cpu", EmulatedBackend()):
+        for got, px in zip(codec.decode_batch(blobs, device=device), pics, strict=True):
+            assert np.array_equal(got, px)
+    for effort in ("fast", "max"):
+        cpu = codec.encode_batch(pics, effort=effort, fallback="never", device="cpu")
+        assert codec.encode_batch(pics, effort=effort, fallback="never",
+                                  device=EmulatedBackend()) == cpu  # fmt: skip
+
+
+def _with_flags(blob: bytes, flags: int) -> bytes:
+    """The blob with another header flags byte (the header check recomputed to match)."""
+    head, payload = container.parse(blob)
+    n = len(blob) - len(payload) - 4
+    raw = bytearray(blob[:n])
+    raw[7] = flags
+    return bytes(raw) + container.header_check(raw).to_bytes(4, "little") + bytes(payload)
+
+
+def test_header_level_bits_are_checked():
+    px = photo(30, 40, 2)
+    fast = codec.encode(px, effort="fast", fallback="never")
+    assert fast[7] >> container.LEVEL_SHIFT & 3 == 1
+    assert codec.encode(px, fallback="never")[7] == 0  # default level: bits clear
+    with pytest.raises(codec.CodecError, match="header flags"):
+        codec.decode(_with_flags(fast, 3 << container.LEVEL_SHIFT))  # level 3 is reserved
+    with pytest.raises(codec.CodecError, match="lacks"):
+        codec.decode(_with_flags(fast, 2 << container.LEVEL_SHIFT))  # names fast's tables
+    classical = codec.encode(np.full((10, 12), 1000, np.uint16))  # 16-bit: never learned
+    assert container.parse(classical)[0].codec != "learned"
+    with pytest.raises(codec.CodecError, match="effort level is set"):
+        codec.decode(_with_flags(classical, 1 << container.LEVEL_SHIFT))
+
+
+def test_level_files_are_validated(tmp_path):
+    model = default_model()
+    arrays = _read_npz(level_file(DEFAULT_WEIGHTS, "fast"))
+    other = dict(arrays, base_id=np.zeros(8, np.uint8))
+    with pytest.raises(codec.CodecError, match="made for model"):
+        model.add_level(other)
+    with pytest.raises(codec.CodecError, match="shapes"):
+        model.add_level(dict(arrays, prior=arrays["prior"][:2]))
+    with pytest.raises(codec.CodecError, match="not a level file"):
+        model.add_level({"freqs": arrays["freqs"]})
+    with pytest.raises(codec.CodecError, match="not a non-default"):
+        model.add_level(dict(arrays, level=np.array([0])))
+
+
+def _fast_streams(g: np.ndarray):
+    pt = default_model().pixel_tables(pixelmodel.LEVEL_FAST)
+    boxes = tile_boxes(g.shape[1], g.shape[2], 128)
+    code = pixelmodel.encode_planes(g, boxes, None, pt.prior, pixelmodel.LEVEL_FAST)
+    data, bb = rans.encode_streams(code.symbols, code.table_ids, code.bounds, pt.tables)
+    return pt, boxes, code, data, bb
+
+
+def test_fast_lockstep_decoder_equals_one_tile_at_a_time_and_names_bad_streams():
+    """The fast CPU decoder runs groups of tiles of one shape in lockstep; the groups cover every
+    tile once, and a corrupt stream inside a group is reported by its own index."""
+    g = np.ascontiguousarray(photo(300, 520, 5).transpose(2, 0, 1))
+    pt, boxes, code, data, bb = _fast_streams(g)
+    groups = pixelmodel.fast_groups(boxes)
+    members = groups[groups >= 0]
+    assert sorted(members.tolist()) == list(range(len(boxes)))
+    assert (groups[:, 1] >= 0).sum() >= 2  # some groups run in lockstep
+    for threads in (1, 2):
+        with kernels.using_threads(threads):
+            out = pixelmodel.decode_planes(data, bb, g.shape, boxes, None, code.coefs, pt.prior,
+                                           pt.tables, level=pixelmodel.LEVEL_FAST)  # fmt: skip
+        assert np.array_equal(out, g)
+    full = groups[groups[:, 1] >= 0][0]
+    stream = int(full[2]) * 3 + 1  # plane 1 of the group's third tile
+    bad = data.copy()
+    bad[bb[stream] + 4 : bb[stream + 1]] ^= 0x5A
+    with pytest.raises(codec.CodecError, match=f"residual stream {stream}: corrupt"):
+        pixelmodel.decode_planes(bad, bb, g.shape, boxes, None, code.coefs, pt.prior, pt.tables,
+                                 level=pixelmodel.LEVEL_FAST)  # fmt: skip
+    short = data.copy()
+    short[bb[stream] : bb[stream] + 4] = 0  # initial state below 2^16: the group goes tile-wise
+    with pytest.raises(codec.CodecError, match=f"residual stream {stream}: corrupt \\(code 4\\)"):
+        pixelmodel.decode_planes(short, bb, g.shape, boxes, None, code.coefs, pt.prior, pt.tables,
+                                 level=pixelmodel.LEVEL_FAST)  # fmt: skip
+
+
+def test_payload_sends_each_levels_coefficient_count():
+    g = photo(64, 64, 9).transpose(2, 0, 1).copy()
+    for level, taps in ((pixelmodel.LEVEL_DEFAULT, (6, 11, 16)), (pixelmodel.LEVEL_MAX,
+                                                                  (10, 17, 24))):
+        assert tuple(pixelmodel.n_taps(c, level) for c in range(3)) == taps
+        payload = learned.encode_groups(default_model(), [g], level=level)[0]
+        parsed = learned._parse(payload, g.shape, level)
+        assert np.array_equal(learned.decode_groups(default_model(), [payload], [g.shape],
+                                                    level=level)[0], g)  # fmt: skip
+        assert parsed.coefs.shape[2] == pixelmodel.N_TAPS_MAX
+
+
+def test_shared_photos_are_exact_at_every_level():
+    for p in _shared_photos(3):
+        img = codec.load_image(p)
+        for effort in EFFORTS:
+            blob = codec.encode(img, effort=effort)
+            assert np.array_equal(codec.decode(blob), img.pixels), (p, effort)
