@@ -317,6 +317,8 @@ def _parse(
     reader = varints.Reader(payload)
     flags = reader.varint(FLAG_VQ | FLAG_TILE256)
     vq_on = bool(flags & FLAG_VQ)
+    if vq_on and level != pixelmodel.LEVEL_DEFAULT:
+        raise CodecError("learned payload: the VQ stage at a non-default effort level")
     boxes = tile_boxes(height, width, 2 * TILE if flags & FLAG_TILE256 else TILE)
     mask = _coef_mask(len(boxes), n_ch, level)
     raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
