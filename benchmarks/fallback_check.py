@@ -6,7 +6,7 @@
         default) and lossless WebP (m4) blob bytes and times, the cheap statistics
         (repeat share, sampled PNG-level-1 estimate, ...) and their times: the data the
         auto rule is designed from.
-    python benchmarks/fallback_check.py check DIR [DIR ...] --out benchmarks/results/fallback_check.md
+    python benchmarks/fallback_check.py check DIR [DIR ...] --out RESULT.md
         per set: encode MB/s of auto and never side by side (alternating, best of --repeats),
         classical encoder runs avoided against the old rule, bytes against the old rule's auto,
         the worst blob against PNG (must stay <= PNG + 64 bytes).
@@ -50,8 +50,9 @@ def images(folder: Path) -> Iterator[tuple[str, RasterImage]]:
         img = load_image(str(p))
         # pixels only, as benchmarks/peers.py hands them to every codec: ICC/Exif/text would
         # weigh the same in every blob and the PNG reference carries none
-        yield str(p.relative_to(folder)), RasterImage(
-            img.pixels, img.mode, palette=img.palette, palette_mode=img.palette_mode
+        yield (
+            str(p.relative_to(folder)),
+            RasterImage(img.pixels, img.mode, palette=img.palette, palette_mode=img.palette_mode),
         )
 
 
@@ -77,7 +78,7 @@ def old_kinds(img: RasterImage, learned_bytes: int) -> tuple[str, ...]:
 
 def measure_one(img: RasterImage) -> dict:
     px = img.pixels
-    blob, t_never = timed(lambda: codec.encode(img, fallback="never", threads=1))
+    blob, t_never = timed(lambda im=img: codec.encode(im, fallback="never", threads=1))
     png_raw = len(classical.encode_kind(img, "png"))
     png, t_png = classical_blob(img, "png")
     webp, t_webp = classical_blob(img, "webp")
@@ -150,19 +151,31 @@ def best_time(fn: Callable[[], bytes], repeats: int) -> tuple[bytes, float]:
 
 
 def check_set(folder: Path, repeats: int) -> dict:
-    s = {"set": folder.name, "images": 0, "bytes_px": 0, "t_never": 0.0, "t_auto": 0.0,
-         "old_runs": 0, "new_runs": 0, "auto": 0, "old_auto": 0, "png_raw": 0,
-         "worst": None, "losses": [], "skipped": 0}
+    s = {
+        "set": folder.name,
+        "images": 0,
+        "bytes_px": 0,
+        "t_never": 0.0,
+        "t_auto": 0.0,
+        "old_runs": 0,
+        "new_runs": 0,
+        "auto": 0,
+        "old_auto": 0,
+        "png_raw": 0,
+        "worst": None,
+        "losses": [],
+        "skipped": 0,
+    }
     for name, img in images(folder):
         if img.mode not in api.LEARNED_MODES:
             s["skipped"] += 1
             continue
         never, auto, t_never, t_auto = b"", b"", float("inf"), float("inf")
         for _ in range(repeats):  # alternate, so drift in machine speed hits both alike
-            never, dt = timed(lambda: codec.encode(img, fallback="never", threads=1))
+            never, dt = timed(lambda im=img: codec.encode(im, fallback="never", threads=1))
             t_never = min(t_never, dt)
             with Counting() as c:
-                auto, dt = timed(lambda: codec.encode(img, fallback="auto", threads=1))
+                auto, dt = timed(lambda im=img: codec.encode(im, fallback="auto", threads=1))
             t_auto = min(t_auto, dt)
         assert np.array_equal(codec.decode(auto), img.pixels), name
         png_raw = len(classical.encode_kind(img, "png"))
@@ -196,14 +209,16 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.platform()}, Python {platform.python_version()}"
+    py = platform.python_version()
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.platform()}, Python {py}"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     sets = [check_set(Path(d), args.repeats) for d in args.dirs]
-    cmdline = "python benchmarks/fallback_check.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    args_s = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cmdline = f"python benchmarks/fallback_check.py {args_s}"
     lines = [
-        "# fallback=\"auto\": cost and bytes of the never-worse-than-PNG check",
+        '# fallback="auto": cost and bytes of the never-worse-than-PNG check',
         "",
         f"Command: `{cmdline}`  ",
         f"Machine: {machine()}, one thread (threads=1, *_NUM_THREADS=1)  ",
@@ -212,8 +227,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         "Speed: encode MB/s of raw pixel bytes, `auto` and `never` timed alternately on each image "
         f"(best of {args.repeats}), summed over the set. Classical runs: classical encoder calls "
         "(PNG, WebP) of the old rule (bpsp < 1.5 or > 6, repeat share >= 0.2, PNG alone <= 1024 "
-        "samples) and of the new one. Bytes: blob totals of the new auto and the old auto. Worst vs "
-        "PNG: largest blob minus Pillow-default PNG (guarantee: <= +64).",
+        "samples) and of the new one. Bytes: blob totals of the new auto and the old auto. "
+        "Worst vs PNG: largest blob minus Pillow-default PNG (guarantee: <= +64).",
         "",
         "| set | images | never MB/s | auto MB/s | auto/never | classical runs old -> new | "
         "bytes auto (new) | bytes auto (old) | new - old | worst vs PNG (bytes, image) |",
@@ -228,8 +243,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         bad += worst[0] > PNG_SLACK
         lines.append(
             f"| {s['set']} | {s['images']} | {mb / s['t_never']:.2f} | {mb / s['t_auto']:.2f} | "
-            f"{s['t_never'] / s['t_auto']:.3f} | {s['old_runs']} -> {s['new_runs']} | {s['auto']} | "
-            f"{s['old_auto']} | {s['auto'] - s['old_auto']:+d} | {worst[0]:+d} ({worst[1]}) |"
+            f"{s['t_never'] / s['t_auto']:.3f} | {s['old_runs']} -> {s['new_runs']} | "
+            f"{s['auto']} | {s['old_auto']} | {s['auto'] - s['old_auto']:+d} | "
+            f"{worst[0]:+d} ({worst[1]}) |"
         )
     lines += ["", "Images where the new auto is larger than the old auto:", ""]
     any_loss = False
