@@ -16,6 +16,7 @@ import numpy as np
 import xxhash
 
 from codec import classical, container, gpu, kernels, learned, pixelmodel, timing, varints
+from codec import fallback as fallback_rule
 from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
 from codec.gpu.backend import Backend
@@ -32,18 +33,13 @@ from codec.model import (
 
 LEARNED_MODES = ("L", "LA", "RGB", "RGBA")
 FALLBACKS = ("auto", "always", "never")
-# "auto" compares with classical codecs only where the learned path can plausibly lose:
-# synthetic content (very low bpsp, or many pixels repeating their left neighbour exactly, where
-# LZ matching wins: GUI screenshots with anti-aliased text reach 1.5-6 bpsp with us but repeat
-# 40-95% of pixels, photos ~1%), noise (very high bpsp) and tiny images (checked against PNG
-# alone, what the never-worse-than-PNG rule needs). Small photos need no check: on 900 of them
-# (imagenet 64x64 and 32x32, cifar10) the learned blob was smaller than PNG every time, by at
-# least 231 bytes, while the PNG check cost a third of their encode time.
-# benchmarks/peers.py reports the worst case against PNG per set.
-AUTO_LOW_BPSP = 1.5
-AUTO_HIGH_BPSP = 6.0
-AUTO_SMALL_SAMPLES = 1 << 10  # tiny: the header and side information weigh most there
-AUTO_REPEAT = 0.2  # share of pixels equal to their left neighbour (all channels)
+# "auto" compares with classical codecs only where one can plausibly beat the learned blob:
+# codec/fallback.py decides from the learned payload's size, the repeat share and, where those
+# leave it open, sampled PNG/WebP estimates; its constants say why. (The old rule ran PNG and
+# WebP wherever bpsp < 1.5 or > 6 or repeats >= 20%: 3.5-6x slower on smooth photos, where
+# they never won, and it missed lenna, 34% above PNG; benchmarks/results/fallback_check.md.)
+AUTO_SMALL_SAMPLES = fallback_rule.TINY_SAMPLES
+AUTO_REPEAT = fallback_rule.REPEAT_ALL
 
 ImageLike = RasterImage | np.ndarray | object
 
@@ -138,20 +134,17 @@ def repeat_share(pixels: np.ndarray) -> float:
     return count / (h * (w - 1))
 
 
-def _candidates(fallback: str, bpsp: float, img: RasterImage) -> tuple[str, ...]:
-    """Classical kinds to compare a learned blob with (empty: keep the learned one).
+def _candidates(fallback: str, learned_bytes: int, img: RasterImage) -> tuple[str, ...]:
+    """Classical kinds to compare a learned payload of learned_bytes with (empty: keep it).
 
-    Synthetic or noisy content gets every default kind (WebP often wins there by far); a small
-    photo-like image only gets PNG, enough for the never-worse-than-PNG rule, because WebP's
-    lossless encoder would cost twice our own encode time on it."""
+    "auto" runs a kind only where codec.fallback finds it can plausibly win, so on photos the
+    check costs the repeat share (~1% of the encode) and no classical encoder."""
     if fallback == "never":
         return ()
+    kinds = classical.default_kinds(img.mode)
     if fallback == "always":
-        return classical.default_kinds(img.mode)
-    px = img.pixels
-    if bpsp < AUTO_LOW_BPSP or bpsp > AUTO_HIGH_BPSP or repeat_share(px) >= AUTO_REPEAT:
-        return classical.default_kinds(img.mode)
-    return ("png",) if px.size <= AUTO_SMALL_SAMPLES else ()
+        return kinds
+    return fallback_rule.plausible_kinds(img, learned_bytes, kinds, repeat_share(img.pixels))
 
 
 def encode_batch(
@@ -213,7 +206,7 @@ def _pack_best(
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
     effort = pixelmodel.LEVELS[tables.level]
     best = container.pack(_header(img, "learned", tables.model_id, effort), body)
-    kinds = _candidates(fallback, 8 * len(best) / img.pixels.size, img)
+    kinds = _candidates(fallback, len(body), img)  # the payload: metadata weighs alike in both
     if not kinds:
         return best
     kind, payload = classical.encode_classical(img, kinds)

@@ -388,13 +388,35 @@ def test_stage_timing_covers_every_stage():
     assert dec["model"] > 0 and dec["coder"] > 0, dec
 
 
-SCREENSHOT = "../shared/data/screenshots_gimp/toolbox__FG-select-draw-bg.png"
+DATA = "../shared/data"
+SCREENSHOT = f"{DATA}/screenshots_gimp/toolbox__FG-select-draw-bg.png"
+
+
+def _count_classical(monkeypatch) -> dict[str, int]:
+    """Counts classical encoder runs per kind (the estimates call the libraries directly)."""
+    from codec import classical
+
+    calls: dict[str, int] = {}
+    real = classical.encode_kind
+
+    def counting(img, kind, **kw):
+        calls[kind] = calls.get(kind, 0) + 1
+        return real(img, kind, **kw)
+
+    monkeypatch.setattr(classical, "encode_kind", counting)
+    return calls
+
+
+def _load_bare(path: str) -> np.ndarray:
+    from codec.imagefile import load_image
+
+    return load_image(path).pixels
 
 
 @pytest.mark.skipif(not __import__("os").path.exists(SCREENSHOT), reason="shared data missing")
-def test_auto_fallback_catches_screenshots_the_bpsp_rule_misses():
+def test_auto_fallback_catches_screenshots_the_bpsp_rule_misses(monkeypatch):
     """A 496k-sample RGBA GUI screenshot lands at mid bpsp with the learned path (2.6x PNG);
-    `auto` must still store it no larger than PNG + 64 bytes (the repeat-share rule)."""
+    `auto` must still run WebP on it and store it no larger than PNG + 64 bytes."""
     import io
 
     from PIL import Image
@@ -408,9 +430,62 @@ def test_auto_fallback_catches_screenshots_the_bpsp_rule_misses():
     assert 8 * len(learned) / px.size > 1.5 and px.size > 1 << 16  # outside the other rules
     assert len(learned) > len(png.getvalue())  # the learned path really loses here
     assert repeat_share(px) >= AUTO_REPEAT
-    assert len(codec.encode(px)) <= len(png.getvalue()) + 64
+    calls = _count_classical(monkeypatch)
+    blob = codec.encode(px)
+    assert calls == {"png": 1, "webp": 1} and codec.info(blob)["codec"] == "png"
+    assert len(blob) <= len(png.getvalue()) + 64
     photo = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     assert repeat_share(photo) < 0.01
+
+
+XML_TAGS = f"{DATA}/screenshots_gimp/contribute__xml-tags.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(XML_TAGS), reason="shared data missing")
+def test_auto_fallback_keeps_webp_where_it_wins(monkeypatch):
+    """A GUI screenshot where lossless WebP is 5.7x smaller than the learned blob (and 3.6x
+    smaller than PNG): `auto` must run WebP and store it."""
+    px = _load_bare(XML_TAGS)
+    calls = _count_classical(monkeypatch)
+    blob = codec.encode(px)
+    assert calls.get("webp") == 1 and codec.info(blob)["codec"] == "webp"
+    assert 4 * len(blob) < len(codec.encode(px, fallback="never"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # a smooth photo (learned 1.26 bpsp): the old rule ran PNG and WebP on it and neither
+        # won; the estimates (PNG 2.1x, WebP 1.85x the learned size) now rule them out
+        f"{DATA}/imagenet_sample_downsampled/64x64/n03532672_hook.png",
+        f"{DATA}/wikipedia_photos/001.png",  # 1 MP, 9% repeats: the most of any photo seen
+    ],
+)
+def test_auto_fallback_runs_no_classical_encoder_on_photos(path, monkeypatch):
+    if not __import__("os").path.exists(path):
+        pytest.skip("shared data missing")
+    px = _load_bare(path)
+    calls = _count_classical(monkeypatch)
+    blob = codec.encode(px)
+    assert calls == {} and codec.info(blob)["codec"] == "learned"
+    assert blob == codec.encode(px, fallback="never")
+
+
+LENNA = f"{DATA}/classic_sr_denoise_sets/Set14/lenna.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(LENNA), reason="shared data missing")
+def test_auto_fallback_catches_lenna_the_old_rule_missed(monkeypatch):
+    """Set14's lenna: 4.4 bpsp and 19.8% repeats passed every old threshold, and the learned
+    blob was 34% above PNG; the sampled PNG estimate (0.89 of the learned size) catches it."""
+    from codec.classical import encode_kind
+
+    px = _load_bare(LENNA)
+    calls = _count_classical(monkeypatch)
+    blob = codec.encode(px)
+    assert calls.get("png") == 1
+    png = encode_kind(codec.RasterImage(px, "RGB"), "png")
+    assert codec.info(blob)["codec"] != "learned" and len(blob) <= len(png) + 64
 
 
 @pytest.mark.parametrize(
