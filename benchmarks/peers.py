@@ -210,12 +210,21 @@ def register_pilc() -> None:
         SKIPPED["pilc"] = "codec.encode/codec.decode not exposed yet"
         return
 
-    def encode_image(img: RasterImage) -> bytes:
-        bare = RasterImage(img.pixels, img.mode, palette=img.palette, palette_mode=img.palette_mode)
-        return bytes(enc(bare))
+    def encoder(effort: str) -> Callable[[RasterImage], bytes]:
+        def encode_image(img: RasterImage) -> bytes:
+            bare = RasterImage(img.pixels, img.mode, palette=img.palette,
+                               palette_mode=img.palette_mode)  # fmt: skip
+            return bytes(enc(bare, effort=effort))
+
+        return encode_image
 
     decode_image = getattr(codec, "decode_image", dec)  # RasterImage: palettes get checked too
-    _register("pilc", encode_image, lambda blob, _img: decode_image(blob), None, "ours")
+    warm = np.zeros((8, 8, 3), np.uint8)  # load the model and every level's tables up front, so
+    for effort in ("fast", "default", "max"):  # no level's first image pays for them
+        decode_image(enc(warm, effort=effort))
+    for effort, name in (("fast", "pilc-fast"), ("default", "pilc"), ("max", "pilc-max")):
+        note = "ours" if effort == "default" else f"ours, effort {effort}"
+        _register(name, encoder(effort), lambda blob, _img: decode_image(blob), None, note)
 
 
 # ----------------------------------------------------------------------------------------------
