@@ -149,7 +149,7 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
 }
 
 // Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over every 3rd row and column,
-// every 5th in tiles of >= 2^15 samples, every one in tiles of < 1024 (an encoder choice, not
+// every 5th in tiles of >= 2^15 samples (but the fast level's plane 0), every one in tiles of < 1024 (an encoder choice, not
 // part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
 // CPU and GPU pick the same coefficients. a: PM_NTAPS^2 scratch, b: PM_NTAPS.
 PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
@@ -158,7 +158,10 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
     const int n = pm_n_taps(lvl, c);
     for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
     for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
-    const int64_t step = h * w >= (1 << 15) ? 5 : (h * w >= 1024 ? 3 : 1);
+    // the fast level leans on LS alone: its plane 0 (6 taps, a cheap fit) is fitted on every
+    // 3rd row and column of big tiles too (-0.4% bytes on gray, docs/experiments.md entry 19)
+    const int dense = lvl == PM_LVL_FAST && c == 0;
+    const int64_t step = h * w >= (1 << 15) ? (dense ? 3 : 5) : (h * w >= 1024 ? 3 : 1);
     const uint8_t *pc = im->px + c * im->hw;
     for (int64_t i = 0; i < h; i += step) {
         for (int64_t j = 0; j < w; j += step) {
