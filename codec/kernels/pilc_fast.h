@@ -95,9 +95,11 @@ PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, in
     if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
     const int64_t lv = tb->lom[mean];
     // bias: 6 texture bits (neighbours and two gradients against P; on planes > 0 the earlier
-    // plane's error sign for NW) x 12 energy classes, an exponential moving mean of LS's error
+    // plane's error sign for NW, on plane 2 plane 0's for NE) x 12 energy classes, an
+    // exponential moving mean of LS's error
     const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
-                        | ((c > 0 ? tprev > 0 : nb[2] * 8 > pr) << 2) | ((nb[3] * 8 > pr) << 3)
+                        | ((c > 0 ? tprev > 0 : nb[2] * 8 > pr) << 2)
+                        | ((c == 2 ? L->t0row[pj * ls] > 0 : nb[3] * 8 > pr) << 3)
                         | (((2 * nb[0] - nb[4]) * 8 > pr) << 4)
                         | (((2 * nb[1] - nb[5]) * 8 > pr) << 5);
     const int64_t bi = PM_NB + (eb >> 1) * 64 + tex;
