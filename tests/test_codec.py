@@ -502,3 +502,53 @@ def test_repeat_share_counts_by_bands_like_one_pass(shape):
     p3 = px if px.ndim == 3 else px[:, :, None]
     expected = np.all(p3[:, 1:] == p3[:, :-1], axis=2).mean() if shape[1] > 1 else 0.0
     assert repeat_share(px) == pytest.approx(expected, abs=1e-12)
+
+
+MOTION = f"{DATA}/usc_sipi/sequences/motion01.512.png"
+LIBRARY = f"{DATA}/waterloo_bragzone/library.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(LIBRARY), reason="shared data missing")
+def test_auto_fallback_estimates_photos_with_some_repeats(monkeypatch):
+    """20-50% repeats: estimated with a wider margin, not sent to every kind. A gray video frame
+    (35% repeats) where neither kind wins runs none; waterloo's library (31%), where PNG and WebP
+    win, still runs them and stores no more than PNG + 64 bytes."""
+    import io
+
+    from PIL import Image
+
+    from codec.api import repeat_share
+    from codec.fallback import REPEAT_ALL, REPEAT_SOME
+
+    frame = _load_bare(MOTION)
+    assert REPEAT_SOME <= repeat_share(frame) < REPEAT_ALL
+    calls = _count_classical(monkeypatch)
+    assert codec.info(codec.encode(frame))["codec"] == "learned" and calls == {}
+    library = _load_bare(LIBRARY)
+    assert REPEAT_SOME <= repeat_share(library) < REPEAT_ALL
+    blob = codec.encode(library)
+    assert calls == {"png": 1, "webp": 1} and codec.info(blob)["codec"] != "learned"
+    png = io.BytesIO()
+    Image.fromarray(library).save(png, "PNG")
+    assert len(blob) <= len(png.getvalue()) + 64
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(f"{DATA}/imagenet_sample_downsampled"),
+                    reason="shared data missing")  # fmt: skip
+def test_auto_fallback_runs_nothing_on_small_photos(monkeypatch):
+    """Images estimated whole (< 256 rows) at 2-8 bpsp with < 30% repeats run no classical
+    encoder: PNG never beat the learned blob on such images."""
+    import glob
+
+    from codec.api import repeat_share
+
+    paths = sorted(glob.glob(f"{DATA}/imagenet_sample_downsampled/32x32/*.png"))[:40]
+    calls = _count_classical(monkeypatch)
+    checked = 0
+    for p in paths:
+        px = _load_bare(p)
+        bpsp = 8 * len(codec.encode(px, fallback="never")) / px.size
+        if 2 <= bpsp <= 8 and repeat_share(px) < 0.3:
+            codec.encode(px)
+            checked += 1
+    assert checked >= 20 and calls == {}
