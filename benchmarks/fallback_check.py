@@ -201,14 +201,9 @@ def check_set(folder: Path, repeats: int) -> dict:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from peers import cpu_name  # same folder
+
+    cpu = cpu_name()
     py = platform.python_version()
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.platform()}, Python {py}"
 
