@@ -16,7 +16,7 @@ import numpy as np
 from codec import kernels, learned, pixelmodel
 from codec.layout import DEFAULT_TILE, TILE_SIZES, tile_boxes
 from codec.model import default_model
-from codec.train import load_planes
+from codec.train.data import load_planes
 
 DATA = "../shared/data/"
 DEFAULTS = (

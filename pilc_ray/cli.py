@@ -128,7 +128,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from codec.train import train
+    from codec.train.trainer import train
 
     print(train(a))
     return 0
@@ -340,7 +340,7 @@ def _info_options(i: argparse.ArgumentParser) -> None:
 
 
 def _train_options(t: argparse.ArgumentParser) -> None:
-    from codec.train import add_arguments
+    from codec.train.trainer import add_arguments
 
     add_arguments(t)
     t.set_defaults(fn=_cmd_train)

@@ -227,7 +227,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     raise AssertionError("no sub-commands")
 
 
-# train's options are the codec's own (codec/train.py); bench passes everything on
+# train's options are the codec's own (codec/train/trainer.py); bench passes everything on
 DOCUMENTED = ["encode", "decode", "info", "demo", "compress", "samples", "lookup", "verify",
               "get", "ls", "serve", "report"]
 

@@ -2,7 +2,7 @@
 
 Decoder quantisation: int8 embeddings (per-tensor scale), int8 weights (per-output-channel
 scale), int8 activations (scale calibrated on training latents), requantisation multipliers with
-a 24-bit shift. Tables and bucket priors of the pixel model: codec/fit_tables.py, run over the
+a 24-bit shift. Tables and bucket priors of the pixel model: codec/train/fit_tables.py, run over the
 training images through the exact integer pipeline.
 """
 
@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from codec import fit_tables, pixelmodel
+from codec import pixelmodel
 from codec.model import DEFAULT_WEIGHTS, Model, model_id
+from codec.train import fit_tables
+from codec.train.data import LOG_SIGMA_MAX, LOG_SIGMA_MIN, list_images, load_planes, sample_crops
 
 SHIFT = 24
 N_SCALES = 64
@@ -78,8 +80,6 @@ def float_encoder(net) -> dict:
 def export_weights(net, residuals: list[np.ndarray], args: argparse.Namespace) -> Path:
     """Write the shipped .npz: config, encoder, integer decoder, tables, lookup."""
     import torch
-
-    from codec.train import LOG_SIGMA_MAX, LOG_SIGMA_MIN, list_images, load_planes, sample_crops
 
     step = (LOG_SIGMA_MAX - LOG_SIGMA_MIN) / (N_SCALES - 1)
     crops, _ = sample_crops(residuals, 1024, args.crop, seed=12345)

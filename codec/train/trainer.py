@@ -14,77 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.colour import forward_rgb
 from codec.layout import CELL
-from codec.learned import vq_residuals
 from codec.model import OUT_BLOCK
-
-EVAL_ONLY = {"imagecompression_info", "mcmaster18", "clic_2images", "sintel_frames"}
-DEFAULT_TRAIN_DIRS = (
-    "wikipedia_photos",
-    "urban100_subset",
-    "usc_sipi",
-    "waterloo_bragzone",
-    "classic_sr_denoise_sets",
-    "imagenet_sample_downsampled/64x64",
-    "screenshots_gimp",
+from codec.train.data import (
+    DEFAULT_TRAIN_DIRS,
+    LOG_SIGMA_MAX,
+    LOG_SIGMA_MIN,
+    list_images,
+    load_planes,
+    residual_image,
+    sample_crops,
 )
-IMAGE_EXT = {".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
-LOG_SIGMA_MIN = float(np.log(0.15))
-LOG_SIGMA_MAX = float(np.log(96.0))
-
-
-def _refuse_eval_only(path: Path) -> None:
-    if any(part in EVAL_ONLY for part in path.resolve().parts):
-        raise SystemExit(f"refusing to train on {path}: it is an EVAL ONLY / evaluation set")
-
-
-def list_images(dirs: list[Path]) -> list[Path]:
-    """All 8-bit-capable image files under the given folders, sorted for reproducibility."""
-    out = []
-    for d in dirs:
-        _refuse_eval_only(d)
-        out += [p for p in sorted(d.rglob("*")) if p.suffix.lower() in IMAGE_EXT]
-    return out
-
-
-def load_planes(path: Path) -> np.ndarray | None:
-    """8-bit gray -> (1,H,W); colour -> colour-transformed (3,H,W); others -> None."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("I;16", "I;16B", "I", "F"):
-                return None
-            if im.mode == "L":
-                return np.asarray(im)[None].copy()
-            return forward_rgb(np.asarray(im.convert("RGB")))
-    except OSError:
-        return None
-
-
-def residual_image(planes: np.ndarray) -> np.ndarray:
-    """Signed int8 residuals (C,H,W) exactly as the codec's VQ encoder sees them."""
-    return vq_residuals(planes)
-
-
-def sample_crops(residuals: list[np.ndarray], n: int, size: int, seed: int):
-    """Random 8-aligned size x size crops padded to 3 planes, plus the plane mask."""
-    rng = np.random.default_rng(seed)
-    areas = np.array([r.shape[1] * r.shape[2] for r in residuals], dtype=np.float64)
-    weights = np.sqrt(areas) / np.sqrt(areas).sum()
-    crops = np.zeros((n, 3, size, size), dtype=np.int8)
-    mask = np.zeros((n, 3), dtype=np.float32)
-    picks = rng.choice(len(residuals), size=n, p=weights)
-    for i, k in enumerate(picks):
-        r = residuals[k]
-        c, h, w = r.shape
-        y = rng.integers(0, max(1, (h - size) // CELL + 1)) * CELL
-        x = rng.integers(0, max(1, (w - size) // CELL + 1)) * CELL
-        patch = r[:, y : y + size, x : x + size]
-        crops[i, :c, : patch.shape[1], : patch.shape[2]] = patch
-        mask[i, :c] = 1.0
-    return crops, mask
+from codec.train.export import export_weights
 
 
 def build_net(n_codes: int, latent_dim: int, hidden: int):
@@ -217,13 +158,11 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.checkpoint_every == 0 or step == args.steps:
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
     bar.close()
-    from codec.export import export_weights
-
     return export_weights(net, residuals, args)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `pilc train` (shared by the CLI and `python -m codec.train`)."""
+    """Options of `pilc train` (shared by the CLI and `python -m codec.train.trainer`)."""
     p.add_argument("--data", default="../shared/data", help="root of the image folders")
     p.add_argument("--dirs", nargs="*", help="folders under --data (default: the train sets)")
     p.add_argument("--work", default=".train", help="checkpoints, logs and caches (resumable)")

@@ -27,7 +27,7 @@ from codec.imagefile import (
     to_tiff_bytes,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 PNG_MODES = [m for m in MODES if m != "CMYK"]
 
 
@@ -492,7 +492,7 @@ def _fresh_load(path: Path, env: dict[str, str] | None = None) -> str:
 
     out = subprocess.run(
         [sys.executable, "-c", FRESH_LOAD, str(path)], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, check=True, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **(env or {})}, check=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     return out.stdout.strip()
 

@@ -12,7 +12,7 @@ import codec
 from codec import kernels
 from codec.model import default_model
 
-GOLDEN = Path(__file__).parent / "golden" / "codec_vectors.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
 
 
 @pytest.fixture(scope="module")

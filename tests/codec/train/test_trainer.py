@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 import codec
-from codec import api, train
+from codec import api
 from codec.model import load_model_file
+from codec.train import trainer
+from codec.train.data import list_images
 
 pytest.importorskip("torch")
 
@@ -34,9 +36,9 @@ def test_train_resume_export_and_code(tmp_path, monkeypatch):
     common = ["--data", str(tmp_path / "data"), "--dirs", "set", "--work", str(work)]
     common += ["--out", str(out), "--batch", "4", "--crop", "32", "--table-images", "5"]
     common += ["--checkpoint-every", "2", "--quiet", "--threads", "1"]
-    train.main(common + ["--steps", "2"])
+    trainer.main(common + ["--steps", "2"])
     assert (work / "checkpoint.pt").exists() and out.exists()
-    train.main(common + ["--steps", "4"])  # resumes at step 2, not from scratch
+    trainer.main(common + ["--steps", "4"])  # resumes at step 2, not from scratch
     import torch
 
     assert torch.load(work / "checkpoint.pt")["step"] == 4
@@ -56,4 +58,4 @@ def test_train_refuses_eval_only_sets(tmp_path):
     folder = tmp_path / "mcmaster18"
     folder.mkdir()
     with pytest.raises(SystemExit, match="EVAL ONLY"):
-        train.list_images([folder])
+        list_images([folder])

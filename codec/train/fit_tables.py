@@ -17,7 +17,7 @@ import numpy as np
 from codec import learned, pixelmodel, rans
 from codec.layout import DEFAULT_TILE, TILE
 from codec.model import DEFAULT_WEIGHTS, Model, PixelTables, level_file, model_id
-from codec.train import DEFAULT_TRAIN_DIRS
+from codec.train.data import DEFAULT_TRAIN_DIRS, list_images, load_planes
 
 SAMPLES_PER_IMAGE = 1 << 18
 # Screenshots are left out of the table fit: their residuals (a spike at 0 under heavy tails)
@@ -179,8 +179,6 @@ def fit_level(model: Model, groups: list[np.ndarray], level: int) -> dict[str, n
 
 
 def main(argv: list[str] | None = None) -> None:
-    from codec.train import list_images, load_planes
-
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VQ-VAE arrays to start from")
     ap.add_argument("--data", default="../shared/data")

@@ -34,7 +34,7 @@ from codec.imagefile import (
     png_encode_pixels,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 PAIRS = [(m, k) for m in MODES for k in supported_kinds(m)]
 
 

@@ -25,7 +25,7 @@ from codec.rans import (
     normalize_freqs,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "rans_vectors.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rans_vectors.npz"
 M = 1 << PREC
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
