@@ -72,7 +72,8 @@ def main() -> None:
     a = ap.parse_args()
     import ray
 
-    from pilc_ray.job import Driver, JobConfig
+    from pilc_ray.job.config import JobConfig
+    from pilc_ray.job.driver import Driver
 
     work = Path(a.dir or tempfile.mkdtemp(prefix="pilc-scale-"))
     src = work / "src"

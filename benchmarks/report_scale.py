@@ -43,8 +43,8 @@ def peak_rss_mib() -> float:
 
 
 def child(dest: str) -> None:
-    from pilc_ray.report import build_report
-    from pilc_ray.report_html import render_html
+    from pilc_ray.reports.aggregate import build_report
+    from pilc_ray.reports.html import render_html
 
     base = peak_rss_mib()
     t0 = time.perf_counter()

@@ -42,9 +42,9 @@ TOKEN = "bench-token"
 def build_dest(dest: str, count: int) -> list[str]:
     """Sample images compressed exactly as a job stores them; returns their ids."""
     from pilc_ray import index as ix
+    from pilc_ray.job.sources import Item
+    from pilc_ray.job.worker import BatchCompressor, WorkerConfig
     from pilc_ray.samples import sample_images
-    from pilc_ray.sources import Item
-    from pilc_ray.worker import BatchCompressor, WorkerConfig
 
     comp = BatchCompressor(WorkerConfig(dest=dest))
     writer = ix.PartWriter(dest, "bench")
@@ -59,7 +59,7 @@ def build_dest(dest: str, count: int) -> list[str]:
 
 
 def ids_of(dest: str) -> list[str]:
-    from pilc_ray.archive import open_archive
+    from pilc_ray.retrieval.archive import open_archive
 
     return [r["id"] for r in open_archive(dest).iter_rows(columns=[])]
 
@@ -239,7 +239,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pilc-serve-load-") as tmp:
         dest = args.dest or str(Path(tmp) / "job")
         ids = ids_of(dest) if args.dest else build_dest(dest, args.images)
-        from pilc_ray.archive import open_archive
+        from pilc_ray.retrieval.archive import open_archive
 
         archive = open_archive(dest)
         raw_mb = sum(r["raw_bytes"] for r in archive.iter_rows(columns=["raw_bytes"])) / 1e6

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pilc_ray.jobcli import add_compress_arguments, run_compress
+from pilc_ray.job.cli import add_compress_arguments, run_compress
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ __all__ = ["open_archive"]
 def __getattr__(name: str) -> Any:
     """Lazy exports: `import pilc_ray` stays cheap (no pyarrow/codec until used)."""
     if name == "open_archive":
-        from pilc_ray.archive import open_archive
+        from pilc_ray.retrieval.archive import open_archive
 
         return open_archive
     raise AttributeError(f"module 'pilc_ray' has no attribute {name!r}")

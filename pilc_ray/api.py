@@ -12,7 +12,8 @@ from typing import Any
 from codec.imagefile import RasterImage
 from pilc_ray import index as ix
 from pilc_ray.integrity import decode_blob, iter_index, verify
-from pilc_ray.job import JobConfig, JobResult, run_job
+from pilc_ray.job.config import JobConfig
+from pilc_ray.job.driver import JobResult, run_job
 
 __all__ = ["compress", "decode_blob", "iter_index", "read_blob", "read_image", "verify"]
 

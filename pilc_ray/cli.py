@@ -175,13 +175,13 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 def _cmd_compress(a: argparse.Namespace) -> int:
-    from pilc_ray.jobcli import run_compress
+    from pilc_ray.job.cli import run_compress
 
     return run_compress(a)
 
 
 def _cmd_samples(a: argparse.Namespace) -> int:
-    from pilc_ray.jobcli import write_samples
+    from pilc_ray.samples import write_samples
 
     paths = write_samples(a.out, a.count)
     print(f"wrote {len(paths)} sample images under {a.out}")
@@ -189,27 +189,45 @@ def _cmd_samples(a: argparse.Namespace) -> int:
 
 
 def _cmd_lookup(a: argparse.Namespace) -> int:
-    from pilc_ray.jobcli import run_lookup
+    from pilc_ray import api
+    from pilc_ray.storage_flags import store_options
 
-    if a.output:  # run_lookup writes PNG bytes: only under a .png name, and checked first
+    if a.output:  # writes PNG bytes: only under a .png name, and checked first
         if _extension_format(a.output) != "png":
             raise UsageError(f"pilc lookup --output writes PNG: name it .png, not {a.output!r} "
                              "(pilc get picks the format by extension)")
         _writable(a.output)
-    return run_lookup(a)
+    try:
+        row, blob = api.read_blob(a.dest, a.id, store_options(a))
+    except KeyError:
+        print(f"pilc: error: no image with id {a.id!r} in {a.dest}", file=sys.stderr)
+        return 1
+    print(json.dumps(row, indent=2, default=str))
+    if a.output:
+        import codec
+
+        Path(a.output).write_bytes(codec.to_png_bytes(api.decode_blob(row, blob)))
+        print(f"decoded to {a.output}", file=sys.stderr)
+    return 0
 
 
 def _cmd_verify(a: argparse.Namespace) -> int:
-    from pilc_ray.jobcli import run_verify
+    from pilc_ray import api
+    from pilc_ray.storage_flags import store_options
 
-    return run_verify(a)
+    out = api.verify(a.dest, store_options(a))
+    for b in out["bad"][:20]:
+        print(f"BAD {b['id']}: {b['error']}", file=sys.stderr)
+    print(f"{out['ok']} images decoded alone from the index and bit-exact, "
+          f"{len(out['bad'])} bad")
+    return 0 if not out["bad"] else 1
 
 
 def _get_format(a: argparse.Namespace, row: dict) -> str:
     """The format `pilc get` writes: --format, else what the output's extension names, else
     (stdout) the service's default. A name that promises another format is refused, never
     written with the wrong bytes."""
-    from pilc_ray.service import default_format
+    from pilc_ray.retrieval.service import default_format
 
     out = a.output
     stored = row["codec"] if row.get("passthrough") else None  # kept as-is: "jpeg"
@@ -236,8 +254,8 @@ def _get_format(a: argparse.Namespace, row: dict) -> str:
 
 
 def _cmd_get(a: argparse.Namespace) -> int:
-    from pilc_ray.archive import json_row, open_archive, render
-    from pilc_ray.jobcli import _store_options
+    from pilc_ray.retrieval.archive import json_row, open_archive, render
+    from pilc_ray.storage_flags import store_options
 
     to_stdout = a.output == "-"
     if not a.meta:  # refuse before any read
@@ -246,7 +264,7 @@ def _cmd_get(a: argparse.Namespace) -> int:
                              "redirect or pipe stdout")
         if not to_stdout:
             _writable(a.output)
-    archive = open_archive(a.index, _store_options(a))
+    archive = open_archive(a.index, store_options(a))
     if a.meta:
         print(json.dumps(json_row(archive.meta(a.id)), indent=2))
         return 0
@@ -265,12 +283,12 @@ def _cmd_get(a: argparse.Namespace) -> int:
 
 
 def _cmd_ls(a: argparse.Namespace) -> int:
-    from pilc_ray.archive import json_row, open_archive
-    from pilc_ray.jobcli import _store_options
+    from pilc_ray.retrieval.archive import json_row, open_archive
+    from pilc_ray.storage_flags import store_options
 
     cols = ["width", "height", "mode", "codec", "compressed_bytes"] if a.long or a.json else []
     try:
-        rows = open_archive(a.index, _store_options(a)).iter_rows(
+        rows = open_archive(a.index, store_options(a)).iter_rows(
             start=a.start, prefix=a.prefix, limit=a.limit, columns=cols)
         for r in rows:
             if a.json:
@@ -287,7 +305,7 @@ def _cmd_ls(a: argparse.Namespace) -> int:
 
 
 def _cmd_serve(a: argparse.Namespace) -> int:
-    from pilc_ray.service import run_server
+    from pilc_ray.retrieval.service import run_server
 
     return run_server(a)
 
@@ -361,7 +379,7 @@ def _demo_options(m: argparse.ArgumentParser) -> None:
 
 
 def _compress_options(c: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_compress_arguments
+    from pilc_ray.job.cli import add_compress_arguments
 
     add_compress_arguments(c)
     c.set_defaults(fn=_cmd_compress)
@@ -375,7 +393,7 @@ def _samples_options(s: argparse.ArgumentParser) -> None:
 
 
 def _lookup_options(lk: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     lk.add_argument("dest", help=INDEX_HELP)
     lk.add_argument("id", help="image id, as `pilc ls` prints it")
@@ -385,7 +403,7 @@ def _lookup_options(lk: argparse.ArgumentParser) -> None:
 
 
 def _verify_options(v: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     v.add_argument("dest", help=INDEX_HELP)
     add_store_arguments(v)
@@ -393,7 +411,7 @@ def _verify_options(v: argparse.ArgumentParser) -> None:
 
 
 def _get_options(g: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     g.add_argument("index", help=INDEX_HELP)
     g.add_argument("id", help="image id, as `pilc ls` prints it")
@@ -410,7 +428,7 @@ def _get_options(g: argparse.ArgumentParser) -> None:
 
 
 def _ls_options(ls: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     ls.add_argument("index", help=INDEX_HELP)
     ls.add_argument("--prefix", help="only ids starting with this")
@@ -423,8 +441,8 @@ def _ls_options(ls: argparse.ArgumentParser) -> None:
 
 
 def _serve_options(s: argparse.ArgumentParser) -> None:
-    from pilc_ray.jobcli import add_store_arguments
-    from pilc_ray.service import add_serve_arguments
+    from pilc_ray.retrieval.service import add_serve_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     add_serve_arguments(s)
     add_store_arguments(s)
@@ -432,7 +450,7 @@ def _serve_options(s: argparse.ArgumentParser) -> None:
 
 
 def _report_options(rp: argparse.ArgumentParser) -> None:
-    from pilc_ray.report_cli import add_report_arguments, run_report
+    from pilc_ray.reports.cli import add_report_arguments, run_report
 
     add_report_arguments(rp)
     rp.set_defaults(fn=run_report)
@@ -507,7 +525,8 @@ def _user_error_status(e: BaseException) -> int | None:
         return e.status
     if isinstance(e, OSError):  # missing input, unwritable output, storage unreachable
         return 1
-    for module, name in (("codec.errors", "CodecError"), ("pilc_ray.archive", "ArchiveError"),
+    for module, name in (("codec.errors", "CodecError"),
+                         ("pilc_ray.retrieval.archive", "ArchiveError"),
                          ("pilc_ray.storage", "StorageError")):
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(e, cls):

@@ -133,6 +133,12 @@ def read_table(uri: str, options: Any = None, columns: list[str] | None = None) 
 # writing parts
 
 
+def open_parquet(uri: str, options: Any = None) -> pq.ParquetFile:
+    """A Parquet file read lazily (ranged reads on S3): only what is asked for is fetched."""
+    storage = st.open_storage(uri, options)
+    return pq.ParquetFile(storage.open_read(uri) if st.is_s3(uri) else st.local_path(uri))
+
+
 class PartWriter:
     """Buffers rows (as Arrow, ~10x smaller than dicts) and writes sorted parts atomically."""
 

@@ -6,6 +6,8 @@ mask, and a flat graphic (where the classical fallback should win), in several s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from codec.imagefile import RasterImage
@@ -45,3 +47,30 @@ def sample_images(count: int = 12, seed: int = 0) -> list[tuple[str, RasterImage
             img = RasterImage(px, "RGB")
         out.append((f"sample_{i:02d}_{img.mode}_{w}x{h}", img))
     return out
+
+
+def write_samples(out: str, count: int = 24) -> list[Path]:
+    """Sample images as PNG files in sub-folders, plus one JPEG (stored as-is by the job)."""
+    import io
+
+    from PIL import Image
+
+    import codec
+
+    root = Path(out)
+    paths = []
+    for name, img in sample_images(count):
+        sub = root / ("graphics" if img.pixels.std() < 30 else "photos")
+        sub.mkdir(parents=True, exist_ok=True)
+        p = sub / f"{name}.png"
+        p.write_bytes(codec.to_png_bytes(img))
+        paths.append(p)
+    rgb = next((img for _, img in sample_images(1)), None)
+    if rgb is not None:
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(rgb.pixels)).save(buf, "JPEG", quality=90)
+        p = root / "photos" / "camera_0001.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(buf.getvalue())
+        paths.append(p)
+    return paths

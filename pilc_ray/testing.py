@@ -60,7 +60,7 @@ def local_ray(num_cpus: int = 2) -> str:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
         os.environ.pop("RAY_ADDRESS", None)
-        from pilc_ray.job import refresh_ray_auth_config
+        from pilc_ray.job.cluster import refresh_ray_auth_config
 
         refresh_ray_auth_config()
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",

@@ -20,14 +20,14 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT.json", help="write the report as JSON here")
     p.add_argument("--compare-sample", type=int, default=0, metavar="N",
                    help="also compress N sampled images with PNG, WebP and JPEG XL")
-    from pilc_ray.jobcli import add_store_arguments
+    from pilc_ray.storage_flags import add_store_arguments
 
     add_store_arguments(p)
 
 
 def summary_tables(r: dict[str, Any]) -> list[Table]:
     """The terminal view: headline numbers, codecs, time split, sample comparison."""
-    from pilc_ray.report_html import SPLIT_LABELS, fmt_bytes, fmt_num  # matplotlib: lazily
+    from pilc_ray.reports.html import SPLIT_LABELS, fmt_bytes, fmt_num  # matplotlib: lazily
 
     head = Table(title=f"pilc report: {r['dest']}", show_header=False)
     head.add_column("what", style="bold")
@@ -82,12 +82,12 @@ def run_report(a: argparse.Namespace) -> int:
     from rich.console import Console
 
     from pilc_ray import storage as st
-    from pilc_ray.jobcli import _store_options
-    from pilc_ray.report import build_report
-    from pilc_ray.report_html import render_html
+    from pilc_ray.reports.aggregate import build_report
+    from pilc_ray.reports.html import render_html
+    from pilc_ray.storage_flags import store_options
 
     try:
-        r = build_report(a.index, _store_options(a), compare=a.compare_sample)
+        r = build_report(a.index, store_options(a), compare=a.compare_sample)
     except (st.NotFound, FileNotFoundError) as e:
         print(f"pilc: error: no index at {a.index}: {e}", file=sys.stderr)
         return 1
@@ -97,6 +97,6 @@ def run_report(a: argparse.Namespace) -> int:
     for out, body in ((a.json, lambda: json.dumps(r, indent=1, default=str)),
                       (a.html, lambda: render_html(r))):
         if out:  # a local path or an s3:// URI
-            st.open_storage(out, _store_options(a)).put(st.normalize(out), body().encode())
+            st.open_storage(out, store_options(a)).put(st.normalize(out), body().encode())
             console.print(f"wrote {out}")
     return 0

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _cluster() -> dict:
@@ -51,7 +51,7 @@ def test_cluster_yaml_shape():
 def test_example_job_config_loads(tmp_path):
     import argparse
 
-    from pilc_ray.jobcli import add_compress_arguments, config_from_args
+    from pilc_ray.job.cli import add_compress_arguments, config_from_args
 
     p = argparse.ArgumentParser()
     add_compress_arguments(p)
@@ -61,7 +61,7 @@ def test_example_job_config_loads(tmp_path):
     assert cfg.storage_options["region"] == "us-east-1"
     bad = tmp_path / "bad.yaml"
     bad.write_text("source: x\ndest: y\nbatchsize: 3\n")
-    from pilc_ray.job import JobError
+    from pilc_ray.job.config import JobError
 
     with pytest.raises(JobError, match="batchsize"):
         config_from_args(p.parse_args(["--config", str(bad)]))

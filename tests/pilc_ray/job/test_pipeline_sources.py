@@ -14,8 +14,8 @@ import codec
 from codec.imagefile import RasterImage
 from pilc_ray import api
 from pilc_ray import index as ix
-from pilc_ray.sources import Item, ManifestSource, SourceError, open_source
-from pilc_ray.worker import BatchCompressor, read_shard_toc, shard_name
+from pilc_ray.job.sources import Item, ManifestSource, SourceError, open_source
+from pilc_ray.job.worker import BatchCompressor, read_shard_toc, shard_name
 
 
 def _png(path, seed=0, shape=(20, 30, 3)):
@@ -124,7 +124,8 @@ def test_gpu_worker_writes_the_cpu_workers_bytes(tmp_path):
     ],
 )
 def test_pool_plan_fills_gpus_then_the_cpus_they_leave(resources, device, workers, expected):
-    from pilc_ray.job import JobConfig, pool_plan
+    from pilc_ray.job.cluster import pool_plan
+    from pilc_ray.job.config import JobConfig
 
     cfg = JobConfig(source="x", dest="y", device=device, workers=workers)
     plan = pool_plan(cfg, resources)
@@ -132,7 +133,8 @@ def test_pool_plan_fills_gpus_then_the_cpus_they_leave(resources, device, worker
 
 
 def test_pool_plan_refuses_what_the_cluster_cannot_give():
-    from pilc_ray.job import JobConfig, pool_plan
+    from pilc_ray.job.cluster import pool_plan
+    from pilc_ray.job.config import JobConfig
 
     with pytest.raises(ValueError, match="device must be one of"):
         pool_plan(JobConfig(source="x", dest="y", device="tpu"), {"CPU": 2})

@@ -21,7 +21,7 @@ import codec
 from codec.imagefile import RasterImage
 from pilc_ray import api, testing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_ray_job_submit_runs_the_job_entrypoint(tmp_path):

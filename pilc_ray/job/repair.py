@@ -16,7 +16,7 @@ from typing import Any
 from pilc_ray import index as ix
 from pilc_ray import storage as st
 
-log = logging.getLogger("pilc_ray.repair")
+log = logging.getLogger("pilc_ray.job.repair")
 
 BLOB_FOLDERS = ("shards", "objects")
 

@@ -1,4 +1,5 @@
-"""Single-image retrieval (`pilc_ray.archive`): exact pixels, read counts, bad ids, corruption.
+"""Single-image retrieval (`pilc_ray.retrieval.archive`): exact pixels, read counts, bad ids,
+corruption.
 
 Archives are written by the job's own worker code (`BatchCompressor` -> shards, `PartWriter` ->
 parts, `compact` -> index), in-process so no Ray start is paid here; S3 runs on moto's server.
@@ -23,7 +24,10 @@ import pilc_ray
 from codec.imagefile import RasterImage
 from pilc_ray import index as ix
 from pilc_ray import testing
-from pilc_ray.archive import (
+from pilc_ray.cli import main as pilc_main
+from pilc_ray.job.sources import Item
+from pilc_ray.job.worker import BatchCompressor, WorkerConfig
+from pilc_ray.retrieval.archive import (
     Archive,
     CorruptImage,
     ImageNotFound,
@@ -34,9 +38,6 @@ from pilc_ray.archive import (
     open_archive,
     validate_id,
 )
-from pilc_ray.cli import main as pilc_main
-from pilc_ray.sources import Item
-from pilc_ray.worker import BatchCompressor, WorkerConfig
 
 BAD_IDS = ["", "../etc/passwd", "a/../../b", "photos/./a.png", "..", "a\x00b", "a\nb",
            "a\\..\\b", "x" * 1025]
@@ -198,7 +199,7 @@ def test_corrupt_blob_raises_and_is_logged_never_wrong_pixels(tmp_path, images, 
     archive = Archive(dest)
     row = archive.meta("photos/a.png")
     flip_byte_in_blob(row)
-    with caplog.at_level(logging.ERROR, logger="pilc_ray.archive"):
+    with caplog.at_level(logging.ERROR, logger="pilc_ray.retrieval.archive"):
         with pytest.raises(CorruptImage, match="failed verification"):
             archive.get("photos/a.png")
     assert any("photos/a.png" in r.getMessage() and r.levelno == logging.ERROR

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -30,69 +30,19 @@ import pyarrow as pa
 import xxhash
 
 from codec.container import EFFORTS
-from codec.layout import DEFAULT_TILE, TILE_SIZES
+from codec.layout import TILE_SIZES
 from pilc_ray import index as ix
+from pilc_ray import runs
 from pilc_ray import storage as st
-from pilc_ray.lease import DestLease, LeaseHeld
-from pilc_ray.progress import Progress
-from pilc_ray.repair import repair_index
-from pilc_ray.sources import Item, ObjectsSource, Source, open_source
-from pilc_ray.worker import SHARD_SUFFIX, BatchCompressor, WorkerConfig
+from pilc_ray.job.cluster import ensure_ray, node_shapes, pool_plan, pool_size
+from pilc_ray.job.config import JobConfig, JobError
+from pilc_ray.job.lease import DestLease, LeaseHeld
+from pilc_ray.job.progress import Progress
+from pilc_ray.job.repair import repair_index
+from pilc_ray.job.sources import Item, ObjectsSource, Source, open_source
+from pilc_ray.job.worker import SHARD_SUFFIX, BatchCompressor, WorkerConfig
 
 log = logging.getLogger("pilc_ray.job")
-
-
-@dataclass
-class JobConfig:
-    """A compression job. Every field has a CLI flag and a key in jobs/example_job.yaml."""
-
-    source: Any
-    dest: str
-    workers: int | None = None  # default: one per GPU, else cluster CPUs / cpus_per_worker
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0
-    # "auto": a CUDA worker per GPU plus CPU workers on the CPUs those leave free; "cuda": GPU
-    # workers only; "cpu": CPU workers only; "emulated": as auto, the GPU workers running the
-    # CUDA kernels' host emulation (tests on clusters with declared, not real, GPUs)
-    device: str = "auto"
-    threads_per_worker: int | None = None  # codec threads; default ceil(cpus_per_worker)
-    batch_size: int = 16
-    batch_max_bytes: int = 256 << 20  # a batch closes early past this many input bytes
-    layout: str = "shards"
-    engine: str = "actors"  # "actors" (hand-made pool) or "data" (Ray Data map_batches)
-    ray_address: str | None = None
-    num_cpus: int | None = None  # for the embedded local Ray only
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    fallback: str = "auto"
-    tile: int = DEFAULT_TILE  # learned path's tile side: 256, or 128 for 4x more streams per image
-    effort: str = "default"  # learned path's level: "fast", "default" or "max" (FORMAT.md)
-    jpeg: str = "passthrough"
-    all_files: bool = False
-    verify: bool = False
-    max_attempts: int = 3
-    in_flight_per_worker: int = 2
-    progress: str = "bar"  # "bar", "log" (a line every log_every_s; for jobs) or "none"
-    log_every_s: float = 30.0
-    flush_rows: int = 20_000
-    flush_seconds: float = 30.0
-    row_group_size: int = ix.ROW_GROUP_SIZE
-    gc_orphans: bool = True
-    retry_backoff_s: float = 1.0
-    report: bool = True  # write report.json + report.html into DEST at the end
-    repair: bool = False  # also decode every indexed image first; rows that fail are redone
-    compare_sample: int = 0  # report: also measure PNG/WebP/JPEG XL on this many images
-
-    def describe(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not isinstance(self.source, (str, os.PathLike)):
-            d["source"] = f"<{type(self.source).__name__} of in-memory images/refs>"
-        else:
-            d["source"] = os.fspath(self.source)
-        return d
-
-
-class JobError(RuntimeError):
-    """The job could not run at all (bad source, unreachable store, no workers)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,47 +124,7 @@ def batched(items: Iterator[Item], batch_size: int, max_bytes: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Ray
-
-
-def ensure_ray(cfg: JobConfig) -> bool:
-    """Connect to the given cluster, the job's cluster (RAY_ADDRESS), or start a local one.
-
-    Returns True when this call started Ray (so the job shuts it down at the end).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if cfg.ray_address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=cfg.ray_address, **quiet)
-        return True
-    # Embedded: a new local Ray ("local": never join some other `ray start` cluster on this
-    # machine by accident), bound to loopback, no dashboard. Token auth stays on, said
-    # explicitly: with RAY_AUTH_MODE unset Ray warns about its default into the progress bar.
-    if "RAY_AUTH_MODE" not in os.environ:
-        os.environ["RAY_AUTH_MODE"] = "token"
-        refresh_ray_auth_config()
-    ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False,
-             _node_ip_address="127.0.0.1",
-             **quiet)
-    return True
-
-
-def refresh_ray_auth_config() -> None:
-    """Make this process's Ray core see the auth settings just put in the environment.
-
-    Ray reads RAY_AUTH_MODE into a cached config when it is imported; Ray's own
-    `_enable_token_auth` re-initializes it the same way after changing the variable.
-    """
-    try:
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
-    except (ImportError, AttributeError):
-        pass
+# the job
 
 
 class CompressActor:
@@ -229,77 +139,6 @@ class CompressActor:
 
     def compress(self, items: list[Item], attempt: int) -> dict[str, list[dict]]:
         return self.worker.compress(items, attempt)
-
-
-def _node_shapes() -> dict[str, Any]:
-    """Cluster shape for the job record: live nodes, grouped by (CPUs, GPUs, memory)."""
-    import ray
-
-    shapes: dict[tuple, int] = {}
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    for n in nodes:
-        r = n.get("Resources") or {}
-        key = (r.get("CPU", 0.0), r.get("GPU", 0.0), round(r.get("memory", 0.0) / 2**30, 1))
-        shapes[key] = shapes.get(key, 0) + 1
-    return {"nodes": len(nodes), "node_shapes": [
-        {"count": c, "cpus": k[0], "gpus": k[1], "memory_gb": k[2]} for k, c in shapes.items()]}
-
-
-DEVICES = ("auto", "cpu", "cuda", "emulated")
-
-
-@dataclass(frozen=True)
-class WorkerGroup:
-    """Workers of one shape: how many, what each reserves, where its codec runs."""
-
-    count: int
-    cpus: float
-    gpus: float
-    device: str  # codec device: "cpu", "cuda" or "emulated"
-
-
-def pool_plan(cfg: JobConfig, resources: dict[str, float]) -> list[WorkerGroup]:
-    """The worker pool for a cluster's resources: a GPU worker per gpus_per_worker GPUs (CUDA
-    codec), then CPU workers on the CPUs they leave free (device "auto"/"emulated"), or CPU
-    workers alone (no GPUs, or device "cpu"). `workers` caps the total, GPU workers first."""
-    if cfg.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, not {cfg.device!r}")
-    cpus = cfg.cpus_per_worker
-    n_gpu = resources.get("GPU", 0.0)
-    gpus = cfg.gpus_per_worker
-    if gpus is None:
-        gpus = 1.0 if n_gpu > 0 and cfg.device != "cpu" else 0.0
-    groups = []
-    gpu_workers = int(n_gpu // gpus) if gpus > 0 else 0
-    if gpus > 0 and gpu_workers == 0:
-        raise ValueError(f"gpus_per_worker={gpus} but the cluster has {n_gpu} GPUs")
-    if gpu_workers:
-        if cfg.workers:
-            gpu_workers = min(gpu_workers, cfg.workers)
-        groups.append(WorkerGroup(gpu_workers, cpus, gpus,
-                                  "emulated" if cfg.device == "emulated" else "cuda"))
-    if cfg.device in ("auto", "cpu", "emulated") or not gpu_workers:
-        left = resources.get("CPU", 1.0) - gpu_workers * cpus
-        n_cpu = int(left // max(cpus, 1e-3))
-        if not gpu_workers:
-            n_cpu = max(1, n_cpu)  # a CPU-only cluster always gets a worker
-        if cfg.workers:
-            n_cpu = max(0, cfg.workers - gpu_workers)
-        if n_cpu:
-            groups.append(WorkerGroup(n_cpu, cpus, 0.0, "cpu"))
-    return groups
-
-
-def _pool_size(cfg: JobConfig) -> tuple[int, float, float]:
-    """(workers in all, CPUs each, GPUs of the first group): batching sizes with this."""
-    import ray
-
-    plan = pool_plan(cfg, ray.cluster_resources())
-    return sum(g.count for g in plan), cfg.cpus_per_worker, plan[0].gpus
-
-
-# --------------------------------------------------------------------------------------------
-# the job
 
 
 @dataclass
@@ -354,7 +193,7 @@ class Driver:
     def run(self) -> JobResult:
         """Open the source, take DEST's lease, code what is not indexed yet, compact, report.
 
-        The lease (pilc_ray/lease.py) keeps a second job off DEST while this one lives, so no
+        The lease (pilc_ray/job/lease.py) keeps a second job off DEST while this one lives, so no
         job ever sweeps or indexes around another's work; a run record left "running" by a
         killed job is marked "interrupted" once the lease is ours."""
         cfg = self.cfg
@@ -393,10 +232,8 @@ class Driver:
 
     def _mark_interrupted_runs(self) -> list[str]:
         """Run records still "running" belong to killed jobs (the lease is ours): mark them."""
-        from pilc_ray.report import read_runs
-
         marked = []
-        for rec in read_runs(self.dest, self.opts):
+        for rec in runs.read_runs(self.dest, self.opts):
             run_id = rec.get("run_id")
             if rec.get("status") == "running" and run_id and run_id != self.run_id:
                 rec.update(status="interrupted",
@@ -438,17 +275,17 @@ class Driver:
                 import ray
 
                 self.ray_info = {"address": ray.get_runtime_context().gcs_address,
-                                 "resources": ray.cluster_resources(), **_node_shapes()}
+                                 "resources": ray.cluster_resources(), **node_shapes()}
                 if started_ray and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
                     progress.note(f"local Ray at {self.ray_info['address']} for this job "
                                   "(token auth on; it stops when the job ends)")
                 pending = None if total is None else max(0, total - len(done))
                 batches = batched(itertools.chain([first], items), cfg.batch_size,
-                                  cfg.batch_max_bytes, pending, _pool_size(cfg)[0])
+                                  cfg.batch_max_bytes, pending, pool_size(cfg)[0])
                 if isinstance(source, ObjectsSource):
                     batches = self._put_objects(batches)
                 if cfg.engine == "data":
-                    from pilc_ray.data_engine import run_data_engine
+                    from pilc_ray.job.data_engine import run_data_engine
 
                     run_data_engine(self, batches, writer, progress)
                 else:
@@ -494,7 +331,7 @@ class Driver:
         """report.json + report.html into DEST; a failure is logged, never fails the job."""
         t0 = time.perf_counter()
         try:
-            from pilc_ray.report import write_report
+            from pilc_ray.reports.aggregate import write_report
 
             out = write_report(self.dest, self.opts, record=record,
                                compare=self.cfg.compare_sample)

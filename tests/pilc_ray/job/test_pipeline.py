@@ -23,7 +23,8 @@ from codec.imagefile import RasterImage
 from pilc_ray import api, testing
 from pilc_ray import index as ix
 from pilc_ray.cli import main as pilc_main
-from pilc_ray.job import Driver, JobConfig, JobError
+from pilc_ray.job.config import JobConfig, JobError
+from pilc_ray.job.driver import Driver
 
 FAST = {"cpus_per_worker": 0.5, "workers": 2, "progress": "none", "retry_backoff_s": 0.2}
 
@@ -271,7 +272,7 @@ def test_ray_data_engine(tmp_path, ray_address):
 
 HOLD_LEASE = """
 import sys
-from pilc_ray.lease import DestLease
+from pilc_ray.job.lease import DestLease
 lease = DestLease(sys.argv[1], "other-job")
 lease.acquire()
 print("held", flush=True)

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pilc_ray import report
-from pilc_ray.report_html import render_html
-from tests.test_report import synthetic_rows, write_index
+from pilc_ray.reports import aggregate as report
+from pilc_ray.reports.html import render_html
+from tests.pilc_ray.reports.test_report import synthetic_rows, write_index
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "example-report" / "report.html"
+EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "example-report" / "report.html"
 PLOTS = {"plot-bpsp", "plot-codecs", "plot-timeseries", "plot-timesplit", "plot-workers"}
-BAR_BLUE = (0x3B, 0x6F, 0xB6)  # the bpsp histogram and time split bars (report_html)
+BAR_BLUE = (0x3B, 0x6F, 0xB6)  # the bpsp histogram and time split bars (reports/html.py)
 
 PROBE = """<script>
 window.addEventListener("load", () => {

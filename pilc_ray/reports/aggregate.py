@@ -4,13 +4,12 @@ An index may have 100 M rows, so nothing here holds a column: batches of rows ar
 group at a time and folded into fixed-size state (sums, counts per codec/mode/worker, a bpsp
 histogram with fixed bins, images per second of each run). Percentiles come from the histogram.
 The job records (job.json, runs/*.json) add what the index does not know: retries, worker
-failures, cluster shape, durations. `report_html` renders the dict; `pilc report` prints it.
+failures, cluster shape, durations. `reports.html` renders the dict; `pilc report` prints it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from collections import defaultdict
@@ -23,9 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pilc_ray import index as ix
+from pilc_ray import runs
 from pilc_ray import storage as st
-
-log = logging.getLogger("pilc_ray.report")
 
 REPORT_VERSION = 1
 REPORT_JSON = "report.json"
@@ -60,12 +58,6 @@ def locate(uri: str) -> tuple[str, str]:
     return uri.rsplit("/", 1)[0], uri
 
 
-def open_parquet(uri: str, options: Any = None) -> pq.ParquetFile:
-    """A Parquet file read lazily (ranged reads on S3): only what is asked for is fetched."""
-    storage = st.open_storage(uri, options)
-    return pq.ParquetFile(storage.open_read(uri) if st.is_s3(uri) else st.local_path(uri))
-
-
 def iter_batches(pf: pq.ParquetFile, columns: list[str],
                  batch_rows: int = STREAM_ROWS) -> Iterator[pa.RecordBatch]:
     """The columns of `pf` that exist, `batch_rows` at a time, one row group after another.
@@ -77,28 +69,6 @@ def iter_batches(pf: pq.ParquetFile, columns: list[str],
     have = [c for c in columns if c in pf.schema_arrow.names]
     for g in range(pf.metadata.num_row_groups):
         yield from pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=have)
-
-
-def _read_json(uri: str, options: Any) -> dict | None:
-    try:
-        return json.loads(st.open_storage(uri, options).get(uri))
-    except st.NotFound:
-        return None
-    except (st.StorageError, ValueError) as e:
-        log.warning("cannot read %s: %s", uri, e)
-        return None
-
-
-def read_runs(dest: str, options: Any = None) -> list[dict]:
-    """Every run record under DEST/runs/, oldest first (one small JSON per run)."""
-    storage = st.open_storage(dest, options)
-    runs = []
-    for obj in storage.list_folder(st.join(dest, "runs")):
-        if obj.uri.endswith(".json"):
-            rec = _read_json(obj.uri, options)
-            if rec:
-                runs.append(rec)
-    return sorted(runs, key=lambda r: r.get("run_id", ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +325,7 @@ def aggregate_index(index_uri: str, options: Any = None,
                     batch_rows: int = STREAM_ROWS) -> dict[str, Any]:
     """Summary of every row of an index, streamed `batch_rows` at a time."""
     agg = IndexAggregate()
-    pf = open_parquet(index_uri, options)
+    pf = ix.open_parquet(index_uri, options)
     for b in iter_batches(pf, list(_COLUMNS), batch_rows):
         agg.add(b)
     out = agg.result()
@@ -369,7 +339,7 @@ def aggregate_errors(errors_uri: str, options: Any = None) -> dict[str, Any]:
     """Inputs that are not indexed: counts by stage and type, plus the first few examples."""
     out: dict[str, Any] = {"total": 0, "by_stage": {}, "by_type": {}, "examples": []}
     try:
-        pf = open_parquet(errors_uri, options)
+        pf = ix.open_parquet(errors_uri, options)
     except (st.NotFound, FileNotFoundError):
         return out
     stages: dict[str, int] = defaultdict(int)
@@ -455,13 +425,13 @@ def build_report(uri: str, options: Any = None, *, record: dict | None = None,
     """The report of a job output (DEST or its index file), as a JSON-ready dict.
 
     `record`: the latest job record if the caller has it (the driver does), else job.json.
-    `compare`: measure PNG/WebP/JPEG-XL on that many sampled images (pilc_ray.compare).
+    `compare`: measure PNG/WebP/JPEG-XL on that many sampled images (pilc_ray.reports.compare).
     """
     t0 = time.perf_counter()
     dest, index_uri = locate(uri)
     if record is None:
-        record = _read_json(st.join(dest, "job.json"), options)
-    runs = read_runs(dest, options)
+        record = runs.read_json(st.join(dest, "job.json"), options)
+    run_records = runs.read_runs(dest, options)
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -470,9 +440,10 @@ def build_report(uri: str, options: Any = None, *, record: dict | None = None,
     report.update(aggregate_index(index_uri, options, batch_rows))
     report["failures"] = aggregate_errors(index_uri.rsplit("/", 1)[0] + "/errors.parquet",
                                           options)
-    report["runs"] = summarize_runs(runs, record)
+    report["runs"] = summarize_runs(run_records, record)
     # a rerun with nothing to do starts no Ray: show the cluster of the latest run that did
-    report["cluster"] = next((c for c in map(cluster_shape, [record, *runs[::-1]]) if c), None)
+    report["cluster"] = next(
+        (c for c in map(cluster_shape, [record, *run_records[::-1]]) if c), None)
     report["model_id"] = (record or {}).get("model_id") or next(
         (m for m in report["models"] if m != "(none)"), None)
     report["throughput"] = _throughput(report, record)
@@ -482,7 +453,7 @@ def build_report(uri: str, options: Any = None, *, record: dict | None = None,
                      if record else None)
     report["compare"] = None
     if compare:
-        from pilc_ray.compare import compare_sample
+        from pilc_ray.reports.compare import compare_sample
 
         report["compare"] = compare_sample(index_uri, options, compare)
     report["report_s"] = time.perf_counter() - t0
@@ -512,7 +483,7 @@ def _config_summary(cfg: dict) -> dict[str, Any]:
 def write_report(uri: str, options: Any = None, *, record: dict | None = None,
                  compare: int = 0, html: bool = True) -> dict[str, Any]:
     """Build the report and put report.json (and report.html) into the job's DEST."""
-    from pilc_ray.report_html import render_html
+    from pilc_ray.reports.html import render_html
 
     report = build_report(uri, options, record=record, compare=compare)
     dest = report["dest"]

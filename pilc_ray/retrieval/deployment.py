@@ -6,7 +6,7 @@ decodes go through `@serve.batch`: requests arriving together are decoded in one
 what a GPU coder needs to be busy. Python callers can skip HTTP: `handle.get.remote(id)`.
 
     from ray import serve
-    from pilc_ray.serve_deployment import build_app
+    from pilc_ray.retrieval.deployment import build_app
     serve.run(build_app("s3://bucket/job/", num_gpus=1, token="..."), route_prefix="/")
 
 `num_gpus` (default 0) reserves GPUs per replica, so replicas land on GPU nodes; the codec decodes
@@ -23,8 +23,8 @@ import numpy as np
 from ray import serve
 
 from codec.imagefile import RasterImage
-from pilc_ray.archive import ArchiveError, json_row, open_archive
-from pilc_ray.service import ServiceConfig, create_app
+from pilc_ray.retrieval.archive import ArchiveError, json_row, open_archive
+from pilc_ray.retrieval.service import ServiceConfig, create_app
 
 DEFAULT_MAX_BATCH = 8
 DEFAULT_BATCH_WAIT_S = 0.005

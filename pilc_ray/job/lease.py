@@ -20,7 +20,7 @@ from typing import Any
 
 from pilc_ray import storage as st
 
-log = logging.getLogger("pilc_ray.lease")
+log = logging.getLogger("pilc_ray.job.lease")
 
 LEASE_FILE = "lease.json"
 TTL_S = 90.0  # a lease not renewed for this long is stale

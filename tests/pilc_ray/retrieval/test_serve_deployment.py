@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pilc_ray import testing
-from tests.test_archive import build_archive, expected, sample_set
-from tests.test_service import TOKEN, Client
+from tests.pilc_ray.retrieval.test_archive import build_archive, expected, sample_set
+from tests.pilc_ray.retrieval.test_service import TOKEN, Client
 
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed")
 pytestmark = pytest.mark.serve
@@ -28,7 +28,7 @@ def images() -> dict:
 def serve_app(tmp_path_factory, images):
     from ray import serve
 
-    from pilc_ray.serve_deployment import build_app
+    from pilc_ray.retrieval.deployment import build_app
 
     dest = build_archive(str(tmp_path_factory.mktemp("serve") / "job"), images)
     testing.local_ray()

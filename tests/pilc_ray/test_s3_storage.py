@@ -52,7 +52,7 @@ def test_put_get_range_stat_list_delete(server, bucket):
 def test_lease_is_exclusive_on_s3_and_expires(server, bucket):
     """DEST's lease on a real S3 server: a conditional create (If-None-Match: *) lets one job
     in; a live holder is refused to the next; an expired lease is taken over."""
-    from pilc_ray.lease import DestLease, LeaseHeld
+    from pilc_ray.job.lease import DestLease, LeaseHeld
 
     dest = f"s3://{bucket}/job"
     s3 = st.S3Storage(st.StorageOptions(**server.options()))

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pilc_ray import index as ix
-from pilc_ray.job import IdSet
+from pilc_ray.job.driver import IdSet
 
 
 def _row(i: int, uri: str | None = None) -> dict:

@@ -32,7 +32,7 @@ from codec.errors import CodecError
 from codec.imagefile import RasterImage
 from codec.layout import DEFAULT_TILE
 from pilc_ray import storage as st
-from pilc_ray.sources import Item
+from pilc_ray.job.sources import Item
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 SHARD_MAGIC = b"PILCSHD1"

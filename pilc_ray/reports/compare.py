@@ -17,7 +17,6 @@ import codec
 from codec.classical import encode_kind
 from codec.errors import CodecError
 from pilc_ray import index as ix
-from pilc_ray.report import open_parquet
 
 PEERS = ("png", "webp", "jxl")
 _COLUMNS = ["id", "blob_uri", "offset", "length", "passthrough", "codec", "mode", "width",
@@ -26,7 +25,7 @@ _COLUMNS = ["id", "blob_uri", "offset", "length", "passthrough", "codec", "mode"
 
 def sample_rows(index_uri: str, options: Any, n: int) -> list[dict]:
     """Up to `n` evenly spaced rows that hold codec blobs (passed-through JPEGs are skipped)."""
-    pf = open_parquet(index_uri, options)
+    pf = ix.open_parquet(index_uri, options)
     meta = pf.metadata
     total = meta.num_rows
     if n <= 0 or not total:

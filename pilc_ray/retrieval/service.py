@@ -40,7 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from codec.imagefile import RasterImage
-from pilc_ray.archive import (
+from pilc_ray.retrieval.archive import (
     FORMATS,
     MIB,
     Archive,
@@ -668,8 +668,8 @@ def run_server(a: Any) -> int:
 
     import uvicorn
 
-    from pilc_ray.archive import open_archive
-    from pilc_ray.jobcli import _store_options
+    from pilc_ray.retrieval.archive import open_archive
+    from pilc_ray.storage_flags import store_options
 
     token = _token(a)
     if a.host not in LOOPBACK and not token and not a.allow_anonymous:
@@ -678,7 +678,7 @@ def run_server(a: Any) -> int:
               file=sys.stderr)
         return 2
     try:
-        archive = open_archive(a.index, _store_options(a),
+        archive = open_archive(a.index, store_options(a),
                                index_cache_bytes=a.index_cache_mb * MIB,
                                blob_cache_bytes=a.blob_cache_mb * MIB,
                                max_blob_bytes=a.max_blob_mb * MIB,

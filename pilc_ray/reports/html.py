@@ -320,7 +320,7 @@ def _section_failures(r: dict) -> str:
 
 
 def render_html(r: dict) -> str:
-    """The whole page for a report dict (as built by pilc_ray.report.build_report)."""
+    """The whole page for a report dict (as built by pilc_ray.reports.aggregate.build_report)."""
     has_rows = r["images"]["indexed"] > 0
     plots_top = [plot_bpsp(r), plot_codecs(r)] if has_rows else []
     plots_speed = [plot_time_series(r), plot_time_split(r), plot_workers(r)] if has_rows else []

@@ -13,17 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codec.layout import TILE_SIZES
+from pilc_ray.storage_flags import STORE_KEYS, add_store_arguments
 
 if TYPE_CHECKING:  # the job needs the `ray` extra; `pilc encode` and friends do not
-    from pilc_ray.job import JobConfig
-
-_STORE_KEYS = ("endpoint_url", "region")
-
-
-def add_store_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS / environment)")
-    p.add_argument("--region", help="S3 region")
-
+    from pilc_ray.job.config import JobConfig
 
 def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     # SOURCE is optional to argparse only because --config may give it; usage says it is needed
@@ -92,7 +85,7 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(a: argparse.Namespace) -> JobConfig:
     """YAML config (if any) overlaid with the flags that were given."""
-    from pilc_ray.job import JobConfig, JobError
+    from pilc_ray.job.config import JobConfig, JobError
 
     data: dict[str, Any] = {}
     if a.config:
@@ -106,7 +99,7 @@ def config_from_args(a: argparse.Namespace) -> JobConfig:
     if unknown:
         raise JobError(f"unknown job config keys: {sorted(unknown)}")
     store = dict(data.get("storage_options") or {})
-    for k in _STORE_KEYS:
+    for k in STORE_KEYS:
         if getattr(a, k, None):
             store[k] = getattr(a, k)
     data["storage_options"] = store
@@ -126,7 +119,8 @@ def config_from_args(a: argparse.Namespace) -> JobConfig:
 
 
 def run_compress(a: argparse.Namespace) -> int:
-    from pilc_ray.job import JobError, run_job
+    from pilc_ray.job.config import JobError
+    from pilc_ray.job.driver import run_job
 
     try:
         cfg = config_from_args(a)
@@ -156,65 +150,3 @@ def run_compress(a: argparse.Namespace) -> int:
     elif rep.get("error"):
         print(f"report: not written ({rep['error']})", file=sys.stderr)
     return 0 if result.ok else 1
-
-
-def _store_options(a: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(a, k) for k in _STORE_KEYS if getattr(a, k, None)}
-
-
-def run_lookup(a: argparse.Namespace) -> int:
-    from pilc_ray import api
-
-    opts = _store_options(a)
-    try:
-        row, blob = api.read_blob(a.dest, a.id, opts)
-    except KeyError:
-        print(f"pilc: error: no image with id {a.id!r} in {a.dest}", file=sys.stderr)
-        return 1
-    print(json.dumps(row, indent=2, default=str))
-    if a.output:
-        import codec
-
-        Path(a.output).write_bytes(codec.to_png_bytes(api.decode_blob(row, blob)))
-        print(f"decoded to {a.output}", file=sys.stderr)
-    return 0
-
-
-def run_verify(a: argparse.Namespace) -> int:
-    from pilc_ray import api
-
-    out = api.verify(a.dest, _store_options(a))
-    for b in out["bad"][:20]:
-        print(f"BAD {b['id']}: {b['error']}", file=sys.stderr)
-    print(f"{out['ok']} images decoded alone from the index and bit-exact, "
-          f"{len(out['bad'])} bad")
-    return 0 if not out["bad"] else 1
-
-
-def write_samples(out: str, count: int = 24) -> list[Path]:
-    """Sample images as PNG files in sub-folders, plus one JPEG (stored as-is by the job)."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    import codec
-    from pilc_ray.samples import sample_images
-
-    root = Path(out)
-    paths = []
-    for name, img in sample_images(count):
-        sub = root / ("graphics" if img.pixels.std() < 30 else "photos")
-        sub.mkdir(parents=True, exist_ok=True)
-        p = sub / f"{name}.png"
-        p.write_bytes(codec.to_png_bytes(img))
-        paths.append(p)
-    rgb = next((img for _, img in sample_images(1)), None)
-    if rgb is not None:
-        buf = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(rgb.pixels)).save(buf, "JPEG", quality=90)
-        p = root / "photos" / "camera_0001.jpg"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(buf.getvalue())
-        paths.append(p)
-    return paths

@@ -27,10 +27,16 @@ import uvicorn
 
 import codec
 from pilc_ray import testing
-from pilc_ray.archive import Archive, open_archive
 from pilc_ray.cli import main as pilc_main
-from pilc_ray.service import ConnectionLimits, ServiceConfig, create_app, uvicorn_config
-from tests.test_archive import BAD_IDS, build_archive, expected, flip_byte_in_blob, sample_set
+from pilc_ray.retrieval.archive import Archive, open_archive
+from pilc_ray.retrieval.service import ConnectionLimits, ServiceConfig, create_app, uvicorn_config
+from tests.pilc_ray.retrieval.test_archive import (
+    BAD_IDS,
+    build_archive,
+    expected,
+    flip_byte_in_blob,
+    sample_set,
+)
 
 TOKEN = "test-token-0123456789"
 

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pilc_ray.sources import Item
-from pilc_ray.worker import BatchCompressor
+from pilc_ray.job.cluster import pool_plan
+from pilc_ray.job.sources import Item
+from pilc_ray.job.worker import BatchCompressor
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the driver imports this module; only its type is named here
     from pilc_ray.index import PartWriter
-    from pilc_ray.job import Driver
-    from pilc_ray.progress import Progress
+    from pilc_ray.job.driver import Driver
+    from pilc_ray.job.progress import Progress
 
 
 class DataWorker:
@@ -45,8 +46,6 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
     from codec.model import default_model
 
     cfg = driver.cfg
-    from pilc_ray.job import pool_plan
-
     # Ray Data runs one actor shape: the plan's first group (GPU workers where there are GPUs)
     group = pool_plan(cfg, ray.cluster_resources())[0]
     n, cpus, gpus = group.count, group.cpus, group.gpus

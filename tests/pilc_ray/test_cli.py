@@ -24,10 +24,10 @@ import codec
 from codec.imagefile import RasterImage
 from pilc_ray.cli import build_parser
 from pilc_ray.cli import main as pilc_main
-from pilc_ray.jobcli import config_from_args
-from tests.test_archive import build_archive, expected, sample_set
+from pilc_ray.job.cli import config_from_args
+from tests.pilc_ray.retrieval.test_archive import build_archive, expected, sample_set
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pilc(*args: str, **kw) -> subprocess.CompletedProcess:

@@ -16,14 +16,15 @@ import pytest
 from PIL import Image
 
 from codec.classical import encode_kind
-from pilc_ray import api, report, testing
+from pilc_ray import api, testing
 from pilc_ray import index as ix
 from pilc_ray import storage as st
 from pilc_ray.cli import main as pilc_main
-from pilc_ray.compare import sample_rows
-from pilc_ray.report_html import render_html
-from pilc_ray.worker import STAGE_COLUMNS, stage_shares
-from tests.test_pipeline import FAST, make_folder
+from pilc_ray.job.worker import STAGE_COLUMNS, stage_shares
+from pilc_ray.reports import aggregate as report
+from pilc_ray.reports.compare import sample_rows
+from pilc_ray.reports.html import render_html
+from tests.pilc_ray.job.test_pipeline import FAST, make_folder
 
 CODECS = ("learned", "png", "webp", "jxl", "jpeg")
 MODES = ("RGB", "L", "RGBA", "L;16")
@@ -119,7 +120,7 @@ def test_time_series_cells_coarsen_for_long_runs(tmp_path):
     results = []
     for batch_rows in (97, 4096):
         agg = report.IndexAggregate(series_cells=50)
-        for b in report.iter_batches(report.open_parquet(str(tmp_path / ix.INDEX_FILE)),
+        for b in report.iter_batches(ix.open_parquet(str(tmp_path / ix.INDEX_FILE)),
                                      list(report._COLUMNS), batch_rows):
             agg.add(b)
         results.append(agg.result()["time_series"])
