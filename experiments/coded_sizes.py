@@ -20,7 +20,7 @@ from codec.layout import TILE_SIZES
 from codec.model import load_model_file
 
 # (name, glob under the data root, how many images of the sorted list; from its end if < 0).
-# The EVAL ONLY folders are read for evaluation only (never for fitting: codec.fit_tables).
+# The EVAL ONLY folders are read for evaluation only (never for fitting: codec.train.fit_tables).
 SETS = (
     ("mcmaster18 (first 6)", "mcmaster18/*.png", 6),
     ("clic", "clic_2images/*.png", 2),
@@ -36,12 +36,12 @@ def subset(root: Path, pattern: str, n: int) -> list[Path]:
     return paths[:n] if n > 0 else paths[n:]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tiles", type=int, nargs="+", choices=TILE_SIZES, default=list(TILE_SIZES))
     ap.add_argument("--weights", type=Path, help="weights .npz (default: the shipped model)")
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     model = load_model_file(a.weights) if a.weights else None
     print("set | " + " | ".join(f"tile {t}" for t in a.tiles))
     for k, (name, folder, n) in enumerate(SETS):
