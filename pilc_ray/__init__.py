@@ -2,6 +2,10 @@
 
     archive = pilc_ray.open_archive("out/job")     # or s3://bucket/prefix/, or its index.parquet
     pixels = archive.get("photos/beach.png")
+
+By role: `job/` (sources -> workers -> DEST), `retrieval/` (archive, HTTP service, Ray Serve),
+`reports/`; `storage`, `index`, `runs` and `integrity` shared below them; `cli` and `api` on
+top (docs/architecture.md).
 """
 
 from typing import Any
