@@ -151,7 +151,7 @@ def test_empty_and_missing_sources(tmp_path, ray_address):
 
 
 def test_job_effort_reaches_blobs_index_and_report(tmp_path, ray_address):
-    from pilc_ray import report
+    from pilc_ray.reports import aggregate as report
 
     expected = make_folder(tmp_path / "src", n=4, size=64)
     dest = str(tmp_path / "job")

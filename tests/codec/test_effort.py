@@ -15,7 +15,7 @@ from codec.layout import tile_boxes
 from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
 
 EFFORTS = ("fast", "default", "max")
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
