@@ -55,7 +55,6 @@ N_SUB_BUCKETS = 4  # with the VQ stage: VQ scale index >> VQ_SHIFT; without: gra
 VQ_SHIFT = 4
 N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
 N_STATE = N_BUCKETS + N_BIAS  # adaptive sums per tile plane (PM_NSTAT)
-FAST_LANES = 4  # PM_FAST_LANES: tiles of one shape the fast CPU decoder runs in lockstep
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
 N_OFFSET_CLASSES = 2  # |P - 8 * round(P / 8)| < 2 or >= 2 (in 1/8): see _coding_frame
@@ -211,19 +210,6 @@ def encode_planes(
     return PlaneCode(sym, tid, buckets, starts, coefs)
 
 
-def fast_groups(boxes: np.ndarray) -> np.ndarray:
-    """Lockstep groups for the fast decoder: FAST_LANES tiles of one shape per row, the tiles a
-    shape has left over alone (-1 padded); tiles keep raster order within a shape."""
-    rows: list[list[int]] = []
-    shapes = boxes[:, 2] * (1 << 21) + boxes[:, 3]
-    for shape in np.unique(shapes):
-        members = np.flatnonzero(shapes == shape).tolist()
-        full = len(members) - len(members) % FAST_LANES
-        rows += [members[a : a + FAST_LANES] for a in range(0, full, FAST_LANES)]
-        rows += [[t] + [-1] * (FAST_LANES - 1) for t in members[full:]]
-    return np.array(rows, dtype=np.int64).reshape(-1, FAST_LANES)
-
-
 def decode_planes(
     data: np.ndarray,
     byte_bounds: np.ndarray,
@@ -257,23 +243,13 @@ def decode_planes(
     p = kernels.ptr
     model_tables = _model_tables(prior, tables)
     table_ptrs = [p(a) for a in model_tables]
-    if level == LEVEL_FAST and scales is None:
-        groups = fast_groups(boxes)
-        failed = kernels.run_shared(
-            lambda counter: kernels.lib.pilc_pm_decode_fast(
-                p(data), p(bb), p(planes), n_ch, shape[1], shape[2], p(boxes), len(boxes),
-                p(coefs), *table_ptrs, p(groups), len(groups), p(err), counter,
-            ),
-            len(groups),
-        )  # fmt: skip
-    else:
-        failed = kernels.run_shared(
-            lambda counter: kernels.lib.pilc_pm_decode(
-                level, p(data), p(bb), p(planes), n_ch, shape[1], shape[2], p(scales), p(boxes),
-                len(boxes), p(coefs), *table_ptrs, p(err), counter,
-            ),
-            len(boxes),
-        )  # fmt: skip
+    failed = kernels.run_shared(
+        lambda counter: kernels.lib.pilc_pm_decode(
+            level, p(data), p(bb), p(planes), n_ch, shape[1], shape[2], p(scales), p(boxes),
+            len(boxes), p(coefs), *table_ptrs, p(err), counter,
+        ),
+        len(boxes),
+    )  # fmt: skip
     if any(failed):
         raise MemoryError("pixel model: out of memory for the tile state")
     bad = np.flatnonzero(err)

@@ -49,10 +49,6 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
         ctypes.c_int,
         [_I, _P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
     ),
-    "pilc_pm_decode_fast": (
-        ctypes.c_int,
-        [_P, _P, _P, _I, _I, _I, _P, _I, _P] + [_P] * 8 + [_P, _I, _P, _P],
-    ),
     "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P]),
     "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
     "pilc_compact": (None, [_P, _P, _I, _P, _P]),

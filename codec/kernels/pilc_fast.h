@@ -1,14 +1,11 @@
 // The fast effort level's per-sample model (docs/FORMAT.md, "levels"): the per-tile LS predictor
 // alone (no blend, so no per-predictor errors), corrected by the moving mean of its error in a
 // context of 12 energy classes x 6 texture bits, then the default level's table choice. Its own
-// loop, apart from pm_plane's blend, because its point is speed: with ~40% of the default's work
-// per sample the decoder is bound by the latency of its serial chain (prediction -> table ->
-// rANS -> pixel -> next prediction), so the CPU decoder runs PM_FAST_LANES tiles of one shape in
-// lockstep and the core overlaps their chains. The GPU runs one lane per thread.
+// loop, apart from pm_plane's blend, because its point is speed. (Running 2 or 4 tiles of one
+// shape in lockstep on a CPU thread, to overlap their serial chains, was 14-16% and 8-13%
+// slower than one tile at a time: the loop is throughput-bound; docs/experiments.md entry 19.)
 #pragma once
 // Included by pilc_model.h after pm_plane: it uses the model's tables, state and helpers.
-
-#define PM_FAST_LANES 4  // tiles decoded in lockstep by one CPU thread
 
 // One tile plane in flight: where its samples and state are, and its stream or its outputs.
 typedef struct {
@@ -130,34 +127,21 @@ PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, in
     acnt[b * ls] = (int32_t)cb;
 }
 
-// n lanes (1..PM_FAST_LANES) of plane c, all tiles of one shape h x w, in lockstep.
-PILC_FN void pm_fast_lanes(PmFastLane *lanes, const int n, const int c, int64_t h, int64_t w,
-                           int64_t W, const PmTables *tb, const int decode,
+// Plane c (a literal where inlined) of the tile plane L in raster order.
+PILC_FN void pm_fast_plane(PmFastLane *L, const int c, int64_t h, int64_t w, int64_t W,
+                           const PmTables *tb, const int decode,
                            const uint8_t *PILC_RESTRICT data) {
-    for (int k = 0; k < n; k++) pm_reset_plane(&lanes[k].st, PM_LVL_FAST, c, w, PILC_MIN(c, 2), tb);
+    pm_reset_plane(&L->st, PM_LVL_FAST, c, w, PILC_MIN(c, 2), tb);
     for (int64_t i = 0; i < h; i++) {
-        for (int k = 0; k < n; k++) pm_fast_row(&lanes[k], c, i);
-        for (int64_t j = 0; j < w; j++)
-            for (int k = 0; k < n; k++) pm_fast_sample(&lanes[k], c, i, j, w, W, tb, decode, data);
+        pm_fast_row(L, c, i);
+        for (int64_t j = 0; j < w; j++) pm_fast_sample(L, c, i, j, w, W, tb, decode, data);
     }
 }
 
-// pm_fast_lanes with the plane index and the lane count (1, or PM_FAST_LANES on the CPU's
-// lockstep path) literals; the GPU build only ever inlines the one-lane copies.
-#define PM_FAST_AT(N, C) pm_fast_lanes(lanes, N, C, h, w, W, tb, decode, data)
-#define PM_FAST_N(N)                                                                          \
-    do {                                                                                      \
-        if (c == 0) PM_FAST_AT(N, 0);                                                         \
-        else if (c == 1) PM_FAST_AT(N, 1);                                                    \
-        else PM_FAST_AT(N, 2);                                                                \
-    } while (0)
-PILC_FN void pm_fast_one(PmFastLane *lanes, int c, int64_t h, int64_t w, int64_t W,
-                         const PmTables *tb, const int decode, const uint8_t *data) {
-    PM_FAST_N(1);
-}
-PILC_FN void pm_fast_all_lanes(PmFastLane *lanes, int c, int64_t h, int64_t w, int64_t W,
+// pm_fast_plane with the plane index a literal.
+PILC_FN void pm_fast_plane_any(PmFastLane *L, int c, int64_t h, int64_t w, int64_t W,
                                const PmTables *tb, const int decode, const uint8_t *data) {
-    PM_FAST_N(PM_FAST_LANES);
+    if (c == 0) pm_fast_plane(L, 0, h, w, W, tb, decode, data);
+    else if (c == 1) pm_fast_plane(L, 1, h, w, W, tb, decode, data);
+    else pm_fast_plane(L, 2, h, w, W, tb, decode, data);
 }
-#undef PM_FAST_N
-#undef PM_FAST_AT

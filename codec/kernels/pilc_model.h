@@ -477,7 +477,7 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
         pm_fast_open(&L, im, c, y0, x0, st, coef);
         L.sym = sym; L.tid = tid; L.bkt = bkt;
         if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
-        pm_fast_one(&L, c, h, w, im->W, tb, decode, data);
+        pm_fast_plane_any(&L, c, h, w, im->W, tb, decode, data);
         if (decode) { *xs = L.xs; *rp = L.rp; }
     } else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
     else PM_PLANE_LEVEL(PM_LVL_DEFAULT);
