@@ -1,0 +1,75 @@
+"""Bytes and one-thread speed of each effort level on a fixed set of TRAINING photos (never the
+EVAL sets: this is the lab the levels were designed with, docs/experiments.md entries 19-20).
+
+Learned path only (no fallback), every round trip checked. Bytes are relative to the first
+level given; MB/s are raw bytes over wall time of encode_groups / decode_groups, one thread.
+
+Usage: PILC_THREADS=1 python benchmarks/levels_lab.py [LEVEL ...]   (default: 0 1 2)
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codec import kernels, learned  # noqa: E402
+from codec.api import _to_groups  # noqa: E402
+from codec.imagefile import load_image  # noqa: E402
+from codec.model import default_model  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _gray(pattern: str, n: int) -> list[str]:
+    paths = sorted(glob.glob(str(DATA / pattern), recursive=True))
+    return [p for p in paths if Image.open(p).mode == "L"][:n]
+
+
+def lab_sets() -> dict[str, list[str]]:
+    return {
+        "rgb": sorted(glob.glob(str(DATA / "wikipedia_photos/*.png")))[:6]
+        + sorted(glob.glob(str(DATA / "urban100_subset/*.png")))[:3],
+        "gray": _gray("waterloo_bragzone/**/*.png", 8) + _gray("usc_sipi/**/*.png", 6),
+    }
+
+
+def main(argv: list[str]) -> None:
+    levels = [int(a) for a in argv] or [0, 1, 2]
+    model = default_model()
+    kernels.set_threads(1)
+    for name, paths in lab_sets().items():
+        size = dict.fromkeys(levels, 0)
+        t_enc = dict.fromkeys(levels, 0.0)
+        t_dec = dict.fromkeys(levels, 0.0)
+        raw = 0
+        for p in paths:
+            img = load_image(p)
+            if img.mode not in ("L", "RGB"):
+                continue
+            groups = _to_groups(img)
+            raw += img.pixels.size
+            for lv in levels:
+                t0 = time.perf_counter()
+                payloads = learned.encode_groups(model, groups, level=lv)
+                t1 = time.perf_counter()
+                back = learned.decode_groups(model, payloads, [g.shape for g in groups], level=lv)
+                t2 = time.perf_counter()
+                assert all(np.array_equal(a, b) for a, b in zip(back, groups, strict=True)), p
+                size[lv] += sum(len(x) for x in payloads)
+                t_enc[lv] += t1 - t0
+                t_dec[lv] += t2 - t1
+        for lv in levels:
+            rel = 100 * (size[lv] / size[levels[0]] - 1)
+            print(f"{name:5s} level {lv}: {8 * size[lv] / raw:.4f} bpsp ({rel:+.2f}%)  "
+                  f"enc {raw / t_enc[lv] / 1e6:6.1f} MB/s  dec {raw / t_dec[lv] / 1e6:6.1f} MB/s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
