@@ -7,6 +7,8 @@
 #pragma once
 // Included by pilc_model.h after pm_plane: it uses the model's tables, state and helpers.
 
+#define PM_FAST_HALVE_AT 64  // plane 0 bucket means: the count halves here (else at 256)
+
 // One tile plane in flight: where its samples and state are, and its stream or its outputs.
 typedef struct {
     uint8_t *PILC_RESTRICT pc;        // plane c at the tile's origin (row stride im->W)
@@ -122,7 +124,7 @@ PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, in
     trow[pj * ls] = (int16_t)t;
     sb += pilc_abs32(t);
     cb += 1;
-    if (cb >= PM_HALVE_AT) { sb = (sb + 1) >> 1; cb >>= 1; }
+    if (cb >= (c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT)) { sb = (sb + 1) >> 1; cb >>= 1; }
     asum[b * ls] = (int32_t)sb;
     acnt[b * ls] = (int32_t)cb;
 }
