@@ -12,7 +12,7 @@
 #include "pilc_rans.h"
 
 #define PM_PAD 2         // zero border of the error buffers
-#define PM_NPM 10        // predictors at most (3 spatial + 2 x 3 cross-plane + LS)
+#define PM_NPM 11        // predictors at most (3 spatial + 2 x 3 cross-plane + LS + local LS)
 #define PM_NTAPS 24      // LS taps at most (the max level's plane 2: 10 own + 2 x 7)
 #define PM_NB 96         // buckets: 24 energy x 4 sub
 #define PM_NBIAS 192     // max level: bias contexts, 24 energy x 8 texture
@@ -35,6 +35,22 @@
 #define PM_COEF_MAX 2047
 #define PM_EK_CAP 8190   // ring entries saturate here: any sum they join is >= 2 * 4095 anyway
 #define PM_GRAD_LAST 12
+// Max level: a per-sample least-squares predictor fitted on a causal window (rows i-R..i-1 x
+// columns j-R..j+R, and row i's j-R..j-1), from integer sums kept per column.
+#ifndef PM_LL_R
+#define PM_LL_R 6
+#endif
+#ifndef PM_LL_KAPPA
+#define PM_LL_KAPPA 0.02
+#endif
+#ifndef PM_LL_KV
+#define PM_LL_KV 3
+#endif
+#ifndef PM_LL_KH
+#define PM_LL_KH 3
+#endif
+#define PM_LL_NT 7                                          // taps at most
+#define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
 
 typedef struct {
     const uint8_t *PILC_RESTRICT e_bucket;    // [4096]
@@ -52,6 +68,8 @@ typedef struct {
     uint16_t *PILC_RESTRICT ek;  // [3][tw][PM_NPM] per-predictor |errors|, capped
     int32_t *PILC_RESTRICT asum; // [PM_NSTAT]: bucket |error| sums, then bias sums (max)
     int32_t *PILC_RESTRICT acnt; // [PM_NSTAT]
+    int32_t *PILC_RESTRICT lsum; // max level: [2 tw + 2][PM_LL_NS] V, P, window, row sums; taps
+    double *PILC_RESTRICT lmat;  // max level: [PM_LL_NT * (PM_LL_NT + 1)] solve scratch
     int64_t tw;                  // row length >= w + 2 PAD
     int64_t rows;                // rows per plane >= h + PAD
     int64_t ls;                  // lane stride
@@ -217,6 +235,104 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
     }
 }
 
+
+// Max level, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
+// 0; N, W, NW, NE and plane 0's X, N, W on planes > 0. Returns the count.
+PILC_FN int pm_ll_nt(int c) { return c == 0 ? 6 : 7; }
+PILC_FN void pm_ll_feat(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t i, int64_t j,
+                        int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
+    const int64_t y = y0 + i, x = x0 + j;
+    int32_t nb[6];
+    pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, nb);
+    f[0] = nb[0]; f[ls] = nb[1]; f[2 * ls] = nb[2]; f[3 * ls] = nb[3];
+    if (c == 0) { f[4 * ls] = nb[4]; f[5 * ls] = nb[5]; return; }
+    pm_neighbours(im->px, im->W, y, x, i, j, w, nb);
+    f[4 * ls] = im->px[y * im->W + x]; f[5 * ls] = nb[0]; f[6 * ls] = nb[1];
+}
+
+// s += sg * (the sums of one training sample: f f^T upper triangle, f t, 1).
+PILC_FN void pm_ll_acc(int32_t *PILC_RESTRICT s, int64_t ls, const int32_t *PILC_RESTRICT f,
+                       int nt, int32_t t, int32_t sg) {
+    int k = 0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++)
+        PILC_ROLLED
+        for (int v = 0; v <= u; v++) { s[k * ls] += sg * f[u * ls] * f[v * ls]; k++; }
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++) { s[k * ls] += sg * f[u * ls] * t; k++; }
+    s[k * ls] += sg;
+}
+
+// Column x's decayed sums V[x] take in row i-1 (its products P[x], stored when that sample was
+// coded); called once per row, when x enters the window.
+PILC_FN void pm_ll_fold(int32_t *PILC_RESTRICT v, const int32_t *PILC_RESTRICT pp, int64_t ls,
+                        int ns) {
+    PILC_ROLLED
+    for (int k = 0; k < ns; k++) v[k * ls] = v[k * ls] - (v[k * ls] >> PM_LL_KV) + pp[k * ls];
+}
+
+PILC_FN void pm_ll_add(int32_t *PILC_RESTRICT d, const int32_t *PILC_RESTRICT s, int64_t ls,
+                       int ns, int32_t sg) {
+    PILC_ROLLED
+    for (int k = 0; k < ns; k++) d[k * ls] += sg * s[k * ls];
+}
+
+// The local LS prediction (1/8 units) from window + row sums, ridge towards the tile's LS
+// coefficients a0 (1/256). Float64, fixed order, no FMA.
+PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f,
+                              const int64_t *PILC_RESTRICT coef, int64_t tw) {
+    const int nt = pm_ll_nt(c);
+    const int64_t ls = st->ls;
+    const int32_t *win = st->lsum + (2 * tw * PM_LL_NS) * ls;
+    const int32_t *row = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
+    double *m = st->lmat;  // [nt][nt + 1]
+    const int n1 = nt + 1;
+    int k = 0;
+    double tr = 0.0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++)
+        PILC_ROLLED
+        for (int v = 0; v <= u; v++) {
+            const double a = (double)(win[k * ls] + row[k * ls]);
+            m[(u * n1 + v) * ls] = a;
+            m[(v * n1 + u) * ls] = a;
+            if (u == v) tr += a;
+            k++;
+        }
+    const double lam = PM_LL_KAPPA * tr / (double)nt + 1.0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++) {
+        m[(u * n1 + nt) * ls] = (double)(win[k * ls] + row[k * ls]) + lam * (double)coef[c == 0 || u < 4 ? u : u + 6] / 256.0;
+        m[(u * n1 + u) * ls] += lam;
+        k++;
+    }
+    PILC_ROLLED
+    for (int p = 0; p < nt; p++) {
+        const double inv = 1.0 / m[(p * n1 + p) * ls];
+        m[(p * n1 + p) * ls] = inv;
+        PILC_ROLLED
+        for (int r = p + 1; r < nt; r++) {
+            const double fct = m[(r * n1 + p) * ls] * inv;
+            PILC_ROLLED
+            for (int cc = p + 1; cc <= nt; cc++) m[(r * n1 + cc) * ls] -= fct * m[(p * n1 + cc) * ls];
+        }
+    }
+    double pv = 0.0;
+    PILC_ROLLED
+    for (int p = nt - 1; p >= 0; p--) {
+        double acc = m[(p * n1 + nt) * ls];
+        PILC_ROLLED
+        for (int cc = p + 1; cc < nt; cc++) acc -= m[(p * n1 + cc) * ls] * m[(cc * n1 + nt) * ls];
+        const double sol = acc * m[(p * n1 + p) * ls];
+        m[(p * n1 + nt) * ls] = sol;
+        pv += sol * (double)f[p * ls];
+    }
+    double v = pv * 8.0;
+    if (!(v == v)) return f[0] * 8;  // NaN: N
+    v = v > 3072.0 ? 3072.0 : (v < -1024.0 ? -1024.0 : v);
+    return (int32_t)pilc_floor(v + 0.5);
+}
+
 // Where a sample's residual is coded from: base = P rounded to a whole value, the sign flip
 // (neg = -1 where P's rounding offset d = P - 8 base is < 0, so every table sees the residual
 // leaning the same way) and the table: the level's second offset class where |d| >= 2.
@@ -250,6 +366,8 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
         st->acnt[u * ls] = PM_PRIOR_COUNT;
         st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
     }
+    if (lvl == PM_LVL_MAX)
+        for (int64_t u = 0; u < (2 * st->tw + 2) * PM_LL_NS; u++) st->lsum[u * ls] = 0;
     if (lvl != PM_LVL_DEFAULT)
         for (int u = PM_NB; u < PM_NSTAT; u++) {
             st->acnt[u * ls] = PM_BIAS_START;
@@ -274,8 +392,8 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                       int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
-    const int k = np + 1;
     const int fast = lvl == PM_LVL_FAST, mx = lvl == PM_LVL_MAX;
+    const int k = np + 1 + mx;  // the max level adds the local LS predictor q[np + 1]
     const int nown = mx ? 10 : 6, ncross = mx ? 7 : 5;
     // bias correction: the LS predictor alone (fast) gains 3-4% from it; the blend of the max
     // level gains on planes > 0 and loses on gray (docs/experiments.md entry 19)
@@ -296,6 +414,21 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
         int16_t *PILC_RESTRICT trow = st->te + pm_te_index(st, c, pi, 0);
         const int16_t *PILC_RESTRICT t0row = st->te + pm_te_index(st, 0, pi, 0);
         const int16_t *PILC_RESTRICT t1row = st->te + pm_te_index(st, 1, pi, 0);
+        int32_t *PILC_RESTRICT llv = st->lsum;
+        int32_t *PILC_RESTRICT llp = st->lsum + (tw * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llwin = st->lsum + (2 * tw * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llrow = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llf = st->lsum + ((2 * tw + 2) * PM_LL_NS) * ls;  // features
+        const int llns = (pm_ll_nt(c) * (pm_ll_nt(c) + 3)) / 2 + 1;
+        if (mx) {
+            PILC_ROLLED
+            for (int u = 0; u < llns; u++) { llwin[u * ls] = 0; llrow[u * ls] = 0; }
+            PILC_ROLLED
+            for (int64_t xx = 0; xx <= PM_LL_R && xx < w; xx++) {
+                if (i > 0) pm_ll_fold(llv + (xx * PM_LL_NS) * ls, llp + (xx * PM_LL_NS) * ls, ls, llns);
+                pm_ll_add(llwin, llv + (xx * PM_LL_NS) * ls, ls, llns, 1);
+            }
+        }
         for (int64_t j = 0; j < w; j++) {
             const int64_t x = x0 + j;
             const int64_t pj = j + PM_PAD;
@@ -339,13 +472,25 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 }
             }
             q[np] = (acc + 16) >> 5;
+            if (mx) {
+                if (j > 0) {
+                    const int64_t xin = j + PM_LL_R, xout = j - PM_LL_R - 1;
+                    if (xin < w) {
+                        if (i > 0) pm_ll_fold(llv + (xin * PM_LL_NS) * ls, llp + (xin * PM_LL_NS) * ls, ls, llns);
+                        pm_ll_add(llwin, llv + (xin * PM_LL_NS) * ls, ls, llns, 1);
+                    }
+                    if (xout >= 0) pm_ll_add(llwin, llv + (xout * PM_LL_NS) * ls, ls, llns, -1);
+                }
+                pm_ll_feat(im, c, y0, x0, i, j, w, llf, ls);
+                q[np + 1] = pm_ll_predict(st, c, llf, coef, tw);
+            }
             int64_t pr;
             if (fast) {
                 pr = q[np];
             } else {
                 // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice
                 // on planes > 0
-                int32_t tot = 0, wt = 0;
+                int32_t tot = 0, wt = 0, wls = 0;
                 int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
                 for (int m = 0; m < k; m++) {
                     int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls]
@@ -357,10 +502,11 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                                 >> 1;
                     if (s > 4095) s = 4095;
                     wt = tb->recip[s];
+                    if (m == np) wls = wt;
                     tot += wt;
                     bl += (int64_t)wt * q[m];
                 }
-                if (c > 0) { tot += wt; bl += (int64_t)wt * q[k - 1]; }
+                if (c > 0) { tot += wls; bl += (int64_t)wls * q[np]; }
                 pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             }
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
@@ -408,6 +554,15 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 tid[pos] = (uint8_t)t_id;
                 if (bkt) bkt[pos] = (uint8_t)b;
                 pos++;
+            }
+            if (mx) {
+                int32_t *PILC_RESTRICT pj_ = llp + (j * PM_LL_NS) * ls;
+                PILC_ROLLED
+                for (int u = 0; u < llns; u++) pj_[u * ls] = 0;
+                pm_ll_acc(pj_, ls, llf, pm_ll_nt(c), xv, 1);
+                PILC_ROLLED
+                for (int u = 0; u < llns; u++)
+                    llrow[u * ls] = llrow[u * ls] - (llrow[u * ls] >> PM_LL_KH) + pj_[u * ls];
             }
             if (corr) {
                 int64_t bs = st->asum[bi * ls] + (xv * 8 - praw), bc = st->acnt[bi * ls] + 1;
