@@ -54,7 +54,8 @@ N_E_BUCKETS = 24
 N_SUB_BUCKETS = 4  # with the VQ stage: VQ scale index >> VQ_SHIFT; without: gradient class
 VQ_SHIFT = 4
 N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
-N_STATE = N_BUCKETS + N_BIAS  # adaptive sums per tile plane (PM_NSTAT)
+N_CTX2 = 96  # max level: second scale contexts (24 energy buckets x 4 spread classes)
+N_STATE = N_BUCKETS + N_BIAS + N_CTX2  # adaptive sums per tile plane (PM_NSTAT)
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
 N_OFFSET_CLASSES = 2  # |P - 8 * round(P / 8)| < 2 or >= 2 (in 1/8): see _coding_frame

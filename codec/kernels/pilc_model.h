@@ -16,7 +16,8 @@
 #define PM_NTAPS 24      // LS taps at most (the max level's plane 2: 10 own + 2 x 7)
 #define PM_NB 96         // buckets: 24 energy x 4 sub
 #define PM_NBIAS 192     // max level: bias contexts, 24 energy x 8 texture
-#define PM_NSTAT (PM_NB + PM_NBIAS)  // per-plane adaptive sums and counts
+#define PM_NC2 96        // max level: second scale contexts, 24 energy x 4 spread
+#define PM_NSTAT (PM_NB + PM_NBIAS + PM_NC2)  // per-plane adaptive sums and counts
 #define PM_BIAS_HALVE 128
 #define PM_BIAS_START 2
 // Effort levels (docs/FORMAT.md, "levels"): one model family, three operating points.
@@ -35,20 +36,22 @@
 #define PM_COEF_MAX 2047
 #define PM_EK_CAP 8190   // ring entries saturate here: any sum they join is >= 2 * 4095 anyway
 #define PM_GRAD_LAST 12
-// Max level: a per-sample least-squares predictor fitted on a causal window (rows i-R..i-1 x
-// columns j-R..j+R, and row i's j-R..j-1), from integer sums kept per column.
-#ifndef PM_LL_R
-#define PM_LL_R 6
-#endif
-#ifndef PM_LL_KAPPA
-#define PM_LL_KAPPA 0.02
-#endif
-#ifndef PM_LL_KV
-#define PM_LL_KV 3
-#endif
-#ifndef PM_LL_KH
-#define PM_LL_KH 3
-#endif
+// Max level, planes > 0: the second scale context's spread classes |local LS - tile LS| (1/8)
+// and the weight (in 1/4) of the bucket's mean against it.
+#define PM_C2_SP1 8
+#define PM_C2_SP2 24
+#define PM_C2_SP3 64
+#define PM_C2_MW 3
+// Max level: the local LS predictor's blend weight counts this many times.
+#define PM_LL_WEIGHT 3
+// Max level: a per-sample least-squares predictor fitted on a causal window: columns j-R..j+R
+// of the rows above (each column's sums decay by 1 - 2^-KV per row) plus row i left of j
+// (decaying by 1 - 2^-KH per sample), integer sums; ridge KAPPA x mean diagonal + 1 towards the
+// tile's LS coefficients.
+#define PM_LL_R 4
+#define PM_LL_KAPPA 0.00003
+#define PM_LL_KV 2
+#define PM_LL_KH 2
 #define PM_LL_NT 7                                          // taps at most
 #define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
 
@@ -366,10 +369,15 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
         st->acnt[u * ls] = PM_PRIOR_COUNT;
         st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
     }
-    if (lvl == PM_LVL_MAX)
+    if (lvl == PM_LVL_MAX) {
         for (int64_t u = 0; u < (2 * st->tw + 2) * PM_LL_NS; u++) st->lsum[u * ls] = 0;
+        for (int u = PM_NB + PM_NBIAS; u < PM_NSTAT; u++) {
+            st->acnt[u * ls] = 0;
+            st->asum[u * ls] = 0;
+        }
+    }
     if (lvl != PM_LVL_DEFAULT)
-        for (int u = PM_NB; u < PM_NSTAT; u++) {
+        for (int u = PM_NB; u < PM_NB + PM_NBIAS; u++) {
             st->acnt[u * ls] = PM_BIAS_START;
             st->asum[u * ls] = 0;
         }
@@ -485,6 +493,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 q[np + 1] = pm_ll_predict(st, c, llf, coef, tw);
             }
             int64_t pr;
+            int32_t sll = 0;  // max level: the local LS predictor's neighbourhood error sum
             if (fast) {
                 pr = q[np];
             } else {
@@ -503,10 +512,15 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                     if (s > 4095) s = 4095;
                     wt = tb->recip[s];
                     if (m == np) wls = wt;
+                    if (m == np + 1) sll = s;
                     tot += wt;
                     bl += (int64_t)wt * q[m];
                 }
                 if (c > 0) { tot += wls; bl += (int64_t)wls * q[np]; }
+                if (mx) {  // the local LS predictor's weight counts PM_LL_WEIGHT times
+                    tot += (PM_LL_WEIGHT - 1) * wt;
+                    bl += (int64_t)((PM_LL_WEIGHT - 1) * wt) * q[np + 1];
+                }
                 pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             }
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
@@ -528,6 +542,23 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             int64_t asum = st->asum[b * ls], acnt = st->acnt[b * ls];
             int64_t mean = ((asum << 4) * tb->crc[acnt]) >> 33;
             if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
+            int64_t c2 = 0;
+            if (mx) {
+                // a second scale estimate: the running mean |error| of a context from the local
+                // LS predictor's recent errors and its distance to the tile LS; on planes > 0
+                // the level comes from the weighted mean of both estimates (on gray it lost)
+                int32_t e2 = (sll * 11) >> 5;
+                if (e2 > 4095) e2 = 4095;
+                const int32_t sp = pilc_abs32(q[np + 1] - q[np]);
+                const int64_t spc = sp < PM_C2_SP1 ? 0 : (sp < PM_C2_SP2 ? 1 : (sp < PM_C2_SP3 ? 2 : 3));
+                c2 = PM_NB + PM_NBIAS + (int64_t)tb->e_bucket[e2] * 4 + spc;
+                const int64_t n2 = st->acnt[c2 * ls];
+                if (n2 >= 2 && c > 0) {
+                    int64_t m2 = ((st->asum[c2 * ls] << 4) * tb->crc[n2]) >> 33;
+                    if (m2 >= PM_MEAN_MAX) m2 = PM_MEAN_MAX - 1;
+                    mean = (PM_C2_MW * mean + (4 - PM_C2_MW) * m2 + 2) >> 2;
+                }
+            }
             const int64_t lv = tb->lom[mean];
             // fast and max: the prediction's mean error in this context (energy x texture)
             // corrects it
@@ -581,6 +612,12 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                     const int32_t em = pilc_abs32(xv * 8 - q[m]);
                     er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
                 }
+            if (mx) {
+                int64_t s2 = st->asum[c2 * ls] + pilc_abs32(t), n2 = st->acnt[c2 * ls] + 1;
+                if (n2 >= PM_HALVE_AT) { s2 = (s2 + 1) >> 1; n2 >>= 1; }
+                st->asum[c2 * ls] = (int32_t)s2;
+                st->acnt[c2 * ls] = (int32_t)n2;
+            }
             asum += pilc_abs32(t);
             acnt += 1;
             if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }
