@@ -509,6 +509,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                                  + er2[(pj * PM_NPM + m) * ls]
                                  + er0[((pj - 2) * PM_NPM + m) * ls])
                                 >> 1;
+                    if (mx && c == 0) s <<= 1;  // max level, plane 0: sharper weights
                     if (s > 4095) s = 4095;
                     wt = tb->recip[s];
                     if (m == np) wls = wt;
