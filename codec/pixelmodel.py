@@ -47,14 +47,17 @@ N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlie
 # Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
 LEVELS = container.EFFORTS
 LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX = 0, 1, 2
-N_BIAS = 768  # bias contexts (max: 24 energy x 8 texture; fast: 12 energy x 64 texture)
+N_BIAS_MAX = 192  # max level: bias contexts (24 energy x 8 texture)
+N_BIAS_FAST = 768  # fast level: bias contexts (12 energy x 64 texture)
 COEF_ONE = 256  # LS coefficients are in 1/256
 COEF_MAX = 2047
 N_E_BUCKETS = 24
 N_SUB_BUCKETS = 4  # with the VQ stage: VQ scale index >> VQ_SHIFT; without: gradient class
 VQ_SHIFT = 4
 N_BUCKETS = N_E_BUCKETS * N_SUB_BUCKETS
-N_STATE = N_BUCKETS + N_BIAS  # adaptive sums per tile plane (PM_NSTAT)
+N_CTX2 = 96  # max level: second scale contexts (24 energy buckets x 4 spread classes)
+# adaptive sums per tile plane (PM_NSTAT): the buckets, then either level's contexts
+N_STATE = N_BUCKETS + max(N_BIAS_MAX + N_CTX2, N_BIAS_FAST)
 N_LEVELS = 40
 N_KINDS = 3  # table families: plane 0 (and gray / alpha), plane 1, plane 2
 N_OFFSET_CLASSES = 2  # |P - 8 * round(P / 8)| < 2 or >= 2 (in 1/8): see _coding_frame

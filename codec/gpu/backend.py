@@ -19,9 +19,12 @@ import numpy as np
 from codec import pixelmodel, rans
 
 PAD = 2
-NPM = 10  # PM_NPM: per-predictor error slots
+NPM = 11  # PM_NPM: per-predictor error slots
 N_STATE = pixelmodel.N_STATE  # PM_NSTAT: bucket sums, then the max level's bias sums
 N_TAPS = pixelmodel.N_TAPS_MAX
+TR_LEVEL = 11  # tile record column of the effort level (pilc_cuda.cu)
+LL_NT = 7  # PM_LL_NT: the max level's local LS taps at most
+LL_NS = LL_NT * (LL_NT + 1) // 2 + LL_NT + 1  # PM_LL_NS
 
 
 @dataclass
@@ -121,6 +124,10 @@ class Backend:
             self.empty(lanes * N_STATE, np.int32),
             self.empty(lanes * N_STATE, np.int32),
         ]
+        # the max level's local LS: per-column sums and the solve scratch (PmState.lsum, lmat)
+        mx = len(lay.records) and int(lay.records[0, TR_LEVEL]) == pixelmodel.LEVEL_MAX
+        state.append(self.empty(lanes * ((2 * tw + 2) * LL_NS + LL_NT) if mx else 1, np.int32))
+        state.append(self.empty(lanes * LL_NT * (LL_NT + 1) if mx else 1, np.float64))
         return state, rows, tw
 
     def encode(

@@ -59,11 +59,11 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
     "pilc_emu_fit": (None, [_I, _I, _P, _P, _I, _P]),
     "pilc_emu_model": (
         None,
-        [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 4 + [_I, _I] + [_P] * 4,
+        [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 6 + [_I, _I] + [_P] * 4,
     ),
     "pilc_emu_rans_encode": (None, [_I, _I, _P, _P, _P, _I, _P, _P, _P, _P]),
     "pilc_emu_compact": (None, [_I, _I, _P, _P, _P, _I, _P]),
-    "pilc_emu_decode": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 4 + [_I, _I] + [_P] * 4),
+    "pilc_emu_decode": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 6 + [_I, _I] + [_P] * 4),
 }
 
 

@@ -35,11 +35,16 @@ typedef struct {
 static int state_alloc(CpuState *cs, int64_t n_ch, int64_t mh, int64_t mw) {
     const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
     const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
-    const size_t bytes = sizeof(int32_t) * 2 * PM_NSTAT + sizeof(int16_t) * n_te
-                         + sizeof(uint16_t) * n_ek;
+    const int64_t n_ll = (2 * tw + 2) * PM_LL_NS + PM_LL_NT, n_lm = PM_LL_NT * (PM_LL_NT + 1);
+    const size_t bytes = sizeof(double) * n_lm + sizeof(int32_t) * (2 * PM_NSTAT + n_ll)
+                         + sizeof(int16_t) * n_te + sizeof(uint16_t) * n_ek;
     char *m = malloc(bytes);
     if (!m) return -1;
     cs->mem = m;
+    cs->st.lmat = (double *)m;
+    m += sizeof(double) * n_lm;
+    cs->st.lsum = (int32_t *)m;
+    m += sizeof(int32_t) * n_ll;
     cs->st.asum = (int32_t *)m;
     cs->st.acnt = (int32_t *)m + PM_NSTAT;
     cs->st.te = (int16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT);

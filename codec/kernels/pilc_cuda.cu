@@ -60,12 +60,15 @@ PILC_FN PmTables pilc_stage_tables(PilcSharedTables *sh, const uint8_t *e_bucket
 
 // This thread's view of the launch-wide state arrays (rows x tw per plane, n_ch_max planes).
 PILC_FN PmState pilc_lane_state(int16_t *te, uint16_t *ek, int32_t *asum, int32_t *acnt,
-                                int64_t rows, int64_t tw, int64_t lane, int64_t lanes) {
+                                int32_t *lsum, double *lmat, int64_t rows, int64_t tw,
+                                int64_t lane, int64_t lanes) {
     PmState st;
     st.te = te + lane;
     st.ek = ek + lane;
     st.asum = asum + lane;
     st.acnt = acnt + lane;
+    st.lsum = lsum + lane;  // the max level's local LS sums (a dummy at other levels)
+    st.lmat = lmat + lane;
     st.tw = tw;
     st.rows = rows;
     st.ls = lanes;
@@ -85,7 +88,8 @@ PILC_FN PmImage pilc_tile_image(const int64_t *tr, uint8_t *px, const uint8_t *v
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
         const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
 #define PILC_STATE_ARGS                                                                       \
-    int16_t *te, uint16_t *ek, int32_t *asum, int32_t *acnt, int64_t rows, int64_t tw
+    int16_t *te, uint16_t *ek, int32_t *asum, int32_t *acnt, int32_t *lsum, double *lmat,    \
+        int64_t rows, int64_t tw
 
 // The start of a per-tile kernel (its arguments named as in PILC_TABLE_ARGS and
 // PILC_STATE_ARGS): the block stages the tables; a thread past the last tile leaves; the rest
@@ -97,7 +101,8 @@ PILC_FN PmImage pilc_tile_image(const int64_t *tr, uint8_t *px, const uint8_t *v
     const int64_t lane = PILC_THREAD_ID();                                                    \
     if (lane >= n_tiles) return;                                                              \
     const int64_t *tr = tiles + lane * TR_N;                                                  \
-    PmState st = pilc_lane_state(te, ek, asum, acnt, rows, tw, lane, PILC_N_THREADS());       \
+    PmState st = pilc_lane_state(te, ek, asum, acnt, lsum, lmat, rows, tw, lane,       \
+                                  PILC_N_THREADS());       \
     const PmImage im = pilc_tile_image(tr, (uint8_t *)(px_), vq)
 
 // Encoder, step 1 of 3: the LS coefficients of every tile plane (one thread per tile). A kernel

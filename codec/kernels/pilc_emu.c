@@ -42,7 +42,7 @@ PILC_EXPORT void pilc_emu_model(int64_t grid, int64_t block, const uint8_t *px, 
                                 uint8_t *sym, uint8_t *tid) {
     EMU_LAUNCH(grid, block,
                pilc_gpu_model(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
-                              prior, bk, fc, te, ek, asum, acnt, rows, tw, coefs, sb, sym, tid));
+                              prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs, sb, sym, tid));
 }
 
 PILC_EXPORT void pilc_emu_rans_encode(int64_t grid, int64_t block, const uint8_t *sym,
@@ -64,5 +64,5 @@ PILC_EXPORT void pilc_emu_decode(int64_t grid, int64_t block, uint8_t *px, const
                                  const int64_t *bb, int64_t *err) {
     EMU_LAUNCH(grid, block,
                pilc_gpu_decode(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
-                               prior, bk, fc, te, ek, asum, acnt, rows, tw, coefs, data, bb, err));
+                               prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs, data, bb, err));
 }

@@ -12,13 +12,17 @@
 #include "pilc_rans.h"
 
 #define PM_PAD 2         // zero border of the error buffers
-#define PM_NPM 10        // predictors at most (3 spatial + 2 x 3 cross-plane + LS)
+#define PM_NPM 11        // predictors at most (3 spatial + 2 x 3 cross-plane + LS + local LS)
 #define PM_NTAPS 24      // LS taps at most (the max level's plane 2: 10 own + 2 x 7)
 #define PM_NB 96         // buckets: 24 energy x 4 sub
-#define PM_NBIAS 768     // bias contexts: max 24 energy x 8 texture, fast 12 energy x 64 texture
+#define PM_NBIAS 192     // max level: bias contexts, 24 energy x 8 texture
+#define PM_NC2 96        // max level: second scale contexts, 24 energy x 4 spread
+#define PM_NBIAS_FAST 768  // fast level: bias contexts, 12 energy x 64 texture (pilc_fast.h)
 #define PM_EMA_FRAC 4    // fast level: bias means in 1/16 of the 1/8 unit
 #define PM_EMA_RATE 4    // ... moving 1/16 of the way per sample
-#define PM_NSTAT (PM_NB + PM_NBIAS)  // per-plane adaptive sums and counts
+// per-plane adaptive sums and counts: the buckets, then the max level's bias and second scale
+// contexts, or the fast level's bias contexts, whichever is longer
+#define PM_NSTAT (PM_NB + PILC_MAX(PM_NBIAS + PM_NC2, PM_NBIAS_FAST))
 #define PM_BIAS_HALVE 128
 #define PM_BIAS_START 2
 // Effort levels (docs/FORMAT.md, "levels"): one model family, three operating points.
@@ -37,6 +41,24 @@
 #define PM_COEF_MAX 2047
 #define PM_EK_CAP 8190   // ring entries saturate here: any sum they join is >= 2 * 4095 anyway
 #define PM_GRAD_LAST 12
+// Max level, planes > 0: the second scale context's spread classes |local LS - tile LS| (1/8)
+// and the weight (in 1/4) of the bucket's mean against it.
+#define PM_C2_SP1 8
+#define PM_C2_SP2 24
+#define PM_C2_SP3 64
+#define PM_C2_MW 3
+// Max level: the local LS predictor's blend weight counts this many times.
+#define PM_LL_WEIGHT 3
+// Max level: a per-sample least-squares predictor fitted on a causal window: columns j-R..j+R
+// of the rows above (each column's sums decay by 1 - 2^-KV per row) plus row i left of j
+// (decaying by 1 - 2^-KH per sample), integer sums; ridge KAPPA x mean diagonal + 1 towards the
+// tile's LS coefficients.
+#define PM_LL_R 4
+#define PM_LL_KAPPA 0.00003
+#define PM_LL_KV 2
+#define PM_LL_KH 2
+#define PM_LL_NT 7                                          // taps at most
+#define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
 
 typedef struct {
     const uint8_t *PILC_RESTRICT e_bucket;    // [4096]
@@ -52,8 +74,10 @@ typedef struct {
 typedef struct {
     int16_t *PILC_RESTRICT te;   // [n_ch][rows][tw] true errors, 1/8 units (|t| <= 2040)
     uint16_t *PILC_RESTRICT ek;  // [3][tw][PM_NPM] per-predictor |errors|, capped
-    int32_t *PILC_RESTRICT asum; // [PM_NSTAT]: bucket |error| sums, then bias sums (max)
+    int32_t *PILC_RESTRICT asum; // [PM_NSTAT]: bucket |error| sums, then the levels' contexts
     int32_t *PILC_RESTRICT acnt; // [PM_NSTAT]
+    int32_t *PILC_RESTRICT lsum; // max level: [2 tw + 2][PM_LL_NS] V, P, window, row sums; taps
+    double *PILC_RESTRICT lmat;  // max level: [PM_LL_NT * (PM_LL_NT + 1)] solve scratch
     int64_t tw;                  // row length >= w + 2 PAD
     int64_t rows;                // rows per plane >= h + PAD
     int64_t ls;                  // lane stride
@@ -149,8 +173,8 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
 }
 
 // Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over every 3rd row and column,
-// every 5th in tiles of >= 2^15 samples (but the fast level's plane 0), every one in tiles of < 1024 (an encoder choice, not
-// part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
+// every 5th in tiles of >= 2^15 samples (but the fast level's plane 0), every one in tiles of
+// < 1024 (an encoder choice, not part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
 // CPU and GPU pick the same coefficients. a: PM_NTAPS^2 scratch, b: PM_NTAPS.
 PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
                           int64_t w, int64_t *coef, double *a, double *b) {
@@ -222,6 +246,104 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
     }
 }
 
+
+// Max level, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
+// 0; N, W, NW, NE and plane 0's X, N, W on planes > 0. Returns the count.
+PILC_FN int pm_ll_nt(int c) { return c == 0 ? 6 : 7; }
+PILC_FN void pm_ll_feat(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t i, int64_t j,
+                        int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
+    const int64_t y = y0 + i, x = x0 + j;
+    int32_t nb[6];
+    pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, nb);
+    f[0] = nb[0]; f[ls] = nb[1]; f[2 * ls] = nb[2]; f[3 * ls] = nb[3];
+    if (c == 0) { f[4 * ls] = nb[4]; f[5 * ls] = nb[5]; return; }
+    pm_neighbours(im->px, im->W, y, x, i, j, w, nb);
+    f[4 * ls] = im->px[y * im->W + x]; f[5 * ls] = nb[0]; f[6 * ls] = nb[1];
+}
+
+// s += sg * (the sums of one training sample: f f^T upper triangle, f t, 1).
+PILC_FN void pm_ll_acc(int32_t *PILC_RESTRICT s, int64_t ls, const int32_t *PILC_RESTRICT f,
+                       int nt, int32_t t, int32_t sg) {
+    int k = 0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++)
+        PILC_ROLLED
+        for (int v = 0; v <= u; v++) { s[k * ls] += sg * f[u * ls] * f[v * ls]; k++; }
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++) { s[k * ls] += sg * f[u * ls] * t; k++; }
+    s[k * ls] += sg;
+}
+
+// Column x's decayed sums V[x] take in row i-1 (its products P[x], stored when that sample was
+// coded); called once per row, when x enters the window.
+PILC_FN void pm_ll_fold(int32_t *PILC_RESTRICT v, const int32_t *PILC_RESTRICT pp, int64_t ls,
+                        int ns) {
+    PILC_ROLLED
+    for (int k = 0; k < ns; k++) v[k * ls] = v[k * ls] - (v[k * ls] >> PM_LL_KV) + pp[k * ls];
+}
+
+PILC_FN void pm_ll_add(int32_t *PILC_RESTRICT d, const int32_t *PILC_RESTRICT s, int64_t ls,
+                       int ns, int32_t sg) {
+    PILC_ROLLED
+    for (int k = 0; k < ns; k++) d[k * ls] += sg * s[k * ls];
+}
+
+// The local LS prediction (1/8 units) from window + row sums, ridge towards the tile's LS
+// coefficients a0 (1/256). Float64, fixed order, no FMA.
+PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f,
+                              const int64_t *PILC_RESTRICT coef, int64_t tw) {
+    const int nt = pm_ll_nt(c);
+    const int64_t ls = st->ls;
+    const int32_t *win = st->lsum + (2 * tw * PM_LL_NS) * ls;
+    const int32_t *row = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
+    double *m = st->lmat;  // [nt][nt + 1]
+    const int n1 = nt + 1;
+    int k = 0;
+    double tr = 0.0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++)
+        PILC_ROLLED
+        for (int v = 0; v <= u; v++) {
+            const double a = (double)(win[k * ls] + row[k * ls]);
+            m[(u * n1 + v) * ls] = a;
+            m[(v * n1 + u) * ls] = a;
+            if (u == v) tr += a;
+            k++;
+        }
+    const double lam = PM_LL_KAPPA * tr / (double)nt + 1.0;
+    PILC_ROLLED
+    for (int u = 0; u < nt; u++) {
+        m[(u * n1 + nt) * ls] = (double)(win[k * ls] + row[k * ls]) + lam * (double)coef[c == 0 || u < 4 ? u : u + 6] / 256.0;
+        m[(u * n1 + u) * ls] += lam;
+        k++;
+    }
+    PILC_ROLLED
+    for (int p = 0; p < nt; p++) {
+        const double inv = 1.0 / m[(p * n1 + p) * ls];
+        m[(p * n1 + p) * ls] = inv;
+        PILC_ROLLED
+        for (int r = p + 1; r < nt; r++) {
+            const double fct = m[(r * n1 + p) * ls] * inv;
+            PILC_ROLLED
+            for (int cc = p + 1; cc <= nt; cc++) m[(r * n1 + cc) * ls] -= fct * m[(p * n1 + cc) * ls];
+        }
+    }
+    double pv = 0.0;
+    PILC_ROLLED
+    for (int p = nt - 1; p >= 0; p--) {
+        double acc = m[(p * n1 + nt) * ls];
+        PILC_ROLLED
+        for (int cc = p + 1; cc < nt; cc++) acc -= m[(p * n1 + cc) * ls] * m[(cc * n1 + nt) * ls];
+        const double sol = acc * m[(p * n1 + p) * ls];
+        m[(p * n1 + nt) * ls] = sol;
+        pv += sol * (double)f[p * ls];
+    }
+    double v = pv * 8.0;
+    if (!(v == v)) return f[0] * 8;  // NaN: N
+    v = v > 3072.0 ? 3072.0 : (v < -1024.0 ? -1024.0 : v);
+    return (int32_t)pilc_floor(v + 0.5);
+}
+
 // Where a sample's residual is coded from: base = P rounded to a whole value, the sign flip
 // (neg = -1 where P's rounding offset d = P - 8 base is < 0, so every table sees the residual
 // leaning the same way) and the table: the level's second offset class where |d| >= 2.
@@ -255,11 +377,20 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
         st->acnt[u * ls] = PM_PRIOR_COUNT;
         st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
     }
-    if (lvl != PM_LVL_DEFAULT)
-        for (int u = PM_NB; u < PM_NSTAT; u++) {
+    if (lvl == PM_LVL_MAX) {
+        for (int64_t u = 0; u < (2 * st->tw + 2) * PM_LL_NS; u++) st->lsum[u * ls] = 0;
+        for (int u = PM_NB + PM_NBIAS; u < PM_NSTAT; u++) {
+            st->acnt[u * ls] = 0;
+            st->asum[u * ls] = 0;
+        }
+    }
+    if (lvl == PM_LVL_MAX)
+        for (int u = PM_NB; u < PM_NB + PM_NBIAS; u++) {
             st->acnt[u * ls] = PM_BIAS_START;
             st->asum[u * ls] = 0;
         }
+    if (lvl == PM_LVL_FAST)  // moving means: no counts
+        for (int u = PM_NB; u < PM_NB + PM_NBIAS_FAST; u++) st->asum[u * ls] = 0;
 }
 
 // floor(|v| / n + 1/2) with v's sign, by the reciprocal multiply (|v| < 2^21, n in 1..256).
@@ -279,12 +410,12 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                       int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
-    const int k = np + 1;
-    const int fast = lvl == PM_LVL_FAST, mx = lvl == PM_LVL_MAX;
+    const int mx = lvl == PM_LVL_MAX;  // pm_plane runs the default and max levels
+    const int k = np + 1 + mx;  // the max level adds the local LS predictor q[np + 1]
     const int nown = mx ? 10 : 6, ncross = mx ? 7 : 5;
-    // bias correction: the LS predictor alone (fast) gains 3-4% from it; the blend of the max
-    // level gains on planes > 0 and loses on gray (docs/experiments.md entry 19)
-    const int corr = fast || (mx && c > 0);
+    // bias correction: the max level's blend gains from it on planes > 0 and loses on gray
+    // (docs/experiments.md entry 19)
+    const int corr = mx && c > 0;
     const int64_t ls = st->ls;
     const int64_t tw = st->tw;
     const int64_t hw = im->hw, W = im->W;
@@ -301,6 +432,21 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
         int16_t *PILC_RESTRICT trow = st->te + pm_te_index(st, c, pi, 0);
         const int16_t *PILC_RESTRICT t0row = st->te + pm_te_index(st, 0, pi, 0);
         const int16_t *PILC_RESTRICT t1row = st->te + pm_te_index(st, 1, pi, 0);
+        int32_t *PILC_RESTRICT llv = st->lsum;
+        int32_t *PILC_RESTRICT llp = st->lsum + (tw * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llwin = st->lsum + (2 * tw * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llrow = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
+        int32_t *PILC_RESTRICT llf = st->lsum + ((2 * tw + 2) * PM_LL_NS) * ls;  // features
+        const int llns = (pm_ll_nt(c) * (pm_ll_nt(c) + 3)) / 2 + 1;
+        if (mx) {
+            PILC_ROLLED
+            for (int u = 0; u < llns; u++) { llwin[u * ls] = 0; llrow[u * ls] = 0; }
+            PILC_ROLLED
+            for (int64_t xx = 0; xx <= PM_LL_R && xx < w; xx++) {
+                if (i > 0) pm_ll_fold(llv + (xx * PM_LL_NS) * ls, llp + (xx * PM_LL_NS) * ls, ls, llns);
+                pm_ll_add(llwin, llv + (xx * PM_LL_NS) * ls, ls, llns, 1);
+            }
+        }
         for (int64_t j = 0; j < w; j++) {
             const int64_t x = x0 + j;
             const int64_t pj = j + PM_PAD;
@@ -318,11 +464,9 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             }
             const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
             const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
-            if (!fast) {
-                q[0] = (nb[1] + nb[3] - nb[0]) * 8;
-                q[1] = nb[0] * 8 + (((t_nw + t_n + t_ne) * 7) >> 5);
-                q[2] = nb[1] * 8 + (((t_w + t_n + t_nw) * 10) >> 5);
-            }
+            q[0] = (nb[1] + nb[3] - nb[0]) * 8;
+            q[1] = nb[0] * 8 + (((t_nw + t_n + t_ne) * 7) >> 5);
+            q[2] = nb[1] * 8 + (((t_w + t_n + t_nw) * 10) >> 5);
             for (int r = 0; r < kind; r++) {
                 int32_t g[6];
                 const uint8_t *pr = im->px + r * hw;
@@ -337,37 +481,51 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                     pm_ahead_taps(pr + y * W + x, W, i, j, h, w, gx, ah);
                     acc += (int32_t)coef[nt + 5] * ah[0] + (int32_t)coef[nt + 6] * ah[1];
                 }
-                if (!fast) {
-                    q[3 + 3 * r] = (nb[1] + gx - g[1]) * 8;
-                    q[4 + 3 * r] = (nb[0] + gx - g[0]) * 8;
-                    q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) * 8;
-                }
+                q[3 + 3 * r] = (nb[1] + gx - g[1]) * 8;
+                q[4 + 3 * r] = (nb[0] + gx - g[0]) * 8;
+                q[5 + 3 * r] = (nb[0] + nb[1] - nb[2] + gx - (g[0] + g[1] - g[2])) * 8;
             }
             q[np] = (acc + 16) >> 5;
-            int64_t pr;
-            if (fast) {
-                pr = q[np];
-            } else {
-                // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice
-                // on planes > 0
-                int32_t tot = 0, wt = 0;
-                int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
-                for (int m = 0; m < k; m++) {
-                    int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls]
-                                 + er0[((pj - 1) * PM_NPM + m) * ls]
-                                 + er1[((pj - 1) * PM_NPM + m) * ls]
-                                 + er1[((pj + 1) * PM_NPM + m) * ls]
-                                 + er2[(pj * PM_NPM + m) * ls]
-                                 + er0[((pj - 2) * PM_NPM + m) * ls])
-                                >> 1;
-                    if (s > 4095) s = 4095;
-                    wt = tb->recip[s];
-                    tot += wt;
-                    bl += (int64_t)wt * q[m];
+            if (mx) {
+                if (j > 0) {
+                    const int64_t xin = j + PM_LL_R, xout = j - PM_LL_R - 1;
+                    if (xin < w) {
+                        if (i > 0) pm_ll_fold(llv + (xin * PM_LL_NS) * ls, llp + (xin * PM_LL_NS) * ls, ls, llns);
+                        pm_ll_add(llwin, llv + (xin * PM_LL_NS) * ls, ls, llns, 1);
+                    }
+                    if (xout >= 0) pm_ll_add(llwin, llv + (xout * PM_LL_NS) * ls, ls, llns, -1);
                 }
-                if (c > 0) { tot += wt; bl += (int64_t)wt * q[k - 1]; }
-                pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
+                pm_ll_feat(im, c, y0, x0, i, j, w, llf, ls);
+                q[np + 1] = pm_ll_predict(st, c, llf, coef, tw);
             }
+            int64_t pr;
+            int32_t sll = 0;  // max level: the local LS predictor's neighbourhood error sum
+            // blend: weights ~ 1 / (recent |error| + 12)^2; the LS predictor counts twice
+            // on planes > 0
+            int32_t tot = 0, wt = 0, wls = 0;
+            int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
+            for (int m = 0; m < k; m++) {
+                int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls]
+                             + er0[((pj - 1) * PM_NPM + m) * ls]
+                             + er1[((pj - 1) * PM_NPM + m) * ls]
+                             + er1[((pj + 1) * PM_NPM + m) * ls]
+                             + er2[(pj * PM_NPM + m) * ls]
+                             + er0[((pj - 2) * PM_NPM + m) * ls])
+                            >> 1;
+                if (mx && c == 0) s <<= 1;  // max level, plane 0: sharper weights
+                if (s > 4095) s = 4095;
+                wt = tb->recip[s];
+                if (m == np) wls = wt;
+                if (m == np + 1) sll = s;
+                tot += wt;
+                bl += (int64_t)wt * q[m];
+            }
+            if (c > 0) { tot += wls; bl += (int64_t)wls * q[np]; }
+            if (mx) {  // the local LS predictor's weight counts PM_LL_WEIGHT times
+                tot += (PM_LL_WEIGHT - 1) * wt;
+                bl += (int64_t)((PM_LL_WEIGHT - 1) * wt) * q[np + 1];
+            }
+            pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
             // table choice: error energy bucket (own bucket on tile edges), its running mean
             int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw)
@@ -387,25 +545,29 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             int64_t asum = st->asum[b * ls], acnt = st->acnt[b * ls];
             int64_t mean = ((asum << 4) * tb->crc[acnt]) >> 33;
             if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
+            int64_t c2 = 0;
+            if (mx) {
+                // a second scale estimate: the running mean |error| of a context from the local
+                // LS predictor's recent errors and its distance to the tile LS; on planes > 0
+                // the level comes from the weighted mean of both estimates (on gray it lost)
+                int32_t e2 = (sll * 11) >> 5;
+                if (e2 > 4095) e2 = 4095;
+                const int32_t sp = pilc_abs32(q[np + 1] - q[np]);
+                const int64_t spc = sp < PM_C2_SP1 ? 0 : (sp < PM_C2_SP2 ? 1 : (sp < PM_C2_SP3 ? 2 : 3));
+                c2 = PM_NB + PM_NBIAS + (int64_t)tb->e_bucket[e2] * 4 + spc;
+                const int64_t n2 = st->acnt[c2 * ls];
+                if (n2 >= 2 && c > 0) {
+                    int64_t m2 = ((st->asum[c2 * ls] << 4) * tb->crc[n2]) >> 33;
+                    if (m2 >= PM_MEAN_MAX) m2 = PM_MEAN_MAX - 1;
+                    mean = (PM_C2_MW * mean + (4 - PM_C2_MW) * m2 + 2) >> 2;
+                }
+            }
             const int64_t lv = tb->lom[mean];
-            // fast and max: the prediction's mean error in this context (energy x texture)
+            // max, planes > 0: the blend's mean error in this context (energy x texture)
             // corrects it
             const int64_t praw = pr;
             int64_t bi = 0;
-            if (fast) {
-                // 6 texture bits (CALIC's: neighbours and two gradients against P) x 12 energy
-                // classes; the correction is an exponential moving mean (no division)
-                const int32_t pq = (int32_t)pr;
-                const int32_t tprev = c == 1 ? t0row[pj * ls] : (c == 2 ? t1row[pj * ls] : 0);
-                const int64_t tex = (nb[0] * 8 > pq) | ((nb[1] * 8 > pq) << 1)
-                                    | ((c > 0 ? tprev > 0 : nb[2] * 8 > pq) << 2)
-                                    | ((nb[3] * 8 > pq) << 3)
-                                    | (((2 * nb[0] - nb[4]) * 8 > pq) << 4)
-                                    | (((2 * nb[1] - nb[5]) * 8 > pq) << 5);
-                bi = PM_NB + (b / PM_NSUB >> 1) * 64 + tex;
-                pr += (st->asum[bi * ls] + (1 << (PM_EMA_FRAC - 1))) >> PM_EMA_FRAC;
-                pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
-            } else if (corr) {
+            if (corr) {
                 const int32_t tprev = c == 1 ? t0row[pj * ls] : (c == 2 ? t1row[pj * ls] : 0);
                 const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
                                     | ((c > 0 ? tprev > 0 : nb[3] * 8 > pr) << 2);
@@ -427,10 +589,16 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 if (bkt) bkt[pos] = (uint8_t)b;
                 pos++;
             }
-            if (fast) {
-                const int32_t e8 = (xv * 8 - (int32_t)praw) << PM_EMA_FRAC;
-                st->asum[bi * ls] += (e8 - st->asum[bi * ls]) >> PM_EMA_RATE;
-            } else if (corr) {
+            if (mx) {
+                int32_t *PILC_RESTRICT pj_ = llp + (j * PM_LL_NS) * ls;
+                PILC_ROLLED
+                for (int u = 0; u < llns; u++) pj_[u * ls] = 0;
+                pm_ll_acc(pj_, ls, llf, pm_ll_nt(c), xv, 1);
+                PILC_ROLLED
+                for (int u = 0; u < llns; u++)
+                    llrow[u * ls] = llrow[u * ls] - (llrow[u * ls] >> PM_LL_KH) + pj_[u * ls];
+            }
+            if (corr) {
                 int64_t bs = st->asum[bi * ls] + (xv * 8 - praw), bc = st->acnt[bi * ls] + 1;
                 if (bc >= PM_BIAS_HALVE) {
                     bs = bs < 0 ? -((1 - bs) >> 1) : (bs + 1) >> 1;
@@ -442,11 +610,16 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             // update
             const int32_t t = xv * 8 - (int32_t)pr;
             trow[pj * ls] = (int16_t)t;
-            if (!fast)
-                for (int m = 0; m < k; m++) {
-                    const int32_t em = pilc_abs32(xv * 8 - q[m]);
-                    er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
-                }
+            for (int m = 0; m < k; m++) {
+                const int32_t em = pilc_abs32(xv * 8 - q[m]);
+                er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
+            }
+            if (mx) {
+                int64_t s2 = st->asum[c2 * ls] + pilc_abs32(t), n2 = st->acnt[c2 * ls] + 1;
+                if (n2 >= PM_HALVE_AT) { s2 = (s2 + 1) >> 1; n2 >>= 1; }
+                st->asum[c2 * ls] = (int32_t)s2;
+                st->acnt[c2 * ls] = (int32_t)n2;
+            }
             asum += pilc_abs32(t);
             acnt += 1;
             if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }

@@ -35,6 +35,13 @@ typedef unsigned long long uint64_t;
 #define PILC_RESTRICT __restrict
 #endif
 
+// A loop the CUDA build keeps rolled (its values then stay in memory, not registers).
+#if defined(PILC_CUDA)
+#define PILC_ROLLED _Pragma("unroll 1")
+#else
+#define PILC_ROLLED
+#endif
+
 #define PILC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PILC_MAX(a, b) ((a) > (b) ? (a) : (b))
 
