@@ -39,6 +39,16 @@ class Layout:
     max_h: int
     max_w: int
     max_ch: int
+    level: int = 0  # effort level of every tile (pixelmodel.LEVELS): picks the kernels
+
+
+# The model-pass and decode kernels of each effort level (pilc_cuda.cu: one per level, so the
+# max level's registers do not cut the others' occupancy).
+_LEVEL_SUFFIX = ("", "_fast", "_max")
+
+
+def level_kernel(name: str, level: int) -> str:
+    return name + _LEVEL_SUFFIX[level]
 
 
 class Backend:
@@ -161,7 +171,8 @@ class Backend:
             with self.phase("kernels"):  # the compacted size is the one sync inside
                 self.launch("pilc_gpu_fit", n_tiles, [d_px, d_rec, n_tiles, coefs])
                 model_args = [d_px, d_vq, d_rec, n_tiles, *tabs[:8], *state, rows, tw, coefs]
-                self.launch("pilc_gpu_model", n_tiles, [*model_args, d_sb, sym, tid])
+                self.launch(level_kernel("pilc_gpu_model", lay.level), n_tiles,
+                            [*model_args, d_sb, sym, tid])  # fmt: skip
                 del state, model_args  # the model state is free before the coder runs
                 self.launch(
                     "pilc_gpu_rans_encode", n_streams,
@@ -201,6 +212,6 @@ class Backend:
                 d_data, d_bb = self.upload(np.ascontiguousarray(data)), self.upload(bb)
             args = [px, d_vq, d_rec, n_tiles, *tabs, *state, rows, tw, d_coefs, d_data, d_bb, err]
             with self.phase("kernels"):
-                self.launch("pilc_gpu_decode", n_tiles, args)
+                self.launch(level_kernel("pilc_gpu_decode", lay.level), n_tiles, args)
             with self.phase("d2h"):
                 return self.download(px)[: lay.px_bytes], self.download(err)

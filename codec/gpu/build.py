@@ -17,9 +17,13 @@ ENTRY_SOURCE = '#include "pilc_cuda.cu"\n'
 KERNELS = (
     "pilc_gpu_fit",
     "pilc_gpu_model",
+    "pilc_gpu_model_fast",
+    "pilc_gpu_model_max",
     "pilc_gpu_rans_encode",
     "pilc_gpu_compact",
     "pilc_gpu_decode",
+    "pilc_gpu_decode_fast",
+    "pilc_gpu_decode_max",
 )
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false", f"-I{SOURCE_DIR}")
 ARCHS = ("sm_80", "sm_90")  # A100, H100/H200: what the compile checks build for
@@ -29,8 +33,7 @@ ARCHS = ("sm_80", "sm_90")  # A100, H100/H200: what the compile checks build for
 # float64: the max level's plane 2) plus what ptxas spills around them, since it touches every
 # 25th sample only.
 RESOURCE_BUDGET: dict[str, tuple[int, int]] = {
-    "pilc_gpu_decode": (0, 0),
-    "pilc_gpu_model": (0, 0),
+    **{f"pilc_gpu_{k}{lv}": (0, 0) for k in ("decode", "model") for lv in ("", "_fast", "_max")},
     "pilc_gpu_rans_encode": (0, 0),
     "pilc_gpu_compact": (0, 0),
     "pilc_gpu_fit": (5632, 1536),

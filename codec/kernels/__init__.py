@@ -57,13 +57,16 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
     "pilc_varint_read": (_I, [_P, _I, _I, _P, _I, _P, _P]),
     "pilc_normalize_rows": (None, [_P, _I, _I, _P]),
     "pilc_emu_fit": (None, [_I, _I, _P, _P, _I, _P]),
-    "pilc_emu_model": (
-        None,
-        [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 6 + [_I, _I] + [_P] * 4,
-    ),
+    **{
+        f"pilc_emu_model{lv}": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 14 + [_I, _I] + [_P] * 4)
+        for lv in ("", "_fast", "_max")
+    },
     "pilc_emu_rans_encode": (None, [_I, _I, _P, _P, _P, _I, _P, _P, _P, _P]),
     "pilc_emu_compact": (None, [_I, _I, _P, _P, _P, _I, _P]),
-    "pilc_emu_decode": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 8 + [_P] * 6 + [_I, _I] + [_P] * 4),
+    **{
+        f"pilc_emu_decode{lv}": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 14 + [_I, _I] + [_P] * 4)
+        for lv in ("", "_fast", "_max")  # one per effort level, as the CUDA kernels
+    },
 }
 
 

@@ -121,19 +121,25 @@ PILC_GLOBAL void pilc_gpu_fit(const uint8_t *px, const int64_t *tiles, int64_t n
 }
 
 // Encoder, step 2 of 3: the model pass over each plane of a tile (one thread per tile): symbol
-// and table id of every sample into the scratch, stream s's symbols at sb[s]..sb[s+1].
-PILC_GLOBAL void pilc_gpu_model(const uint8_t *px, const uint8_t *vq, const int64_t *tiles,
-                                int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,
-                                const int64_t *coefs, const int64_t *sb, uint8_t *sym,
-                                uint8_t *tid) {
-    PILC_TILE_THREAD(px);
-    for (int c = 0; c < (int)tr[TR_NCH]; c++) {
-        const int64_t s0 = sb[tr[TR_STREAM] + c];
-        pm_plane_any(&im, (int)tr[TR_LEVEL], c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,
-                     coefs + tr[TR_COEF] + c * PM_NTAPS, &tb, 0, sym + s0, tid + s0, 0, 0, 0, 0,
-                     0);
+// and table id of every sample into the scratch, stream s's symbols at sb[s]..sb[s+1]. One
+// kernel per effort level, the level a literal: a kernel's registers are those of its costliest
+// path, and the max level's (~240) would cut every level's occupancy (the default's is ~166).
+#define PILC_MODEL_KERNEL(NAME, LVL)                                                          \
+    PILC_GLOBAL void NAME(const uint8_t *px, const uint8_t *vq, const int64_t *tiles,         \
+                          int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,                  \
+                          const int64_t *coefs, const int64_t *sb, uint8_t *sym,             \
+                          uint8_t *tid) {                                                     \
+        PILC_TILE_THREAD(px);                                                                 \
+        for (int c = 0; c < (int)tr[TR_NCH]; c++) {                                           \
+            const int64_t s0 = sb[tr[TR_STREAM] + c];                                         \
+            pm_plane_any(&im, LVL, c, tr[TR_Y0], tr[TR_X0], tr[TR_H], tr[TR_WIDTH], &st,      \
+                         coefs + tr[TR_COEF] + c * PM_NTAPS, &tb, 0, sym + s0, tid + s0, 0,   \
+                         0, 0, 0, 0);                                                         \
+        }                                                                                     \
     }
-}
+PILC_MODEL_KERNEL(pilc_gpu_model, PM_LVL_DEFAULT)
+PILC_MODEL_KERNEL(pilc_gpu_model_fast, PM_LVL_FAST)
+PILC_MODEL_KERNEL(pilc_gpu_model_max, PM_LVL_MAX)
 
 // Encoder, step 3 of 3: rANS, one thread per stream, backwards into the stream's worst-case
 // region of buf (ending at 4 (s + 1) + 2 sb[s + 1]); starts[s] = its first byte there.
@@ -159,12 +165,17 @@ PILC_GLOBAL void pilc_gpu_compact(const uint8_t *buf, const int64_t *starts, con
 }
 
 // Fused decode: per tile, per plane, model the next sample, rANS-decode it, reconstruct it into
-// the pixel buffer; err[s] = stream s's status.
-PILC_GLOBAL void pilc_gpu_decode(uint8_t *px, const uint8_t *vq, const int64_t *tiles,
-                                 int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,
-                                 const int64_t *coefs, const uint8_t *data, const int64_t *bb,
-                                 int64_t *err) {
-    PILC_TILE_THREAD(px);
-    pm_decode_tile(&im, (int)tr[TR_LEVEL], (int)tr[TR_NCH], tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF], data, bb,
-                   tr[TR_STREAM], err + tr[TR_STREAM]);
-}
+// the pixel buffer; err[s] = stream s's status. One kernel per effort level, as for the model
+// pass.
+#define PILC_DECODE_KERNEL(NAME, LVL)                                                         \
+    PILC_GLOBAL void NAME(uint8_t *px, const uint8_t *vq, const int64_t *tiles,               \
+                          int64_t n_tiles, PILC_TABLE_ARGS, PILC_STATE_ARGS,                  \
+                          const int64_t *coefs, const uint8_t *data, const int64_t *bb,      \
+                          int64_t *err) {                                                     \
+        PILC_TILE_THREAD(px);                                                                 \
+        pm_decode_tile(&im, LVL, (int)tr[TR_NCH], tr + TR_Y0, &st, &tb, coefs + tr[TR_COEF],  \
+                       data, bb, tr[TR_STREAM], err + tr[TR_STREAM]);                         \
+    }
+PILC_DECODE_KERNEL(pilc_gpu_decode, PM_LVL_DEFAULT)
+PILC_DECODE_KERNEL(pilc_gpu_decode_fast, PM_LVL_FAST)
+PILC_DECODE_KERNEL(pilc_gpu_decode_max, PM_LVL_MAX)

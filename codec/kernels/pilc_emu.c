@@ -36,14 +36,19 @@ PILC_EXPORT void pilc_emu_fit(int64_t grid, int64_t block, const uint8_t *px,
     EMU_LAUNCH(grid, block, pilc_gpu_fit(px, tiles, n_tiles, coefs));
 }
 
-PILC_EXPORT void pilc_emu_model(int64_t grid, int64_t block, const uint8_t *px, const uint8_t *vq,
-                                const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
-                                PILC_STATE_ARGS, const int64_t *coefs, const int64_t *sb,
-                                uint8_t *sym, uint8_t *tid) {
-    EMU_LAUNCH(grid, block,
-               pilc_gpu_model(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
-                              prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs, sb, sym, tid));
-}
+#define EMU_MODEL(NAME, KERNEL)                                                               \
+    PILC_EXPORT void NAME(int64_t grid, int64_t block, const uint8_t *px, const uint8_t *vq,  \
+                          const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,              \
+                          PILC_STATE_ARGS, const int64_t *coefs, const int64_t *sb,           \
+                          uint8_t *sym, uint8_t *tid) {                                        \
+        EMU_LAUNCH(grid, block,                                                                \
+                   KERNEL(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,      \
+                          prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs, sb, \
+                          sym, tid));                                                          \
+    }
+EMU_MODEL(pilc_emu_model, pilc_gpu_model)
+EMU_MODEL(pilc_emu_model_fast, pilc_gpu_model_fast)
+EMU_MODEL(pilc_emu_model_max, pilc_gpu_model_max)
 
 PILC_EXPORT void pilc_emu_rans_encode(int64_t grid, int64_t block, const uint8_t *sym,
                                       const uint8_t *tid, const int64_t *sb, int64_t n_streams,
@@ -58,11 +63,16 @@ PILC_EXPORT void pilc_emu_compact(int64_t grid, int64_t block, const uint8_t *bu
     EMU_LAUNCH(grid, block, pilc_gpu_compact(buf, starts, ob, n_streams, out));
 }
 
-PILC_EXPORT void pilc_emu_decode(int64_t grid, int64_t block, uint8_t *px, const uint8_t *vq,
-                                 const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,
-                                 PILC_STATE_ARGS, const int64_t *coefs, const uint8_t *data,
-                                 const int64_t *bb, int64_t *err) {
-    EMU_LAUNCH(grid, block,
-               pilc_gpu_decode(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,
-                               prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs, data, bb, err));
-}
+#define EMU_DECODE(NAME, KERNEL)                                                              \
+    PILC_EXPORT void NAME(int64_t grid, int64_t block, uint8_t *px, const uint8_t *vq,        \
+                          const int64_t *tiles, int64_t n_tiles, PILC_TABLE_ARGS,              \
+                          PILC_STATE_ARGS, const int64_t *coefs, const uint8_t *data,         \
+                          const int64_t *bb, int64_t *err) {                                   \
+        EMU_LAUNCH(grid, block,                                                                \
+                   KERNEL(px, vq, tiles, n_tiles, e_bucket, lom, crc, recip, grad_class,      \
+                          prior, bk, fc, te, ek, asum, acnt, lsum, lmat, rows, tw, coefs,     \
+                          data, bb, err));                                                     \
+    }
+EMU_DECODE(pilc_emu_decode, pilc_gpu_decode)
+EMU_DECODE(pilc_emu_decode_fast, pilc_gpu_decode_fast)
+EMU_DECODE(pilc_emu_decode_max, pilc_gpu_decode_max)
