@@ -198,3 +198,13 @@ def test_truncated_blobs_of_every_level_raise(effort):
     for n in range(0, len(blob), max(1, len(blob) // 61)):
         with pytest.raises(codec.CodecError):
             codec.decode(blob[:n])
+
+
+@pytest.mark.parametrize("effort", ("fast", "max"))
+def test_levels_independent_of_kernel_threads(effort):
+    """Each thread keeps its own tile state (the max level's local LS sums and solve scratch
+    too): 1 and 2 threads write the same bytes and decode the same pixels."""
+    px = photo(300, 520, 8)  # 6 tiles of 256: both threads get work
+    one = codec.encode(px, effort=effort, fallback="never", threads=1)
+    assert codec.encode(px, effort=effort, fallback="never", threads=2) == one
+    assert np.array_equal(codec.decode(one, threads=2), px)
