@@ -10,6 +10,7 @@ behaviour that depends on the process (tracebacks, a terminal on stdout, imports
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import select
@@ -218,6 +219,20 @@ def test_encode_reports_bits_per_subpixel(photo, tmp_path, capsys):
     assert m, out
     assert m[2] == f"{8 * int(m[1]) / img.pixels.size:.3f}"  # 48 x 64 x 3 samples
     assert int(m[1]) == (tmp_path / "x.pilc").stat().st_size
+
+
+def test_encode_effort_reaches_the_blob_and_info(photo, tmp_path, capsys):
+    src, img = photo
+    out = tmp_path / "f.pilc"
+    capsys.readouterr()
+    assert pilc_main(["encode", "--effort", "fast", "--fallback", "never", str(src),
+                      str(out)]) == 0  # fmt: skip
+    assert ", effort fast," in capsys.readouterr().out
+    assert pilc_main(["info", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["effort"] == "fast"
+    assert pilc_main(["decode", str(out), str(tmp_path / "back.png")]) == 0
+    back = codec.load_image(tmp_path / "back.png")
+    assert np.array_equal(back.pixels, img.pixels)
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
