@@ -39,7 +39,12 @@ class Layout:
     max_h: int
     max_w: int
     max_ch: int
-    level: int = 0  # effort level of every tile (pixelmodel.LEVELS): picks the kernels
+
+    @property
+    def level(self) -> int:
+        """The effort level of the launch's tiles (one per launch): picks the kernels and the
+        state they need; read from the records the kernels see, so the two cannot disagree."""
+        return int(self.records[0, TR_LEVEL]) if len(self.records) else 0
 
 
 # The model-pass and decode kernels of each effort level (pilc_cuda.cu: one per level, so the
@@ -135,7 +140,7 @@ class Backend:
             self.empty(lanes * N_STATE, np.int32),
         ]
         # the max level's local LS: per-column sums and the solve scratch (PmState.lsum, lmat)
-        mx = len(lay.records) and int(lay.records[0, TR_LEVEL]) == pixelmodel.LEVEL_MAX
+        mx = lay.level == pixelmodel.LEVEL_MAX
         state.append(self.empty(lanes * ((2 * tw + 2) * LL_NS + LL_NT) if mx else 1, np.int32))
         state.append(self.empty(lanes * LL_NT * (LL_NT + 1) if mx else 1, np.float64))
         return state, rows, tw

@@ -121,7 +121,6 @@ def layout(
         max_h=int(records[:, 6].max()),
         max_w=int(records[:, 7].max()),
         max_ch=max(u.n_ch for u in units),
-        level=level,
     )
 
 
