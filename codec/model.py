@@ -240,7 +240,8 @@ def level_file(path: str | Path, effort: str) -> Path:
 
 
 def is_level_file(path: str | Path) -> bool:
-    return Path(path).name.count(".") >= 2
+    """Whether a weights-folder file is some model's level file (named as level_file makes)."""
+    return Path(path).name.endswith(tuple(f".{effort}.npz" for effort in LEVELS[1:]))
 
 
 def load_model_file(path: str | Path) -> Model:
