@@ -231,10 +231,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         "(PNG, WebP) of the old rule (bpsp < 1.5 or > 6, repeat share >= 0.2, PNG alone <= 1024 "
         "samples) and of the new one. Oracle/never: what a rule that knew the winner would cost "
         "(the learned encode plus the winning classical kind alone, the same bytes as auto): the "
-        "best auto/never any estimate can reach without changing the bytes. Bytes: blob totals of the new auto and the old auto. "
+        "best auto/never any estimate can reach without changing the bytes. Bytes: blob "
+        "totals of the new auto and the old auto. "
         "Worst vs PNG: largest blob minus Pillow-default PNG (guarantee: <= +64).",
         "",
-        "| set | images | never MB/s | auto MB/s | auto/never | oracle/never | classical runs old -> new | "
+        "| set | images | never MB/s | auto MB/s | auto/never | oracle/never | "
+        "classical runs old -> new | "
         "bytes auto (new) | bytes auto (old) | new - old | worst vs PNG (bytes, image) |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
