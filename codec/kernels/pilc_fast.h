@@ -21,9 +21,9 @@ typedef struct {
     int64_t xs, rp, rend;             // decoding: rANS state, read position, stream end
     uint8_t *PILC_RESTRICT sym, *PILC_RESTRICT tid, *PILC_RESTRICT bkt;  // encoding
     int64_t pos;
-} PmFastLane;
+} PmFastPlane;
 
-PILC_FN void pm_fast_open(PmFastLane *L, const PmImage *im, int c, int64_t y0, int64_t x0,
+PILC_FN void pm_fast_open(PmFastPlane *L, const PmImage *im, int c, int64_t y0, int64_t x0,
                           const PmState *st, const int64_t *coef) {
     const int64_t o = y0 * im->W + x0;
     L->pc = im->px + c * im->hw + o;
@@ -34,7 +34,7 @@ PILC_FN void pm_fast_open(PmFastLane *L, const PmImage *im, int c, int64_t y0, i
     L->pos = 0;
 }
 
-PILC_FN void pm_fast_row(PmFastLane *L, int c, int64_t i) {
+PILC_FN void pm_fast_row(PmFastPlane *L, int c, int64_t i) {
     const int64_t pi = i + PM_PAD;
     L->trow = L->st.te + pm_te_index(&L->st, c, pi, 0);
     L->t0row = L->st.te + pm_te_index(&L->st, 0, pi, 0);
@@ -43,7 +43,7 @@ PILC_FN void pm_fast_row(PmFastLane *L, int c, int64_t i) {
 
 // Sample (i, j) of lane L's plane c (a literal where inlined): the same model step for the
 // encoder (decode = 0: symbol, table id, bucket out) and the fused decoder.
-PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, int64_t w,
+PILC_FN void pm_fast_sample(PmFastPlane *L, const int c, int64_t i, int64_t j, int64_t w,
                             int64_t W, const PmTables *tb, const int decode,
                             const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
@@ -69,68 +69,38 @@ PILC_FN void pm_fast_sample(PmFastLane *L, const int c, int64_t i, int64_t j, in
     pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
     const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
     const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
-    int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw) + pilc_abs32(t_ne);
-    e += pilc_abs32(trow[(pj - 2 * tw) * ls]) + pilc_abs32(trow[(pj - 2) * ls]);
-    int32_t tprev = 0;
-    if (c == 1) {
-        tprev = L->t0row[pj * ls];
-        e += 2 * pilc_abs32(tprev);
-    } else if (c == 2) {
-        tprev = L->t1row[pj * ls];
-        e += pilc_abs32(L->t0row[pj * ls]) + pilc_abs32(tprev);
-    }
-    e >>= 3;
-    if (e > 4095) e = 4095;
-    const int32_t gs = pilc_abs32(nb[0] - nb[2]) + pilc_abs32(nb[1] - nb[2])
-                       + pilc_abs32(nb[3] - nb[0]);
-    const int64_t sub = tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
-    int64_t eb = tb->e_bucket[e];
-    if (i == 0) eb = PM_EDGE_ROW_BUCKET;
-    else if (j == 0) eb = PM_EDGE_COL_BUCKET;
-    const int64_t b = eb * PM_NSUB + sub;
+    const int32_t t_0 = c > 0 ? L->t0row[pj * ls] : 0, t_1 = c == 2 ? L->t1row[pj * ls] : 0;
+    const int32_t tprev = c == 1 ? t_0 : t_1;  // the previous plane's error here (planes > 0)
+    const int32_t e = pm_energy(c, t_n, t_w, t_nw, t_ne, trow[(pj - 2 * tw) * ls],
+                                trow[(pj - 2) * ls], t_0, t_1);
+    const int64_t b = pm_bucket(e, pm_grad_sub(nb, tb), i, j, tb);
+    const int64_t eb = b / PM_NSUB;
     int32_t *PILC_RESTRICT asum = L->st.asum, *PILC_RESTRICT acnt = L->st.acnt;
-    int64_t sb = asum[b * ls], cb = acnt[b * ls];
-    int64_t mean = ((sb << 4) * tb->crc[cb]) >> 33;
-    if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
-    const int64_t lv = tb->lom[mean];
+    const int64_t sb = asum[b * ls], cb = acnt[b * ls];
+    const int64_t lv = tb->lom[pm_running_mean(sb, cb, tb)];
     // bias: 6 texture bits (neighbours and two gradients against P; on planes > 0 the earlier
     // plane's error sign for NW, on plane 2 plane 0's for NE) x 12 energy classes, an
     // exponential moving mean of LS's error
     const int64_t tex = (nb[0] * 8 > pr) | ((nb[1] * 8 > pr) << 1)
                         | ((c > 0 ? tprev > 0 : nb[2] * 8 > pr) << 2)
-                        | ((c == 2 ? L->t0row[pj * ls] > 0 : nb[3] * 8 > pr) << 3)
+                        | ((c == 2 ? t_0 > 0 : nb[3] * 8 > pr) << 3)
                         | (((2 * nb[0] - nb[4]) * 8 > pr) << 4)
                         | (((2 * nb[1] - nb[5]) * 8 > pr) << 5);
     const int64_t bi = PM_NB + (eb >> 1) * 64 + tex;
     const int32_t bias = asum[bi * ls];
     int32_t pc = pr + ((bias + (1 << (PM_EMA_FRAC - 1))) >> PM_EMA_FRAC);
     pc = pc < 0 ? 0 : (pc > 255 * 8 ? 255 * 8 : pc);
-    int64_t base, neg;
-    const int64_t t_id = pm_coding_frame(pc, kind, lv, &base, &neg);
-    int32_t xv;
-    if (decode) {
-        const int64_t sv = rans_dec_sym(&L->xs, &L->rp, L->rend, t_id, tb->rans, data);
-        xv = (int32_t)((base + ((sv ^ neg) - neg)) & 0xFF);
-        L->pc[i * W + j] = (uint8_t)xv;
-    } else {
-        xv = L->pc[i * W + j];
-        L->sym[L->pos] = (uint8_t)((((xv - base) ^ neg) - neg) & 0xFF);
-        L->tid[L->pos] = (uint8_t)t_id;
-        if (L->bkt) L->bkt[L->pos] = (uint8_t)b;
-        L->pos++;
-    }
+    const int32_t xv = pm_code_sample(pc, kind, lv, b, decode, L->pc + i * W + j, &L->xs, &L->rp,
+                                      L->rend, data, tb, L->sym, L->tid, L->bkt, &L->pos);
     asum[bi * ls] = bias + ((((xv * 8 - pr) << PM_EMA_FRAC) - bias) >> PM_EMA_RATE);
     const int32_t t = xv * 8 - pc;
     trow[pj * ls] = (int16_t)t;
-    sb += pilc_abs32(t);
-    cb += 1;
-    if (cb >= (c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT)) { sb = (sb + 1) >> 1; cb >>= 1; }
-    asum[b * ls] = (int32_t)sb;
-    acnt[b * ls] = (int32_t)cb;
+    pm_running_add(asum + b * ls, acnt + b * ls, sb, cb, t,
+                   c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT);
 }
 
 // Plane c (a literal where inlined) of the tile plane L in raster order.
-PILC_FN void pm_fast_plane(PmFastLane *L, const int c, int64_t h, int64_t w, int64_t W,
+PILC_FN void pm_fast_plane(PmFastPlane *L, const int c, int64_t h, int64_t w, int64_t W,
                            const PmTables *tb, const int decode,
                            const uint8_t *PILC_RESTRICT data) {
     pm_reset_plane(&L->st, PM_LVL_FAST, c, w, PILC_MIN(c, 2), tb);
@@ -141,7 +111,7 @@ PILC_FN void pm_fast_plane(PmFastLane *L, const int c, int64_t h, int64_t w, int
 }
 
 // pm_fast_plane with the plane index a literal.
-PILC_FN void pm_fast_plane_any(PmFastLane *L, int c, int64_t h, int64_t w, int64_t W,
+PILC_FN void pm_fast_plane_any(PmFastPlane *L, int c, int64_t h, int64_t w, int64_t W,
                                const PmTables *tb, const int decode, const uint8_t *data) {
     if (c == 0) pm_fast_plane(L, 0, h, w, W, tb, decode, data);
     else if (c == 1) pm_fast_plane(L, 1, h, w, W, tb, decode, data);

@@ -399,6 +399,79 @@ PILC_FN int32_t pm_round_div(int64_t v, int64_t n, const int64_t *PILC_RESTRICT 
     return (int32_t)(v < 0 ? -m : m);
 }
 
+// The steps every level's sample shares (docs/FORMAT.md, "pixel model"): table-choice energy,
+// bucket, the bucket's running mean and its update, and coding the sample in its frame.
+
+// Energy E of a sample from the true errors around it (1/8 units): own plane N, W (twice), NW,
+// NE, NN, WW; plane 1 adds plane 0's at the same place twice, plane 2 planes 0's and 1's.
+PILC_FN int32_t pm_energy(int c, int32_t t_n, int32_t t_w, int32_t t_nw, int32_t t_ne,
+                          int32_t t_nn, int32_t t_ww, int32_t t_0, int32_t t_1) {
+    int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw) + pilc_abs32(t_ne);
+    e += pilc_abs32(t_nn) + pilc_abs32(t_ww);
+    if (c == 1) e += 2 * pilc_abs32(t_0);
+    else if (c == 2) e += pilc_abs32(t_0) + pilc_abs32(t_1);
+    e >>= 3;
+    return e > 4095 ? 4095 : e;
+}
+
+// The gradient sub-bucket of neighbours nb (N, W, NW, NE, ...).
+PILC_FN int64_t pm_grad_sub(const int32_t *nb, const PmTables *tb) {
+    const int32_t gs = pilc_abs32(nb[0] - nb[2]) + pilc_abs32(nb[1] - nb[2])
+                       + pilc_abs32(nb[3] - nb[0]);
+    return tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
+}
+
+// Bucket of energy e and sub-bucket sub at tile position (i, j): the tile's first row and
+// first column have energy buckets of their own.
+PILC_FN int64_t pm_bucket(int32_t e, int64_t sub, int64_t i, int64_t j, const PmTables *tb) {
+    int64_t eb = tb->e_bucket[e];
+    if (i == 0) eb = PM_EDGE_ROW_BUCKET;
+    else if (j == 0) eb = PM_EDGE_COL_BUCKET;
+    return eb * PM_NSUB + sub;
+}
+
+// A running |error| mean (1/8 units x 16, capped) from its sum and count.
+PILC_FN int64_t pm_running_mean(int64_t sum, int64_t cnt, const PmTables *tb) {
+    const int64_t mean = ((sum << 4) * tb->crc[cnt]) >> 33;
+    return mean >= PM_MEAN_MAX ? PM_MEAN_MAX - 1 : mean;
+}
+
+// Add |t| to a running sum and count, halving both when the count reaches halve_at.
+PILC_FN void pm_running_add(int32_t *PILC_RESTRICT sum, int32_t *PILC_RESTRICT cnt, int64_t s,
+                            int64_t n, int32_t t, int64_t halve_at) {
+    s += pilc_abs32(t);
+    n += 1;
+    if (n >= halve_at) { s = (s + 1) >> 1; n >>= 1; }
+    *sum = (int32_t)s;
+    *cnt = (int32_t)n;
+}
+
+// Code the sample at *at with prediction pr (1/8 units) and table level lv: decoding, its
+// residual from the stream (state *xs, read position *rp, end rend) gives the pixel, written to
+// *at; encoding, the residual, table id and bucket b go to sym/tid/bkt[*pos] (bkt may be NULL).
+// Returns the pixel.
+PILC_FN int32_t pm_code_sample(int64_t pr, int kind, int64_t lv, int64_t b, const int decode,
+                               uint8_t *PILC_RESTRICT at, int64_t *xs, int64_t *rp,
+                               int64_t rend, const uint8_t *PILC_RESTRICT data,
+                               const PmTables *tb, uint8_t *PILC_RESTRICT sym,
+                               uint8_t *PILC_RESTRICT tid, uint8_t *PILC_RESTRICT bkt,
+                               int64_t *pos) {
+    int64_t base, neg;
+    const int64_t t_id = pm_coding_frame(pr, kind, lv, &base, &neg);
+    if (decode) {
+        const int64_t sv = rans_dec_sym(xs, rp, rend, t_id, tb->rans, data);
+        const int32_t xv = (int32_t)((base + ((sv ^ neg) - neg)) & 0xFF);
+        *at = (uint8_t)xv;
+        return xv;
+    }
+    const int32_t xv = *at;
+    sym[*pos] = (uint8_t)((((xv - base) ^ neg) - neg) & 0xFF);
+    tid[*pos] = (uint8_t)t_id;
+    if (bkt) bkt[*pos] = (uint8_t)b;
+    *pos += 1;
+    return xv;
+}
+
 // One tile plane c (a compile-time constant where inlined) in raster order. Encoding
 // (decode = 0): symbol, table id and bucket of every sample into sym/tid/bkt (bkt may be NULL).
 // Decoding: each sample's residual from the stream (state *xs, read position *rp, end rend)
@@ -528,23 +601,13 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
             // table choice: error energy bucket (own bucket on tile edges), its running mean
-            int32_t e = 2 * pilc_abs32(t_n) + 2 * pilc_abs32(t_w) + pilc_abs32(t_nw)
-                        + pilc_abs32(t_ne);
-            e += pilc_abs32(trow[(pj - 2 * tw) * ls]) + pilc_abs32(trow[(pj - 2) * ls]);
-            if (c == 1) e += 2 * pilc_abs32(t0row[pj * ls]);
-            else if (c == 2) e += pilc_abs32(t0row[pj * ls]) + pilc_abs32(t1row[pj * ls]);
-            e >>= 3;
-            if (e > 4095) e = 4095;
-            const int32_t gs = pilc_abs32(nb[0] - nb[2]) + pilc_abs32(nb[1] - nb[2])
-                               + pilc_abs32(nb[3] - nb[0]);
-            const int64_t sub = use_vq ? (im->vq[c * hw + y * W + x] >> 4)
-                                       : tb->grad_class[gs < PM_GRAD_LAST ? gs : PM_GRAD_LAST];
-            int64_t b = (int64_t)tb->e_bucket[e] * PM_NSUB + sub;
-            if (i == 0) b = PM_EDGE_ROW_BUCKET * PM_NSUB + sub;
-            else if (j == 0) b = PM_EDGE_COL_BUCKET * PM_NSUB + sub;
-            int64_t asum = st->asum[b * ls], acnt = st->acnt[b * ls];
-            int64_t mean = ((asum << 4) * tb->crc[acnt]) >> 33;
-            if (mean >= PM_MEAN_MAX) mean = PM_MEAN_MAX - 1;
+            const int32_t e = pm_energy(c, t_n, t_w, t_nw, t_ne, trow[(pj - 2 * tw) * ls],
+                                        trow[(pj - 2) * ls], c > 0 ? t0row[pj * ls] : 0,
+                                        c == 2 ? t1row[pj * ls] : 0);
+            const int64_t sub = use_vq ? (im->vq[c * hw + y * W + x] >> 4) : pm_grad_sub(nb, tb);
+            const int64_t b = pm_bucket(e, sub, i, j, tb);
+            const int64_t asum = st->asum[b * ls], acnt = st->acnt[b * ls];
+            int64_t mean = pm_running_mean(asum, acnt, tb);
             int64_t c2 = 0;
             if (mx) {
                 // a second scale estimate: the running mean |error| of a context from the local
@@ -557,8 +620,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 c2 = PM_NB + PM_NBIAS + (int64_t)tb->e_bucket[e2] * 4 + spc;
                 const int64_t n2 = st->acnt[c2 * ls];
                 if (n2 >= 2 && c > 0) {
-                    int64_t m2 = ((st->asum[c2 * ls] << 4) * tb->crc[n2]) >> 33;
-                    if (m2 >= PM_MEAN_MAX) m2 = PM_MEAN_MAX - 1;
+                    const int64_t m2 = pm_running_mean(st->asum[c2 * ls], n2, tb);
                     mean = (PM_C2_MW * mean + (4 - PM_C2_MW) * m2 + 2) >> 2;
                 }
             }
@@ -575,20 +637,8 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 pr += pm_round_div(st->asum[bi * ls], st->acnt[bi * ls], tb->crc);
                 pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
             }
-            int64_t base, neg;
-            const int64_t t_id = pm_coding_frame(pr, kind, lv, &base, &neg);
-            int32_t xv;
-            if (decode) {
-                const int64_t sv = rans_dec_sym(xs, rp, rend, t_id, tb->rans, data);
-                xv = (int32_t)((base + ((sv ^ neg) - neg)) & 0xFF);
-                pc[y * W + x] = (uint8_t)xv;
-            } else {
-                xv = pc[y * W + x];
-                sym[pos] = (uint8_t)((((xv - base) ^ neg) - neg) & 0xFF);
-                tid[pos] = (uint8_t)t_id;
-                if (bkt) bkt[pos] = (uint8_t)b;
-                pos++;
-            }
+            const int32_t xv = pm_code_sample(pr, kind, lv, b, decode, pc + y * W + x, xs, rp,
+                                              rend, data, tb, sym, tid, bkt, &pos);
             if (mx) {
                 int32_t *PILC_RESTRICT pj_ = llp + (j * PM_LL_NS) * ls;
                 PILC_ROLLED
@@ -614,17 +664,10 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 const int32_t em = pilc_abs32(xv * 8 - q[m]);
                 er0[(pj * PM_NPM + m) * ls] = (uint16_t)(em < PM_EK_CAP ? em : PM_EK_CAP);
             }
-            if (mx) {
-                int64_t s2 = st->asum[c2 * ls] + pilc_abs32(t), n2 = st->acnt[c2 * ls] + 1;
-                if (n2 >= PM_HALVE_AT) { s2 = (s2 + 1) >> 1; n2 >>= 1; }
-                st->asum[c2 * ls] = (int32_t)s2;
-                st->acnt[c2 * ls] = (int32_t)n2;
-            }
-            asum += pilc_abs32(t);
-            acnt += 1;
-            if (acnt >= PM_HALVE_AT) { asum = (asum + 1) >> 1; acnt >>= 1; }
-            st->asum[b * ls] = (int32_t)asum;
-            st->acnt[b * ls] = (int32_t)acnt;
+            if (mx)
+                pm_running_add(st->asum + c2 * ls, st->acnt + c2 * ls, st->asum[c2 * ls],
+                               st->acnt[c2 * ls], t, PM_HALVE_AT);
+            pm_running_add(st->asum + b * ls, st->acnt + b * ls, asum, acnt, t, PM_HALVE_AT);
         }
     }
 }
@@ -646,7 +689,7 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
                           const int decode, uint8_t *sym, uint8_t *tid, uint8_t *bkt,
                           int64_t *xs, int64_t *rp, int64_t rend, const uint8_t *data) {
     if (lvl == PM_LVL_FAST) {
-        PmFastLane L;
+        PmFastPlane L;
         pm_fast_open(&L, im, c, y0, x0, st, coef);
         L.sym = sym; L.tid = tid; L.bkt = bkt;
         if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
