@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,10 +19,27 @@ from pilc_ray.job.cluster import pool_plan
 from pilc_ray.job.sources import Item
 from pilc_ray.job.worker import BatchCompressor
 
-if TYPE_CHECKING:  # the driver imports this module; only its type is named here
+if TYPE_CHECKING:
     from pilc_ray.index import PartWriter
-    from pilc_ray.job.driver import Driver
+    from pilc_ray.job.config import JobConfig
     from pilc_ray.job.progress import Progress
+
+
+class EngineHost(Protocol):
+    """What the engine needs from the job that runs it (the driver is one): the options, a
+    worker's config, and three reports back: the pool it plans, the pool's start time, and each
+    batch's result. The engine keeps no counts or records of its own."""
+
+    cfg: JobConfig
+
+    def worker_config(self, threads: int, device: str = "cpu") -> dict[str, Any]: ...
+
+    def engine_planned(self, attempted: int, pool: dict[str, Any], model_id: str,
+                       workers: list[str]) -> None: ...
+
+    def pool_started(self, seconds: float) -> None: ...
+
+    def handle_result(self, result: dict, writer: PartWriter, progress: Progress) -> None: ...
 
 
 class DataWorker:
@@ -39,23 +56,22 @@ class DataWorker:
         return {"result": np.array([json.dumps(out)], dtype=object)}
 
 
-def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartWriter,
+def run_data_engine(host: EngineHost, batches: Iterator[list[Item]], writer: PartWriter,
                     progress: Progress) -> None:
     import ray
 
     from codec.model import default_model
 
-    cfg = driver.cfg
+    cfg = host.cfg
     # Ray Data runs one actor shape: the plan's first group (GPU workers where there are GPUs)
     group = pool_plan(cfg, ray.cluster_resources())[0]
     n, cpus, gpus = group.count, group.cpus, group.gpus
     threads = cfg.threads_per_worker or max(1, math.ceil(cpus))
     items = [{"id": it.id, "uri": it.uri, "size": it.size} for b in batches for it in b]
-    driver.counts["attempted"] += len(items)
-    driver.pool = {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
-                   "threads_per_worker": threads, "engine": "data"}
-    driver.model_id = default_model().model_id
-    driver.workers = [f"ray-data-actor-{i}" for i in range(n)]
+    host.engine_planned(len(items),
+                        {"workers": n, "cpus_per_worker": cpus, "gpus_per_worker": gpus,
+                         "threads_per_worker": threads, "engine": "data"},
+                        default_model().model_id, [f"ray-data-actor-{i}" for i in range(n)])
     if not items:
         return
     ctx = ray.data.DataContext.get_current()
@@ -64,12 +80,12 @@ def run_data_engine(driver: Driver, batches: Iterator[list[Item]], writer: PartW
     blocks = max(1, min(len(items) // max(1, cfg.batch_size), 4 * n * 8))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(DataWorker, batch_size=cfg.batch_size, batch_format="numpy",
-                        fn_constructor_kwargs={"config": driver.worker_config(threads,
-                                                                              group.device)},
+                        fn_constructor_kwargs={"config": host.worker_config(threads,
+                                                                            group.device)},
                         compute=ray.data.ActorPoolStrategy(size=n), num_cpus=cpus,
                         num_gpus=gpus)
     progress.started()
-    driver.durations["pool_start_s"] = 0.0  # Ray Data starts its actors inside the stream
+    host.pool_started(0.0)  # Ray Data starts its actors inside the stream
     for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
         for payload in out["result"]:
-            driver.handle_result(json.loads(payload), writer, progress)
+            host.handle_result(json.loads(payload), writer, progress)

@@ -394,6 +394,17 @@ class Driver:
         self.durations["pool_start_s"] = time.perf_counter() - t0
         return actors
 
+    def engine_planned(self, attempted: int, pool: dict[str, Any], model_id: str,
+                       workers: list[str]) -> None:
+        """The Ray Data engine's pool, before it runs (data_engine.EngineHost)."""
+        self.counts["attempted"] += attempted
+        self.pool = pool
+        self.model_id = model_id
+        self.workers = workers
+
+    def pool_started(self, seconds: float) -> None:
+        self.durations["pool_start_s"] = seconds
+
     def handle_result(self, result: dict, writer: ix.PartWriter, progress: Progress) -> None:
         rows, errors = result["rows"], result["errors"]
         writer.add(rows, errors)

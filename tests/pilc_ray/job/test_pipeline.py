@@ -267,6 +267,10 @@ def test_ray_data_engine(tmp_path, ray_address):
     dest = str(tmp_path / "job")
     r = api.compress(str(tmp_path / "src"), dest, engine="data", batch_size=2, **FAST)
     assert r.ok and r["pool"]["engine"] == "data" and r["counts"]["compressed"] == 6
+    # what the engine reports back through EngineHost lands in the job record
+    assert r["counts"]["attempted"] == 6 and r["durations"]["pool_start_s"] == 0.0
+    assert r["workers"] == [f"ray-data-actor-{i}" for i in range(r["pool"]["workers"])]
+    assert r["model_id"]
     assert_exact(dest, expected)
 
 
