@@ -101,9 +101,12 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
     """Blob -> (header, payload view). CodecError on anything malformed."""
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise CodecError(f"blob must be bytes, got {type(blob).__name__}")
-    if isinstance(blob, memoryview) and not blob.c_contiguous:
-        blob = blob.tobytes()  # a strided view is bytes-like too: read its bytes in order
-    r = varints.Reader(memoryview(blob).cast("B") if not isinstance(blob, bytes) else blob)
+    try:
+        if isinstance(blob, memoryview) and not blob.c_contiguous:
+            blob = blob.tobytes()  # a strided view is bytes-like too: read its bytes in order
+        r = varints.Reader(memoryview(blob).cast("B") if not isinstance(blob, bytes) else blob)
+    except (ValueError, TypeError) as e:  # a released view (or one that cannot be read as bytes)
+        raise CodecError(f"blob cannot be read: {e}") from None
     if r.remaining < 4 or r.take(4) != MAGIC:
         raise CodecError("not a pilc blob (bad magic)")
     version = r.u8()

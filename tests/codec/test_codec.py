@@ -363,7 +363,8 @@ def test_rejects_non_bytes_and_bad_fallback():
 
 
 def test_strided_memoryviews_are_bytes_like_blobs():
-    """A non-contiguous memoryview is read as the bytes it shows (never a TypeError)."""
+    """A non-contiguous memoryview is read as the bytes it shows (never a TypeError); a released
+    one is a CodecError, not ValueError (issue 16 item 5)."""
     px = _smooth(24, 20, 3)
     blob = codec.encode(px, fallback="never")
     doubled = bytes(b for pair in zip(blob, blob, strict=True) for b in pair)
@@ -372,6 +373,11 @@ def test_strided_memoryviews_are_bytes_like_blobs():
         codec.decode(memoryview(blob)[::2])
     with pytest.raises(codec.CodecError):
         codec.info(memoryview(blob)[1::3])
+    released = memoryview(blob)
+    released.release()  # every read of it raises ValueError: the codec says CodecError
+    for read in (codec.decode, codec.info, codec.decode_image, lambda b: codec.decode_batch([b])):
+        with pytest.raises(codec.CodecError, match="cannot be read"):
+            read(released)
 
 
 def test_stage_timing_covers_every_stage():
