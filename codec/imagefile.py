@@ -23,11 +23,13 @@ Every failure to read or write raises `CodecError` (and nothing else), with a me
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,7 @@ __all__ = [
     "mode_shape",
     "png_encode_pixels",
     "png_decode_pixels",
+    "open_pillow",
 ]
 
 MODES = ("L", "LA", "RGB", "RGBA", "L;16", "LA;16", "RGB;16", "RGBA;16", "P", "CMYK", "1")
@@ -462,12 +465,9 @@ def png_decode_pixels(data: bytes, *, max_samples: int = DEFAULT_MAX_SAMPLES) ->
             mode = {0: "L;16", 4: "LA;16", 2: "RGB;16", 6: "RGBA;16"}[info.color_type]
             px = np.ascontiguousarray(px, dtype=np.uint16)
         else:
-            _lift_pillow_limit(max_samples)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(info.minimal)) as pil:
-                    pil.load()
-                    mode, px = _pil_pixels(pil)
+            with open_pillow(info.minimal, max_samples=max_samples) as pil:
+                pil.load()
+                mode, px = _pil_pixels(pil)
     except CodecError:
         raise
     except Exception as e:
@@ -744,13 +744,32 @@ def _lift_pillow_limit(max_samples: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_samples
 
 
-def _load_with_pillow(data: bytes, max_samples: int) -> RasterImage:
+@contextlib.contextmanager
+def open_pillow(source: bytes | str | os.PathLike, *,
+                max_samples: int = DEFAULT_MAX_SAMPLES) -> Iterator[Image.Image]:
+    """`PIL.Image.open` under the one size limit (`DEFAULT_MAX_SAMPLES`): the way every part of
+    pilc opens a file with Pillow (the job's JPEG passthrough, training data), so no path keeps
+    Pillow's own smaller "decompression bomb" limit, or keeps it only until another path lifted
+    it. The image's samples (W*H*bands, from its header) are checked before it is yielded:
+    CodecError if over the limit. Other Pillow errors propagate as Pillow raises them."""
     _lift_pillow_limit(max_samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            pil = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except Image.DecompressionBombError as e:
+            # Pillow's limit is at least ours (lifted above), so this image is over ours too
+            raise CodecError(f"image has more than {max_samples} samples; refusing it ({e})"
+                             ) from None
+        with pil:
+            _check_limit(pil.width, pil.height, len(pil.getbands()), max_samples)
+            yield pil
+
+
+def _load_with_pillow(data: bytes, max_samples: int) -> RasterImage:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as pil:
-                return _from_pil(pil, max_samples=max_samples, data=data)
+        with open_pillow(data, max_samples=max_samples) as pil:
+            return _from_pil(pil, max_samples=max_samples, data=data)
     except CodecError:
         raise
     except Image.DecompressionBombError as e:

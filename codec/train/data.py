@@ -45,16 +45,17 @@ def list_images(dirs: list[Path]) -> list[Path]:
 
 def load_planes(path: Path) -> np.ndarray | None:
     """8-bit gray -> (1,H,W); colour -> colour-transformed (3,H,W); others -> None."""
-    from PIL import Image
+    from codec.errors import CodecError
+    from codec.imagefile import open_pillow
 
     try:
-        with Image.open(path) as im:
+        with open_pillow(path) as im:  # the codec's one size limit, not Pillow's bomb limit
             if im.mode in ("I;16", "I;16B", "I", "F"):
                 return None
             if im.mode == "L":
                 return np.asarray(im)[None].copy()
             return forward_rgb(np.asarray(im.convert("RGB")))
-    except OSError:
+    except (OSError, CodecError):
         return None
 
 

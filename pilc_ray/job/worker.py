@@ -12,7 +12,6 @@ leaving an orphan beside it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import socket
@@ -101,17 +100,15 @@ def _jpeg_header(data: bytes) -> tuple[str, int, int, int]:
     """Mode, width, height, channels of a JPEG stored as-is, after decoding it once in full:
     a truncated or corrupt JPEG must fail here, on ingest (errors table), not later as an
     archive that looks corrupt when it is read back."""
-    from PIL import Image
+    from codec.imagefile import open_pillow
 
-    from codec.imagefile import DEFAULT_MAX_SAMPLES
-
-    with Image.open(io.BytesIO(data)) as im:
+    # open_pillow: the codec's one size limit (PILC_MAX_SAMPLES), checked from the header; not
+    # Pillow's smaller bomb limit, which a fresh worker would otherwise apply to JPEGs alone
+    with open_pillow(data) as im:
         if im.format != "JPEG":
             raise CodecError(f"expected a JPEG, Pillow sees {im.format}")
         w, h = im.size
         ch = len(im.getbands())
-        if w * h * ch > DEFAULT_MAX_SAMPLES:
-            raise CodecError(f"JPEG {w}x{h}x{ch} has more than {DEFAULT_MAX_SAMPLES} samples")
         try:
             im.load()  # Pillow refuses truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is off)
         except (OSError, SyntaxError, ValueError) as e:

@@ -34,7 +34,7 @@ import xxhash
 import codec
 from codec.api import checksum as pixel_checksum
 from codec.errors import CodecError
-from codec.imagefile import RasterImage
+from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage
 from pilc_ray import index as ix
 from pilc_ray import storage as st
 
@@ -343,12 +343,15 @@ class Archive:
     index_uri: the job's DEST (folder or ``s3://`` prefix) or its ``index/index.parquet``.
     Caches hold index row groups and blobs (compressed bytes); decoded pixels are not cached
     here (the HTTP service caches encoded responses). Limits refuse, before any blob read,
-    images whose blob or pixel count is above them.
+    images whose blob or pixel count is above them. `max_image_samples` defaults to the codec's
+    one limit (PILC_MAX_SAMPLES, 2^31), so whatever the job accepted can be read back; a
+    server lowers it per request (`pilc serve --max-image-mpix`).
     """
 
     def __init__(self, index_uri: str, storage_options: Any = None, *,
                  index_cache_bytes: int = 64 * MIB, blob_cache_bytes: int = 64 * MIB,
-                 max_blob_bytes: int = 512 * MIB, max_image_samples: int = 1 << 30,
+                 max_blob_bytes: int = 512 * MIB,
+                 max_image_samples: int = DEFAULT_MAX_SAMPLES,
                  recheck_s: float = 5.0) -> None:
         self.uri = ix.resolve_index_uri(index_uri)
         self.storage_options = storage_options

@@ -158,6 +158,39 @@ def test_truncated_jpeg_goes_to_errors_not_the_index(tmp_path):
     assert "truncated" in err["error"]
 
 
+FRESH_PASSTHROUGH = """
+import json, sys
+from pilc_ray.job.sources import Item
+from pilc_ray.job.worker import BatchCompressor
+out = BatchCompressor({"dest": sys.argv[2]}).compress([Item("big.jpg", sys.argv[1])])
+print(json.dumps({"rows": [r["id"] for r in out["rows"]],
+                  "errors": [e["error"] for e in out["errors"]]}))
+"""
+
+
+def test_jpeg_passthrough_uses_the_one_pixel_limit_in_a_fresh_worker(tmp_path):
+    """A 13500 x 13500 JPEG (over Pillow's own bomb limit, under PILC_MAX_SAMPLES) is stored
+    as-is by a fresh worker process, not refused as a "decompression bomb" until some PNG had
+    lifted Pillow's limit (issue 16 item 4); PILC_MAX_SAMPLES refuses it before decoding."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jpg"
+    Image.new("L", (13500, 13500)).save(big, "JPEG", quality=50)  # 2 MB, half a second
+
+    def fresh(env: dict[str, str]) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", FRESH_PASSTHROUGH, str(big), str(tmp_path / "out")],
+            capture_output=True, text=True, env={**os.environ, **env}, timeout=120, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert fresh({}) == {"rows": ["big.jpg"], "errors": []}
+    got = fresh({"PILC_MAX_SAMPLES": "1000000"})
+    assert got["rows"] == [] and "more than 1000000 samples" in got["errors"][0], got
+
+
 def test_the_main_job_needs_no_training_serving_or_s3_packages(tmp_path):
     """README's first command installs only the `ray` extra: samples, compress and verify must
     run without torch, fastapi/uvicorn or boto3 ever being imported (starlette and anyio are

@@ -175,6 +175,10 @@ def test_unknown_ids_are_not_found_without_blob_reads(dest):
 
 
 def test_limits_refuse_before_reading_the_blob(dest):
+    from codec.imagefile import DEFAULT_MAX_SAMPLES
+
+    # the default is the one limit the job ingested under: what it indexed can be read back
+    assert Archive(dest).max_image_samples == DEFAULT_MAX_SAMPLES
     small = Archive(dest, max_image_samples=100)
     with pytest.raises(ImageTooLarge):
         small.get("photos/a.png")
