@@ -147,6 +147,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     import codec
     from pilc_ray.samples import sample_images
 
+    if a.count < 1:
+        raise UsageError(f"--count must be at least 1, not {a.count}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     images = sample_images(a.count)
@@ -305,8 +307,11 @@ def _cmd_ls(a: argparse.Namespace) -> int:
 
 
 def _cmd_serve(a: argparse.Namespace) -> int:
-    from pilc_ray.retrieval.service import run_server
+    from pilc_ray.retrieval.service import check_serve_arguments, run_server
 
+    problem = check_serve_arguments(a)
+    if problem:
+        raise UsageError(problem)
     return run_server(a)
 
 

@@ -83,21 +83,43 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     add_store_arguments(p)
 
 
+def _read_config(path: str, error: type[Exception]) -> dict[str, Any]:
+    """A YAML job config as a mapping; an unreadable file or bad YAML is `error`, one line
+    with where the YAML goes wrong (not the parser's traceback)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"cannot read job config {path}: {getattr(e, 'strerror', None) or e}"
+                    ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e)
+        raise error(f"{path} is not valid YAML: {what}{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: a job config is a mapping of options (key: value lines)")
+    return data
+
+
 def config_from_args(a: argparse.Namespace) -> JobConfig:
     """YAML config (if any) overlaid with the flags that were given."""
     from pilc_ray.job.config import JobConfig, JobError
 
     data: dict[str, Any] = {}
     if a.config:
-        import yaml
-
-        data = yaml.safe_load(Path(a.config).read_text()) or {}
-        if not isinstance(data, dict):
-            raise JobError(f"{a.config}: a job config is a mapping of options")
+        data = _read_config(a.config, JobError)
     known = {f.name for f in fields(JobConfig)}
     unknown = set(data) - known
     if unknown:
-        raise JobError(f"unknown job config keys: {sorted(unknown)}")
+        raise JobError(f"unknown job config keys: {sorted(map(str, unknown))}")
+    if not isinstance(data.get("storage_options") or {}, dict):
+        raise JobError("storage_options must be a mapping of option: value")
     store = dict(data.get("storage_options") or {})
     for k in STORE_KEYS:
         if getattr(a, k, None):
@@ -126,7 +148,7 @@ def run_compress(a: argparse.Namespace) -> int:
         cfg = config_from_args(a)
         result = run_job(cfg)
     except JobError as e:
-        print(f"pilc: error: {e}", file=sys.stderr)
+        print(f"pilc: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return 2
     except KeyboardInterrupt:
         print("pilc compress: interrupted; finished images are indexed, rerun the same command "

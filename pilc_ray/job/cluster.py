@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pilc_ray.job.config import JobConfig
+from pilc_ray.job.config import DEVICES, JobConfig
 
 
 def ensure_ray(cfg: JobConfig) -> bool:
@@ -66,9 +66,6 @@ def node_shapes() -> dict[str, Any]:
         shapes[key] = shapes.get(key, 0) + 1
     return {"nodes": len(nodes), "node_shapes": [
         {"count": c, "cpus": k[0], "gpus": k[1], "memory_gb": k[2]} for k, c in shapes.items()]}
-
-
-DEVICES = ("auto", "cpu", "cuda", "emulated")
 
 
 @dataclass(frozen=True)

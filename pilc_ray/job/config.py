@@ -10,8 +10,13 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from codec.layout import DEFAULT_TILE
+from codec.container import EFFORTS
+from codec.layout import DEFAULT_TILE, TILE_SIZES
 from pilc_ray import index as ix
+from pilc_ray.storage import StorageOptions
+
+DEVICES = ("auto", "cpu", "cuda", "emulated")
+MIN_CPUS_PER_WORKER = 0.1  # below this a cluster's CPUs would start thousands of workers
 
 
 @dataclass
@@ -54,6 +59,41 @@ class JobConfig:
     repair: bool = False  # also decode every indexed image first; rows that fail are redone
     compare_sample: int = 0  # report: also measure PNG/WebP/JPEG XL on this many images
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every option's type and range, checked once here for the CLI, YAML and the Python
+        API alike: a wrong value is one clear JobConfigError naming the option, never a
+        TypeError (or a hung job) deep inside the run."""
+        for name, (kind, low, optional) in _NUMBERS.items():
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            ok = (isinstance(value, int) if kind == "integer" else isinstance(value, int | float))
+            if not ok or isinstance(value, bool) or not value >= low:  # `not >=`: also NaN
+                what = f"{'an' if kind == 'integer' else 'a'} {kind} of at least {low}"
+                raise JobConfigError(f"{name} must be {what}"
+                                     f"{' (or unset)' if optional else ''}, not {value!r}")
+        for name, choices in _CHOICES.items():
+            value = getattr(self, name)
+            if type(value) not in {type(c) for c in choices} or value not in choices:
+                raise JobConfigError(f"{name} must be one of {choices}, not {value!r}")
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise JobConfigError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if not isinstance(self.dest, (str, os.PathLike)) or not os.fspath(self.dest):
+            raise JobConfigError(f"dest must be a folder or s3:// prefix, not {self.dest!r}")
+        if isinstance(self.source, str | os.PathLike) and not os.fspath(self.source):
+            raise JobConfigError("source must not be empty")
+        if self.source is None:
+            raise JobConfigError("give a source (folder, manifest or s3:// prefix)")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise JobConfigError(f"ray_address must be a string, not {self.ray_address!r}")
+        if not isinstance(self.storage_options, dict | StorageOptions | None):
+            raise JobConfigError("storage_options must be a mapping of option: value, not "
+                                 f"{self.storage_options!r}")
+
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
         if not isinstance(self.source, (str, os.PathLike)):
@@ -65,3 +105,39 @@ class JobConfig:
 
 class JobError(RuntimeError):
     """The job could not run at all (bad source, unreachable store, no workers)."""
+
+
+class JobConfigError(JobError, ValueError):
+    """An option of the wrong type or out of range (a JobError: the CLI prints it in one line;
+    a ValueError: it is a bad value)."""
+
+
+# name: (kind, least value, None allowed)
+_NUMBERS: dict[str, tuple[str, float, bool]] = {
+    "workers": ("integer", 1, True),
+    "cpus_per_worker": ("number", MIN_CPUS_PER_WORKER, False),
+    "gpus_per_worker": ("number", 0, True),
+    "threads_per_worker": ("integer", 1, True),
+    "batch_size": ("integer", 1, False),
+    "batch_max_bytes": ("integer", 1, False),
+    "num_cpus": ("integer", 1, True),
+    "max_attempts": ("integer", 1, False),
+    "in_flight_per_worker": ("integer", 1, False),
+    "log_every_s": ("number", 0.1, False),
+    "flush_rows": ("integer", 1, False),
+    "flush_seconds": ("number", 0, False),
+    "row_group_size": ("integer", 1, False),
+    "retry_backoff_s": ("number", 0, False),
+    "compare_sample": ("integer", 0, False),
+}
+_CHOICES: dict[str, tuple] = {
+    "device": DEVICES,
+    "layout": ("shards", "objects"),
+    "engine": ("actors", "data"),
+    "fallback": ("auto", "always", "never"),
+    "tile": TILE_SIZES,
+    "effort": EFFORTS,
+    "jpeg": ("passthrough", "decode"),
+    "progress": ("bar", "log", "none"),
+}
+_FLAGS = ("all_files", "verify", "gc_orphans", "report", "repair")

@@ -29,8 +29,6 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from codec.container import EFFORTS
-from codec.layout import TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray import runs
 from pilc_ray import storage as st
@@ -161,16 +159,7 @@ def _new_run_id() -> str:
 
 class Driver:
     def __init__(self, cfg: JobConfig) -> None:
-        if cfg.layout not in ("shards", "objects"):
-            raise JobError(f"layout must be 'shards' or 'objects', not {cfg.layout!r}")
-        if cfg.engine not in ("actors", "data"):
-            raise JobError(f"engine must be 'actors' or 'data', not {cfg.engine!r}")
-        if cfg.tile not in TILE_SIZES:
-            raise JobError(f"tile must be one of {TILE_SIZES}, not {cfg.tile!r}")
-        if cfg.effort not in EFFORTS:
-            raise JobError(f"effort must be one of {EFFORTS}, not {cfg.effort!r}")
-        if cfg.batch_size < 1 or cfg.max_attempts < 1:
-            raise JobError("batch_size and max_attempts must be at least 1")
+        cfg.validate()  # again: its fields may have been changed since it was made
         self.cfg = cfg
         self.dest = st.normalize(cfg.dest)
         self.opts = st.StorageOptions.from_any(cfg.storage_options)

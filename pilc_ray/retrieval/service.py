@@ -655,6 +655,29 @@ def add_serve_arguments(p: Any) -> None:
                    help="debug, info (default: access log included), warning, error")
 
 
+# flag: (least, most) its value may be; checked before anything starts
+SERVE_RANGES: dict[str, tuple[float, float]] = {
+    "port": (1, 65535), "cache_mb": (0, float("inf")), "blob_cache_mb": (0, float("inf")),
+    "index_cache_mb": (0, float("inf")), "max_image_mpix": (1e-6, float("inf")),
+    "max_blob_mb": (1, float("inf")), "cache_max_age": (0, float("inf")),
+    "max_header_kb": (1, float("inf")), "header_timeout": (0.001, float("inf")),
+    "keep_alive": (0.001, float("inf")), "max_connections": (1, float("inf")),
+    "max_client_connections": (0, float("inf")),
+}
+
+
+def check_serve_arguments(a: Any) -> str | None:
+    """What is wrong with `pilc serve`'s numeric flags (a port past 65535, a negative cache),
+    or None: refused before the archive is opened, not as a bind error after."""
+    for name, (low, high) in SERVE_RANGES.items():
+        value = getattr(a, name)
+        if not low <= value <= high:  # `not`: also NaN
+            flag = "--" + name.replace("_", "-")
+            span = f"at least {low:g}" if high == float("inf") else f"{low:g} to {high:g}"
+            return f"{flag} must be {span}, not {value:g}"
+    return None
+
+
 def _token(a: Any) -> str | None:
     if a.token_file:
         with open(a.token_file) as f:

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def pilc(*args: str, **kw) -> subprocess.CompletedProcess:
     """`pilc ARGS` in a fresh interpreter, output captured as bytes."""
     return subprocess.run([sys.executable, "-m", "pilc_ray.cli", *args], capture_output=True,
-                          timeout=120, cwd=kw.pop("cwd", None), **kw)
+                          timeout=kw.pop("timeout", 120), cwd=kw.pop("cwd", None), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,58 @@ def test_user_errors_are_one_line_and_a_nonzero_status(photo, tmp_path, dest, ca
     assert "no image with id" in one_error_line(capsys.readouterr().err)
     assert pilc_main(["report", str(tmp_path / "nowhere")]) != 0
     assert "no index at" in one_error_line(capsys.readouterr().err)
+
+
+def test_bad_options_and_configs_are_one_line_not_a_traceback_or_a_hang(tmp_path, dest):
+    """A count, port or job option out of range, a config that is not YAML or has a value of
+    the wrong type: one `pilc: error:` line and status 2, before any work starts (a zero
+    --cpus-per-worker once planned ~2000 workers and hung; --count 0 divided by zero)."""
+    (tmp_path / "bad.yaml").write_text("source: [unclosed\nbatch_size: 4\n")
+    (tmp_path / "list.yaml").write_text("- not\n- a mapping\n")
+    (tmp_path / "typed.yaml").write_text(f"source: {tmp_path / 'in'}\nbatch_size: [1]\n")
+    (tmp_path / "flag.yaml").write_text(f"source: {tmp_path / 'in'}\nverify: maybe\n")
+    compress = ["compress", str(tmp_path / "in"), "--out", str(tmp_path / "job")]
+    cases = [
+        (["demo", "--count", "0", "--out", str(tmp_path / "demo")], "--count must be at least 1"),
+        (["demo", "--count", "-1", "--out", str(tmp_path / "demo")], "--count must be at least 1"),
+        (["compress", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "job")],
+         "bad.yaml is not valid YAML"),
+        (["compress", "--config", str(tmp_path / "list.yaml"), "--out", str(tmp_path / "job")],
+         "a job config is a mapping"),
+        (["compress", "--config", str(tmp_path / "missing.yaml")], "cannot read job config"),
+        (["compress", "--config", str(tmp_path / "typed.yaml"), "--out", str(tmp_path / "job")],
+         "batch_size must be an integer of at least 1, not [1]"),
+        (["compress", "--config", str(tmp_path / "flag.yaml"), "--out", str(tmp_path / "job")],
+         "verify must be true or false, not 'maybe'"),
+        ([*compress, "--cpus-per-worker", "0"], "cpus_per_worker must be a number of at least"),
+        ([*compress, "--batch-size", "0"], "batch_size must be an integer of at least 1, not 0"),
+        ([*compress, "--workers", "-2"], "workers must be an integer of at least 1"),
+        (["serve", dest, "--port", "99999"], "--port must be 1 to 65535, not 99999"),
+        (["serve", dest, "--cache-mb", "-1"], "--cache-mb must be at least 0, not -1"),
+    ]
+    for argv, needle in cases:
+        r = pilc(*argv, timeout=60)
+        err = r.stderr.decode()
+        assert r.returncode == 2 and "Traceback" not in err, (argv, err[-2000:])
+        assert needle in one_error_line(err), (argv, err)
+    assert not (tmp_path / "job").exists() and not (tmp_path / "demo").exists()
+
+
+def test_job_config_checks_every_option_for_the_python_api_too():
+    from pilc_ray.job.config import JobConfig, JobConfigError, JobError
+
+    good = JobConfig(source="in", dest="out", cpus_per_worker=0.5, gpus_per_worker=None)
+    assert good.batch_size == 16
+    for bad, needle in [({"batch_size": "4"}, "batch_size must be an integer"),
+                        ({"batch_size": True}, "batch_size must be an integer"),
+                        ({"cpus_per_worker": float("nan")}, "cpus_per_worker must be"),
+                        ({"tile": 256.0}, "tile must be one of"),
+                        ({"layout": "heap"}, "layout must be one of"),
+                        ({"progress": None}, "progress must be one of"),
+                        ({"storage_options": ["endpoint"]}, "storage_options must be a mapping")]:
+        with pytest.raises(JobConfigError, match=re.escape(needle)) as e:
+            JobConfig(source="in", dest="out", **bad)
+        assert isinstance(e.value, JobError) and isinstance(e.value, ValueError)
 
 
 # --------------------------------------------------------------------------------------------
