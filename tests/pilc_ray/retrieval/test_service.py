@@ -420,19 +420,51 @@ def _timed_request(addr: tuple[str, int], client: Client | None = None) -> tuple
 
 def test_slow_clients_do_not_shut_out_authenticated_requests(dest):
     """500 connections that never finish their request head (the issue's were 1,030 and
-    made every valid request 503) while authenticated clients keep getting 200 at once."""
+    made every valid request 503), all held open at once, while authenticated clients keep
+    getting 200 at once. They come from 10 loopback addresses (all of 127/8 is loopback on
+    Linux), 50 each, under the per-client cap: from one address the cap would refuse most of
+    them and the server would never hold 500."""
     _raise_open_files(1200)
     limits = ConnectionLimits(header_timeout_s=3.0)
+    sources = [f"127.0.0.{i}" for i in range(2, 12)]
+    assert 500 / len(sources) <= limits.max_client_connections
     app = create_app(Archive(dest), ServiceConfig(token=TOKEN))
     with http_server(app, limits) as addr:
         early = Client(addr)  # a keep-alive client connected before the attack
         assert early.request("/healthz")[0] == 200
-        socks = _slow_connections(addr[1], 500, ["127.0.0.2"])
+        socks = _slow_connections(addr[1], 500, sources)
         try:
             t_open = time.monotonic()
             for _ in range(10):  # fresh connections, and the established one
                 for status, seconds in (_timed_request(addr), _timed_request(addr, early)):
                     assert status == 200 and seconds < 1.0
+            # all 500 are still open: nothing was refused to make room for the requests
+            shut, _ = _wait_closed(socks, 0.2)
+            assert shut == 0 and time.monotonic() - t_open < 3.0
+            # each gets 408 at the header deadline, and is closed
+            left = 3.0 + 2.0 - (time.monotonic() - t_open)
+            shut, answers = _wait_closed(socks, left)
+            assert shut == 500
+            assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
+            assert _timed_request(addr)[0] == 200
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_one_clients_slow_connections_are_held_to_its_cap(dest):
+    """From one address, past the per-client cap, slow connections are refused at once; the
+    ones let in get 408 at the header deadline; other clients are served throughout."""
+    _raise_open_files(1200)
+    limits = ConnectionLimits(header_timeout_s=3.0)
+    app = create_app(Archive(dest), ServiceConfig(token=TOKEN))
+    with http_server(app, limits) as addr:
+        socks = _slow_connections(addr[1], 500, ["127.0.0.2"])
+        try:
+            t_open = time.monotonic()
+            for _ in range(3):
+                status, seconds = _timed_request(addr)
+                assert status == 200 and seconds < 1.0
             # the attacker's address is held to its per-client cap: the rest are refused at once
             cap = ConnectionLimits().max_client_connections
             shut, _ = _wait_closed(socks[cap:], 1.0)
