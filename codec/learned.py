@@ -20,6 +20,7 @@ format v5), LS coefficients (zigzag varints, n_taps(c) per tile plane), stream w
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ def _vq_indices(model: Model, groups: list[np.ndarray], boxes_all, vq_on) -> dic
 
 def _index_bounds(boxes: np.ndarray, vq_on: bool) -> np.ndarray:
     """Stream bounds of the VQ index stage: one stream per tile of lh*lw indices, or none."""
-    sizes = [int(np.prod(cell_shape(int(h), int(w)))) for _, _, h, w in boxes] if vq_on else []
+    if not vq_on:
+        return np.zeros(1, dtype=np.int64)
+    sizes = [int(np.prod(cell_shape(int(h), int(w)))) for _, _, h, w in boxes]
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
@@ -145,11 +148,14 @@ def _unzigzag(u: np.ndarray) -> np.ndarray:
     return (u >> 1) ^ -(u & 1)
 
 
+@functools.lru_cache(maxsize=256)
 def _coef_mask(n_tiles: int, n_ch: int, level: int = pixelmodel.LEVEL_DEFAULT) -> np.ndarray:
-    """Which of the (n_tiles, C, N_TAPS_MAX) coefficients are sent."""
+    """Which of the (n_tiles, C, N_TAPS_MAX) coefficients are sent (read-only: cached, since
+    most batches repeat a few layouts)."""
     mask = np.zeros((n_tiles, n_ch, pixelmodel.N_TAPS_MAX), dtype=bool)
     for c in range(n_ch):
         mask[:, c, : pixelmodel.n_taps(c, level)] = True
+    mask.flags.writeable = False
     return mask
 
 
@@ -201,7 +207,11 @@ def _split_streams(data: np.ndarray, byte_bounds: np.ndarray, counts) -> list:
 
 
 def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
-    """Stage 0 (VQ indices) of every group in one coder call: per group (word counts, bytes)."""
+    """Stage 0 (VQ indices) of every group in one coder call: per group (word counts, bytes).
+    Without the VQ stage there is nothing to code: no coder call (a small image's encode is
+    mostly per-call costs)."""
+    if not vq:
+        return [(np.zeros(0, dtype=np.int64), b"") for _ in boxes_all]
     syms, bnds, off = [], [np.zeros(1, dtype=np.int64)], 0
     for g, boxes in enumerate(boxes_all):
         ib = _index_bounds(boxes, vq)
@@ -340,7 +350,10 @@ def _parse(
 
 
 def _decode_indices(model: Model, parsed: list[_Parsed]) -> dict:
-    """All VQ index streams of the batch in one coder call; (g, t) -> (lh, lw) indices."""
+    """All VQ index streams of the batch in one coder call; (g, t) -> (lh, lw) indices (none,
+    and no coder call, where no group carries the VQ stage)."""
+    if not any(p.vq_on for p in parsed):
+        return {}
     datas, bbs, sbs = [], [np.zeros(1, dtype=np.int64)], [np.zeros(1, dtype=np.int64)]
     byte_off = sym_off = 0
     for p in parsed:

@@ -139,13 +139,42 @@ _NO_TABLES = rans.RansTables.from_freqs(np.full((1, 256), 256, dtype=np.uint32))
 
 def _model_tables(prior: np.ndarray, tables: rans.RansTables = _NO_TABLES) -> list[np.ndarray]:
     """The model tables in the kernels' argument order (PM_TABLE_PARAMS); the encoder's model
-    pass reads no rANS table. The caller holds the list while the kernels run, so a converted
-    prior cannot be freed under them."""
+    pass reads no rANS table."""
     prior = np.ascontiguousarray(prior, dtype=np.int64)
     if prior.shape != (N_KINDS, N_BUCKETS):
         raise CodecError(f"pixel-model prior must have shape {(N_KINDS, N_BUCKETS)}")
     return [E_BUCKET, LEVEL_OF_MEAN, CNT_RECIP, WEIGHT_OF_ERR, GRAD_CLASS, prior, tables._bk,
             tables._fc]  # fmt: skip
+
+
+# (id(prior), id(tables)) -> (prior, tables, arrays, addresses). A model's prior and tables live
+# as long as the model, and a small image's kernel call cost as much in taking eight addresses
+# (numpy's .ctypes) as in its samples. The entry holds the objects it is keyed on, so their
+# ids cannot be reused while it exists, and the arrays the addresses point into.
+_TABLE_PTRS: dict[tuple[int, int], tuple] = {}
+_TABLE_PTRS_MAX = 64
+
+
+def _table_ptrs(
+    prior: np.ndarray, tables: rans.RansTables = _NO_TABLES
+) -> tuple[list[np.ndarray], list[int]]:
+    """_model_tables(prior, tables) and their addresses, cached per (prior, tables) pair. The
+    caller holds the arrays while the kernels run (a converted prior is a copy only they hold)."""
+    if not (isinstance(prior, np.ndarray) and prior.dtype == np.int64
+            and prior.flags.c_contiguous):  # fmt: skip
+        # converted to a copy: not cached, as the caller's prior may change under the copy
+        arrays = _model_tables(prior, tables)
+        return arrays, [kernels.ptr(a) for a in arrays]
+    key = (id(prior), id(tables))
+    hit = _TABLE_PTRS.get(key)
+    if hit is not None and hit[0] is prior and hit[1] is tables:
+        return hit[2], hit[3]
+    arrays = _model_tables(prior, tables)
+    ptrs = [kernels.ptr(a) for a in arrays]
+    if len(_TABLE_PTRS) >= _TABLE_PTRS_MAX:
+        _TABLE_PTRS.clear()
+    _TABLE_PTRS[key] = (prior, tables, arrays, ptrs)
+    return arrays, ptrs
 
 
 def _check_planes(n_ch: int) -> None:
@@ -186,8 +215,7 @@ def encode_planes(
     scales = vq_map(vq, planes.shape)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
     p = kernels.ptr
-    model_tables = _model_tables(prior)
-    table_ptrs = [p(a) for a in model_tables]
+    model_tables, table_ptrs = _table_ptrs(prior)  # held while the kernels run
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_encode(
             level,
@@ -244,8 +272,7 @@ def decode_planes(
     bb = np.ascontiguousarray(byte_bounds, dtype=np.int64)
     coefs = np.ascontiguousarray(coefs, dtype=np.int64)
     p = kernels.ptr
-    model_tables = _model_tables(prior, tables)
-    table_ptrs = [p(a) for a in model_tables]
+    model_tables, table_ptrs = _table_ptrs(prior, tables)  # held while the kernels run
     failed = kernels.run_shared(
         lambda counter: kernels.lib.pilc_pm_decode(
             level, p(data), p(bb), p(planes), n_ch, shape[1], shape[2], p(scales), p(boxes),
