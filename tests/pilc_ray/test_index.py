@@ -1,4 +1,4 @@
-"""Index parts, compaction (sort, dedupe, errors table), resume sets and one-row-group lookups."""
+"""Index parts, compaction (sort, dedupe, errors table) and one-row-group lookups."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pilc_ray import index as ix
-from pilc_ray.job.driver import IdSet
 
 
 def _row(i: int, uri: str | None = None) -> dict:
@@ -78,14 +77,6 @@ def test_lookup_reads_one_row_group(tmp_path):
     assert ix.lookup(str(tmp_path / "job" / ix.INDEX_FILE), "img/019999.png")["offset"] == 199990
     with pytest.raises(FileNotFoundError):
         ix.lookup(str(tmp_path / "none"), "x")
-
-
-def test_idset_is_exact():
-    ids = pa.array([f"k{i}" for i in range(5000)])
-    s = IdSet(ids)
-    probe = ["k0", "k4999", "k5000", "", "k17", "K17"]
-    assert s.contains(probe).tolist() == [True, True, False, False, True, False]
-    assert IdSet(pa.array([], pa.string())).contains(["a"]).tolist() == [False]
 
 
 def test_compaction_streams_and_handles_unsorted_parts(tmp_path):

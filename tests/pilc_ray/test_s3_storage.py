@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import io
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
@@ -19,22 +18,12 @@ from pilc_ray import testing
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module", params=["moto", "seaweed"])
-def server(request):
-    return testing.moto_s3() if request.param == "moto" else testing.seaweed_s3()
-
-
-@pytest.fixture()
-def bucket(server):
-    return server.make_bucket()
-
-
-def test_put_get_range_stat_list_delete(server, bucket):
-    s3 = st.S3Storage(st.StorageOptions(**server.options(list_page_size=2)))
-    base = f"s3://{bucket}/pre"
+def test_put_get_range_stat_list_delete(s3_server, s3_bucket):
+    s3 = st.S3Storage(st.StorageOptions(**s3_server.options(list_page_size=2)))
+    base = f"s3://{s3_bucket}/pre"
     for i in range(5):
         s3.put(f"{base}/k{i}.bin", bytes(range(i, i + 100)))
-    s3.put(f"s3://{bucket}/other/x", b"no")
+    s3.put(f"s3://{s3_bucket}/other/x", b"no")
     assert s3.get(f"{base}/k3.bin") == bytes(range(3, 103))
     assert s3.get_range(f"{base}/k3.bin", 10, 5) == bytes(range(13, 18))
     assert s3.stat(f"{base}/k1.bin").size == 100
@@ -49,38 +38,13 @@ def test_put_get_range_stat_list_delete(server, bucket):
     assert not s3.exists(f"{base}/k0.bin")
 
 
-def test_lease_is_exclusive_on_s3_and_expires(server, bucket):
-    """DEST's lease on a real S3 server: a conditional create (If-None-Match: *) lets one job
-    in; a live holder is refused to the next; an expired lease is taken over."""
-    from pilc_ray.job.lease import DestLease, LeaseHeld
-
-    dest = f"s3://{bucket}/job"
-    s3 = st.S3Storage(st.StorageOptions(**server.options()))
-    assert s3.put_if_absent(f"{dest}/x", b"one") and not s3.put_if_absent(f"{dest}/x", b"two")
-    assert s3.get(f"{dest}/x") == b"one"
-    opts = server.options()
-    first = DestLease(dest, "run-a", opts, ttl_s=0.5, renew_s=60)
-    first.acquire()
-    second = DestLease(dest, "run-b", opts)
-    with pytest.raises(LeaseHeld, match="in use by job run run-a"):
-        second.acquire()
-    first._stop.set()  # run-a stops renewing (as a killed job does) ...
-    time.sleep(0.7)  # ... and its lease expires
-    second.acquire()
-    assert second.taken_over["run_id"] == "run-a" and second.holder()["run_id"] == "run-b"
-    first.renew()  # the old holder notices it lost the lease instead of overwriting it
-    assert first.lost and second.holder()["run_id"] == "run-b"
-    second.release()
-    assert second.holder() is None
-
-
-def test_multipart_upload_and_ranged_parquet_read(server, bucket, tmp_path):
-    opts = st.StorageOptions(**server.options(multipart_threshold=5 * MIB, part_size=5 * MIB))
+def test_multipart_upload_and_ranged_parquet_read(s3_server, s3_bucket, tmp_path):
+    opts = st.StorageOptions(**s3_server.options(multipart_threshold=5 * MIB, part_size=5 * MIB))
     s3 = st.S3Storage(opts)
     data = hashlib.sha256(b"seed").digest() * (11 * MIB // 32 + 7)
-    uri = f"s3://{bucket}/big/blob.bin"
+    uri = f"s3://{s3_bucket}/big/blob.bin"
     s3.put(uri, data)
-    head = s3.client.head_object(Bucket=bucket, Key="big/blob.bin")
+    head = s3.client.head_object(Bucket=s3_bucket, Key="big/blob.bin")
     assert head["ETag"].strip('"').endswith("-3")  # three parts: a real multipart upload
     assert s3.get(uri) == data
     assert s3.get_range(uri, 6 * MIB - 3, 10) == data[6 * MIB - 3 : 6 * MIB + 7]
@@ -89,8 +53,8 @@ def test_multipart_upload_and_ranged_parquet_read(server, bucket, tmp_path):
     table = pa.table({"id": [f"{i:08d}" for i in range(n)], "v": list(range(n))})
     path = tmp_path / "t.parquet"
     pq.write_table(table, path, row_group_size=10_000)
-    s3.put_file(path, f"s3://{bucket}/t.parquet")
-    f = s3.open_read(f"s3://{bucket}/t.parquet")
+    s3.put_file(path, f"s3://{s3_bucket}/t.parquet")
+    f = s3.open_read(f"s3://{s3_bucket}/t.parquet")
     got = pq.ParquetFile(f).read_row_group(7)
     assert got.column("v")[0].as_py() == 70_000
     assert f.bytes_read < path.stat().st_size / 5
