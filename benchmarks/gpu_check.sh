@@ -21,7 +21,7 @@ fi
   python3 -c "import cupy; print('cupy', cupy.__version__)"
   python3 setup.py -q build_ext --inplace 2>&1 | tail -3
 } 2>&1 | tee "$OUT/machine.txt"
-timeout 300 python3 -m pytest -q -p no:cacheprovider -m "gpu" tests/codec/test_gpu_path.py \
+timeout 300 python3 -m pytest -q -p no:cacheprovider -m "gpu" tests/codec/gpu/test_gpu_path.py \
   2>&1 | tee "$OUT/gpu_tests.txt"
 nvcc -arch=sm_90 -cubin -std=c++17 --fmad=false -Xptxas -v -Icodec/kernels \
   -o /tmp/pilc.cubin codec/kernels/pilc_cuda.cu > "$OUT/ptxas_sm90.txt" 2>&1

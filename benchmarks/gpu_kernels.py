@@ -80,7 +80,8 @@ def main() -> None:
         "",
         f"`python benchmarks/gpu_kernels.py`; NVRTC {ver[1]}.{ver[2]} with the options CuPy uses "
         f"(`{' '.join(build.NVRTC_OPTIONS[:2])}`), block of 128 threads. Budget: "
-        "codec/gpu/build.py RESOURCE_BUDGET, checked by tests/codec/test_kernels_cuda_build.py.",
+        "codec/gpu/build.py RESOURCE_BUDGET, checked by "
+        "tests/codec/gpu/test_kernels_cuda_build.py.",
         "",
         "| arch | kernel | registers | stack B | spill stores B | spill loads B | smem B | "
         "threads/SM | SASS per-sample loop bodies, largest first (planes 2, 1, 0) |",

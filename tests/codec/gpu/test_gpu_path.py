@@ -20,11 +20,11 @@ from codec.gpu import batch, resolve
 from codec.gpu.emulated import EmulatedBackend
 from codec.model import default_model
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "codec_vectors.npz"
 # ../shared/data beside the checkout, or where PILC_SHARED_DATA points (benchmarks/gpu_check.sh
 # carries a subset to the GPU machine, where ../shared does not travel)
 DATA = Path(
-    os.environ.get("PILC_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared/data"
+    os.environ.get("PILC_SHARED_DATA") or Path(__file__).resolve().parents[4] / "shared/data"
 )
 DEVICES = ["emulated", pytest.param("cuda", marks=pytest.mark.gpu)]
 
