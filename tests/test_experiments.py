@@ -44,3 +44,21 @@ def test_coded_sizes_runs(tmp_path, capsys):
     script.main(["--data", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "set | tile 128 | tile 256" and len(lines) == 1 + len(script.SETS)
+
+
+def test_levels_lab_runs(tmp_path, capsys):
+    """The levels' lab (entries 19-21) on one tiny image per folder it reads: every level's
+    round trip checked, one line per set and level."""
+    script = _load(EXPERIMENTS / "levels_lab.py")
+    rng = np.random.default_rng(0)
+    for folder, mode in (("wikipedia_photos", "RGB"), ("urban100_subset", "RGB"),
+                         ("waterloo_bragzone/gray", "L"), ("usc_sipi", "L")):
+        (tmp_path / folder).mkdir(parents=True)
+        shape = (40, 48, 3) if mode == "RGB" else (40, 48)
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / folder / "a.png")
+    script.main(["--data", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"{name:5s} level {lv}" for name in ("rgb", "gray") for lv in (0, 1, 2)]
+    assert all("bpsp" in line for line in lines)

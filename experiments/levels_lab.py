@@ -1,14 +1,16 @@
 """Bytes and one-thread speed of each effort level on a fixed set of TRAINING photos (never the
-EVAL sets: this is the lab the levels were designed with, docs/experiments.md entries 19-20).
+EVAL sets: this is the lab the levels were designed with, docs/experiments.md entries 19-21).
 
 Learned path only (no fallback), every round trip checked. Bytes are relative to the first
 level given; MB/s are raw bytes over wall time of encode_groups / decode_groups, one thread.
 
-Usage: PILC_THREADS=1 python benchmarks/levels_lab.py [LEVEL ...]   (default: 0 1 2)
+Usage: PILC_THREADS=1 python experiments/levels_lab.py [LEVEL ...] [--data DIR]   (levels
+default: 0 1 2; data: ../shared/data beside the checkout)
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import sys
 import time
@@ -27,24 +29,31 @@ from codec.model import default_model  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _gray(pattern: str, n: int) -> list[str]:
-    paths = sorted(glob.glob(str(DATA / pattern), recursive=True))
+def _gray(data: Path, pattern: str, n: int) -> list[str]:
+    paths = sorted(glob.glob(str(data / pattern), recursive=True))
     return [p for p in paths if Image.open(p).mode == "L"][:n]
 
 
-def lab_sets() -> dict[str, list[str]]:
+def lab_sets(data: Path = DATA) -> dict[str, list[str]]:
     return {
-        "rgb": sorted(glob.glob(str(DATA / "wikipedia_photos/*.png")))[:6]
-        + sorted(glob.glob(str(DATA / "urban100_subset/*.png")))[:3],
-        "gray": _gray("waterloo_bragzone/**/*.png", 8) + _gray("usc_sipi/**/*.png", 6),
+        "rgb": sorted(glob.glob(str(data / "wikipedia_photos/*.png")))[:6]
+        + sorted(glob.glob(str(data / "urban100_subset/*.png")))[:3],
+        "gray": _gray(data, "waterloo_bragzone/**/*.png", 8) + _gray(data, "usc_sipi/**/*.png", 6),
     }
 
 
-def main(argv: list[str]) -> None:
-    levels = [int(a) for a in argv] or [0, 1, 2]
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("levels", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--data", type=Path, default=DATA)
+    a = ap.parse_args(argv)
+    with kernels.using_threads(1):
+        _run(a.levels, a.data)
+
+
+def _run(levels: list[int], data: Path) -> None:
     model = default_model()
-    kernels.set_threads(1)
-    for name, paths in lab_sets().items():
+    for name, paths in lab_sets(data).items():
         size = dict.fromkeys(levels, 0)
         t_enc = dict.fromkeys(levels, 0.0)
         t_dec = dict.fromkeys(levels, 0.0)
