@@ -16,7 +16,9 @@ same for failures botocore leaves to the caller (a body stream cut off half way)
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import io
 import os
 import random
@@ -183,6 +185,21 @@ class Storage:
         False if it exists. What a lease on DEST is built on."""
         raise NotImplementedError
 
+    def get_versioned(self, uri: str) -> tuple[bytes, str]:
+        """The object and a tag naming this version of it (S3: its ETag; locally: a hash of
+        its bytes), for `put_if_match` / `delete_if_match`."""
+        raise NotImplementedError
+
+    def put_if_match(self, uri: str, data: bytes, tag: str) -> str | None:
+        """Replace `uri` with `data` only if it is still the version `tag` names (atomically:
+        of two callers replacing the same version one wins); the new version's tag, or None if
+        `uri` changed or is gone. What taking over and renewing a lease on DEST are built on."""
+        raise NotImplementedError
+
+    def delete_if_match(self, uri: str, tag: str) -> bool:
+        """Delete `uri` only if it is still the version `tag` names; False if it changed."""
+        raise NotImplementedError
+
     def get(self, uri: str) -> bytes:
         raise NotImplementedError
 
@@ -289,6 +306,49 @@ class LocalStorage(Storage):
             raise NotFound(f"no such file: {uri}") from e
         except OSError as e:
             raise StorageError(f"cannot read {uri}: {e.strerror or e}") from e
+
+    @staticmethod
+    def _tag(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    def get_versioned(self, uri: str) -> tuple[bytes, str]:
+        data = self.get(uri)
+        return data, self._tag(data)
+
+    @contextlib.contextmanager
+    def _locked(self, uri: str) -> Iterator[None]:
+        """An exclusive lock for compare-and-replace on `uri` (flock on a hidden sibling: local
+        disks and NFSv4 mounts); plain writes and `put_if_absent` need none."""
+        import fcntl
+
+        path = local_path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def put_if_match(self, uri: str, data: bytes, tag: str) -> str | None:
+        with self._locked(uri):
+            try:
+                if self._tag(self.get(uri)) != tag:
+                    return None
+            except NotFound:
+                return None
+            self.put(uri, data)
+        return self._tag(data)
+
+    def delete_if_match(self, uri: str, tag: str) -> bool:
+        with self._locked(uri):
+            try:
+                if self._tag(self.get(uri)) != tag:
+                    return False
+            except NotFound:
+                return False
+            self.delete(uri)
+        return True
 
     def get_range(self, uri: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
@@ -410,18 +470,49 @@ class S3Storage(Storage):
         self._wrap(uri, "PUT", lambda: self.client.put_object(Bucket=bucket, Key=key,
                                                               Body=bytes(data)))
 
-    def put_if_absent(self, uri: str, data: bytes) -> bool:
+    @staticmethod
+    def _precondition_failed(e: StorageError) -> bool:
+        """A conditional request refused (412), or raced by another one (409)."""
         from botocore.exceptions import ClientError
 
+        cause = e.__cause__
+        return isinstance(cause, ClientError) and str(
+            cause.response.get("Error", {}).get("Code", "")
+        ) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+    def put_if_absent(self, uri: str, data: bytes) -> bool:
         bucket, key = split_s3(uri)
         try:  # S3 conditional writes: If-None-Match: * refuses an existing key with 412
             self._wrap(uri, "PUT if absent", lambda: self.client.put_object(
                 Bucket=bucket, Key=key, Body=bytes(data), IfNoneMatch="*"))
         except StorageError as e:
-            cause = e.__cause__
-            if isinstance(cause, ClientError) and str(
-                cause.response.get("Error", {}).get("Code", "")
-            ) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if self._precondition_failed(e):
+                return False
+            raise
+        return True
+
+    def put_if_match(self, uri: str, data: bytes, tag: str) -> str | None:
+        bucket, key = split_s3(uri)
+        try:  # If-Match: the PUT replaces only the version with this ETag (412 otherwise)
+            r = self._wrap(uri, "PUT if match", lambda: self.client.put_object(
+                Bucket=bucket, Key=key, Body=bytes(data), IfMatch=tag))
+        except NotFound:
+            return None
+        except StorageError as e:
+            if self._precondition_failed(e):
+                return None
+            raise
+        return str(r["ETag"])
+
+    def delete_if_match(self, uri: str, tag: str) -> bool:
+        bucket, key = split_s3(uri)
+        try:
+            self._wrap(uri, "DELETE if match", lambda: self.client.delete_object(
+                Bucket=bucket, Key=key, IfMatch=tag))
+        except NotFound:
+            return False
+        except StorageError as e:
+            if self._precondition_failed(e):
                 return False
             raise
         return True
@@ -471,6 +562,15 @@ class S3Storage(Storage):
         bucket, key = split_s3(uri)
         return self._wrap(uri, "GET",
                           lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def get_versioned(self, uri: str) -> tuple[bytes, str]:
+        bucket, key = split_s3(uri)
+
+        def read() -> tuple[bytes, str]:
+            r = self.client.get_object(Bucket=bucket, Key=key)
+            return r["Body"].read(), str(r["ETag"])
+
+        return self._wrap(uri, "GET", read)
 
     def get_range(self, uri: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

@@ -34,7 +34,7 @@ from pilc_ray import runs
 from pilc_ray import storage as st
 from pilc_ray.job.cluster import ensure_ray, node_shapes, pool_plan, pool_size
 from pilc_ray.job.config import JobConfig, JobError
-from pilc_ray.job.lease import DestLease, LeaseHeld
+from pilc_ray.job.lease import DestLease, LeaseHeld, LeaseLost
 from pilc_ray.job.progress import Progress
 from pilc_ray.job.repair import repair_index
 from pilc_ray.job.sources import Item, ObjectsSource, Source, open_source
@@ -202,6 +202,7 @@ class Driver:
             raise JobError(str(e)) from None
         except Exception as e:  # DEST must take our objects: fail now, not after every batch
             raise JobError(f"cannot write to {self.dest}: {e}") from e
+        self.sweep_before = self._sweep_cutoff(t_start)
         try:
             self.interrupted_runs = self._mark_interrupted_runs()
             self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), json.dumps(
@@ -213,11 +214,30 @@ class Driver:
                 if not self._record_written:  # failed before the coding loop: say so
                     self.durations["total_s"] = time.perf_counter() - t0
                     self._write_record(t_start, "failed", f"{type(e).__name__}: {e}", None, 0)
-                if isinstance(e, st.StorageError):
+                if isinstance(e, st.StorageError | LeaseLost):
                     raise JobError(str(e)) from e
                 raise
         finally:
             lease.release()
+
+    def _sweep_cutoff(self, t_start: float) -> float:
+        """Shards older than this, and named by no index row, are orphans the sweep deletes.
+
+        Normally the run's start: a killed run's shards are older, this run's are newer. A
+        lease taken over because it expired (not because its process is known dead) may have a
+        live holder that is still writing: only shards from before its last renewal are swept
+        (none if that is unknown); the rest wait for a later run."""
+        lease = self.lease
+        if lease.taken_over is None or lease.taken_over_reason == "dead":
+            return t_start
+        try:
+            renewed = float(lease.taken_over.get("renewed_at") or 0.0)
+        except (TypeError, ValueError):
+            renewed = 0.0
+        log.warning("took over an expired lease (run %s, last renewed %s): only shards older "
+                    "than its last renewal are swept", lease.taken_over.get("run_id"),
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(renewed)))
+        return min(t_start, renewed)
 
     def _mark_interrupted_runs(self) -> list[str]:
         """Run records still "running" belong to killed jobs (the lease is ours): mark them."""
@@ -279,13 +299,17 @@ class Driver:
                     run_data_engine(self, batches, writer, progress)
                 else:
                     self._run_actors(batches, writer, progress)
+            self.lease.confirm()  # DEST still ours: else stop before writing index rows
             writer.flush()
         except BaseException as e:
             status, error = "failed", f"{type(e).__name__}: {e}"
-            try:
-                writer.flush()  # keep every finished image: the rerun skips them
-            except Exception:  # noqa: BLE001
-                log.exception("could not flush the index after a failure")
+            if self.lease.lost:  # another job owns DEST: write nothing; a rerun resumes
+                log.error("stopped: %s", e)
+            else:
+                try:
+                    writer.flush()  # keep every finished image: the rerun skips them
+                except Exception:  # noqa: BLE001
+                    log.exception("could not flush the index after a failure")
             raise
         finally:
             progress.close()
@@ -301,9 +325,14 @@ class Driver:
         pa.default_memory_pool().release_unused()  # hand the merge's buffers back to the OS
         self.durations["compact_s"] = time.perf_counter() - t2
         t3 = time.perf_counter()
-        if self.lease.lost:  # another job holds DEST now: sweeping could delete its shards
-            log.error("lost DEST's lease during the run: the orphan sweep is skipped")
-        orphans = self._gc_orphans(t_start) if cfg.gc_orphans and not self.lease.lost else 0
+        orphans, lost = 0, None
+        if cfg.gc_orphans:
+            try:
+                self.lease.confirm()  # the sweep deletes: never in a DEST another job holds now
+                orphans = self._gc_orphans(self.sweep_before)
+            except LeaseLost as e:  # the index is written; the sweep is not ours to do
+                lost = e
+                status, error = "failed", str(e)
         self.durations["gc_s"] = time.perf_counter() - t3
         self.durations["total_s"] = time.perf_counter() - t0
         self.counts["ignored_files"] = getattr(source, "ignored", 0)
@@ -312,6 +341,8 @@ class Driver:
             import ray
 
             ray.shutdown()
+        if lost is not None:
+            raise lost
         if cfg.report:
             record["report"] = self._write_report(record)
         return JobResult(record)
@@ -395,6 +426,7 @@ class Driver:
         self.durations["pool_start_s"] = seconds
 
     def handle_result(self, result: dict, writer: ix.PartWriter, progress: Progress) -> None:
+        self.lease.check()  # lost DEST to another job: stop (LeaseLost), index nothing more
         rows, errors = result["rows"], result["errors"]
         writer.add(rows, errors)
         raw = sum(r["raw_bytes"] for r in rows)
@@ -489,6 +521,7 @@ class Driver:
                 else:
                     self.handle_result(result, writer, progress)
             progress.tick()
+            self.lease.check()
 
     # ------------------------------------------------------------------------------------
 
@@ -507,6 +540,19 @@ class Driver:
                 self.storage.delete(obj.uri)
                 removed += 1
         return removed
+
+    def _lease_record(self) -> dict[str, Any] | None:
+        """The stale lease this run took over (whose, why, what the sweep spared), if any, and
+        whether this run lost its own."""
+        lease = getattr(self, "lease", None)
+        if lease is None:
+            return None
+        old = lease.taken_over
+        return {"taken_over_run": old.get("run_id") if old else None,
+                "taken_over_reason": lease.taken_over_reason,
+                "swept_shards_older_than": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(getattr(self, "sweep_before", 0.0))),
+                "lost": lease.lost_to if lease.lost else None}
 
     def _write_record(self, t_start: float, status: str, error: str | None,
                       compacted: ix.CompactResult | None, orphans: int) -> dict[str, Any]:
@@ -537,6 +583,7 @@ class Driver:
             "failures": self.failures,
             "repair": self.repair,
             "interrupted_runs": self.interrupted_runs,
+            "lease": self._lease_record(),
             "skipped_files": [{"path": p, "reason": r}
                               for p, r in getattr(self.source, "skipped", [])[:1000]],
         }
@@ -546,7 +593,9 @@ class Driver:
         self._record_written = True
         try:
             self.storage.put(st.join(self.dest, "runs", f"{self.run_id}.json"), body)
-            self.storage.put(st.join(self.dest, "job.json"), body)
+            lease = getattr(self, "lease", None)
+            if not (lease and lease.lost):  # job.json is the holder's; ours is in runs/
+                self.storage.put(st.join(self.dest, "job.json"), body)
         except Exception:  # noqa: BLE001
             log.exception("could not write the job record")
             print(body.decode(), file=sys.stderr)

@@ -107,6 +107,33 @@ def _proxy(upstream_url: str, plan: list[int]):
     return srv, handler
 
 
+@pytest.mark.parametrize("where", ["local", "moto", "seaweed"])
+def test_conditional_replace_and_delete_take_only_the_version_read(where, tmp_path):
+    """put_if_match / delete_if_match (what a lease takeover and renewal are built on): they
+    act only on the version whose tag was read, so of two writers that read the same version
+    one wins; a missing object is no match."""
+    if where == "local":
+        store, base = st.LocalStorage(), str(tmp_path)
+    else:
+        server = testing.moto_s3() if where == "moto" else testing.seaweed_s3()
+        store = st.S3Storage(st.StorageOptions(**server.options()))
+        base = f"s3://{server.make_bucket()}"
+    uri = f"{base}/lease.json"
+    assert store.put_if_match(uri, b"x", "no-such-tag") is None and not store.exists(uri)
+    store.put(uri, b"stale")
+    data, tag = store.get_versioned(uri)
+    assert data == b"stale"
+    new_tag = store.put_if_match(uri, b"first", tag)
+    assert new_tag and new_tag != tag and store.get_versioned(uri) == (b"first", new_tag)
+    assert store.put_if_match(uri, b"second", tag) is None  # the same stale version: lost
+    assert store.get(uri) == b"first"
+    assert not store.delete_if_match(uri, tag) and store.exists(uri)
+    assert store.delete_if_match(uri, new_tag) and not store.exists(uri)
+    assert not store.delete_if_match(uri, new_tag)
+    if where == "local":  # the lock file is hidden: listings and the job never see it
+        assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
+
+
 def test_throttling_and_5xx_are_retried_with_backoff():
     moto = testing.moto_s3()
     bucket = moto.make_bucket()

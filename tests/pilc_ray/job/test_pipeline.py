@@ -313,6 +313,38 @@ def test_second_job_on_a_live_dest_is_refused_and_a_dead_ones_lease_taken(tmp_pa
     assert_exact(str(dest), expected)
 
 
+def test_a_job_that_lost_its_lease_stops_without_writing_the_index(tmp_path, ray_address,
+                                                                    monkeypatch):
+    """While the job runs, another job takes DEST's lease over (as after ours expired: a
+    paused or cut-off driver). The job must stop with a clear error and write no index rows,
+    no job.json, and not sweep or release the other job's lease (it once only skipped the
+    sweep, then indexed and compacted in a DEST another job owned); a rerun resumes."""
+    expected = make_folder(tmp_path / "src", n=6)
+    dest = tmp_path / "job"
+    now = time.time()
+    taker = {"run_id": "taker", "host": "another-host", "pid": 4242, "renewed_at": now,
+             "expires_at": now + 600}
+    handle = Driver.handle_result
+
+    def taken_over_meanwhile(self, result, writer, progress):
+        (dest / "lease.json").write_text(json.dumps(taker))
+        return handle(self, result, writer, progress)
+
+    monkeypatch.setattr(Driver, "handle_result", taken_over_meanwhile)
+    with pytest.raises(JobError, match=r"lost the lease on .*\(run taker on host another-host\)"):
+        api.compress(str(tmp_path / "src"), str(dest), batch_size=2, **FAST)
+    assert not list((dest / "index").rglob("*.parquet"))  # neither the index nor parts
+    assert not (dest / "job.json").exists()
+    assert json.loads((dest / "lease.json").read_text())["run_id"] == "taker"
+    (record,) = [json.loads(p.read_text()) for p in (dest / "runs").glob("*.json")]
+    assert record["status"] == "failed" and "lost the lease" in record["error"]
+    monkeypatch.undo()
+    (dest / "lease.json").unlink()  # the other job finished
+    r = api.compress(str(tmp_path / "src"), str(dest), batch_size=2, **FAST)
+    assert r.ok and r["counts"]["compressed"] == 6
+    assert_exact(str(dest), expected)
+
+
 def test_rerun_repairs_rows_whose_blob_is_missing_or_corrupt(tmp_path, ray_address):
     expected = make_folder(tmp_path / "src", n=6)
     dest = tmp_path / "job"
