@@ -62,3 +62,20 @@ def test_levels_lab_runs(tmp_path, capsys):
     assert [line.split(":")[0] for line in lines] == [
         f"{name:5s} level {lv}" for name in ("rgb", "gray") for lv in (0, 1, 2)]
     assert all("bpsp" in line for line in lines)
+
+
+def test_table_shift_runs(tmp_path, capsys):
+    """The table-shift probe (entry 22) on one tiny image per lab folder: a line per set, and no
+    shift can cost more than sending it (shift 0 is among the choices)."""
+    script = _load(EXPERIMENTS / "table_shift.py")
+    rng = np.random.default_rng(1)
+    for folder, shape in (("wikipedia_photos", (40, 48, 3)), ("waterloo_bragzone/gray", (40, 48))):
+        (tmp_path / folder).mkdir(parents=True)
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / folder / "a.png")
+    script.main(["--data", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["rgb   level 2", "gray  level 2"]
+    for line in lines:
+        per_image = float(line.split("per-image shift ")[1].split("%")[0])
+        assert per_image <= 0.0
