@@ -330,22 +330,23 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)  # releases the lock
 
+    def _is_version(self, uri: str, tag: str) -> bool:
+        """Whether `uri` exists and is the version `tag` names (call under `_locked`)."""
+        try:
+            return self._tag(self.get(uri)) == tag
+        except NotFound:
+            return False
+
     def put_if_match(self, uri: str, data: bytes, tag: str) -> str | None:
         with self._locked(uri):
-            try:
-                if self._tag(self.get(uri)) != tag:
-                    return None
-            except NotFound:
+            if not self._is_version(uri, tag):
                 return None
             self.put(uri, data)
         return self._tag(data)
 
     def delete_if_match(self, uri: str, tag: str) -> bool:
         with self._locked(uri):
-            try:
-                if self._tag(self.get(uri)) != tag:
-                    return False
-            except NotFound:
+            if not self._is_version(uri, tag):
                 return False
             self.delete(uri)
         return True
