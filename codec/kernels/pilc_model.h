@@ -47,38 +47,17 @@
 #define PM_C2_SP2 24
 #define PM_C2_SP3 64
 #define PM_C2_MW 3
-#ifndef C2_P0
-#define C2_P0 0
-#endif
-#ifndef C2_MW0
-#define C2_MW0 3
-#endif
 // Max level: the local LS predictor's blend weight counts this many times.
 #define PM_LL_WEIGHT 3
-#ifndef LL_W0
-#define LL_W0 3
-#endif
-#ifndef P0_HALVE
-#define P0_HALVE 256
-#endif
 // Max level: a per-sample least-squares predictor fitted on a causal window: columns j-R..j+R
 // of the rows above (each column's sums decay by 1 - 2^-KV per row) plus row i left of j
 // (decaying by 1 - 2^-KH per sample), integer sums; ridge KAPPA x mean diagonal + 1 towards the
 // tile's LS coefficients.
-#ifndef PM_LL_R
 #define PM_LL_R 4
-#endif
-#ifndef PM_LL_KAPPA
 #define PM_LL_KAPPA 0.00003
-#endif
-#ifndef PM_LL_KV
 #define PM_LL_KV 2
-#endif
 #define PM_LL_KH 2
-#ifndef LL0_NT
-#define LL0_NT 6
-#endif
-#define PM_LL_NT (LL0_NT > 7 ? LL0_NT : 7)  // taps at most (probe switches above: entry 23)
+#define PM_LL_NT 7                                          // taps at most
 #define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
 
 typedef struct {
@@ -270,22 +249,14 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
 
 // Max level, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
 // 0; N, W, NW, NE and plane 0's X, N, W on planes > 0. Returns the count.
-PILC_FN int pm_ll_nt(int c) { return c == 0 ? LL0_NT : 7; }
+PILC_FN int pm_ll_nt(int c) { return c == 0 ? 6 : 7; }
 PILC_FN void pm_ll_feat(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t i, int64_t j,
                         int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
     const int64_t y = y0 + i, x = x0 + j;
     int32_t nb[6];
     pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, nb);
     f[0] = nb[0]; f[ls] = nb[1]; f[2 * ls] = nb[2]; f[3 * ls] = nb[3];
-    if (c == 0) {
-        f[4 * ls] = nb[4]; f[5 * ls] = nb[5];
-        if (LL0_NT > 6) {
-            int32_t fr[4];
-            pm_far_taps(im->px + y * im->W + x, im->W, i, j, w, nb, fr);
-            for (int u = 6; u < LL0_NT; u++) f[u * ls] = fr[u - 6];
-        }
-        return;
-    }
+    if (c == 0) { f[4 * ls] = nb[4]; f[5 * ls] = nb[5]; return; }
     pm_neighbours(im->px, im->W, y, x, i, j, w, nb);
     f[4 * ls] = im->px[y * im->W + x]; f[5 * ls] = nb[0]; f[6 * ls] = nb[1];
 }
@@ -624,9 +595,8 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             }
             if (c > 0) { tot += wls; bl += (int64_t)wls * q[np]; }
             if (mx) {  // the local LS predictor's weight counts PM_LL_WEIGHT times
-                const int llw = c == 0 ? LL_W0 : PM_LL_WEIGHT;
-                tot += (llw - 1) * wt;
-                bl += (int64_t)((llw - 1) * wt) * q[np + 1];
+                tot += (PM_LL_WEIGHT - 1) * wt;
+                bl += (int64_t)((PM_LL_WEIGHT - 1) * wt) * q[np + 1];
             }
             pr = pilc_floor((double)(bl + (tot >> 1)) / (double)tot);
             pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
@@ -649,10 +619,9 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 const int64_t spc = sp < PM_C2_SP1 ? 0 : (sp < PM_C2_SP2 ? 1 : (sp < PM_C2_SP3 ? 2 : 3));
                 c2 = PM_NB + PM_NBIAS + (int64_t)tb->e_bucket[e2] * 4 + spc;
                 const int64_t n2 = st->acnt[c2 * ls];
-                if (n2 >= 2 && (c > 0 || C2_P0)) {
+                if (n2 >= 2 && c > 0) {
                     const int64_t m2 = pm_running_mean(st->asum[c2 * ls], n2, tb);
-                    const int mw = c > 0 ? PM_C2_MW : C2_MW0;
-                    mean = (mw * mean + (4 - mw) * m2 + 2) >> 2;
+                    mean = (PM_C2_MW * mean + (4 - PM_C2_MW) * m2 + 2) >> 2;
                 }
             }
             const int64_t lv = tb->lom[mean];
@@ -698,7 +667,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             if (mx)
                 pm_running_add(st->asum + c2 * ls, st->acnt + c2 * ls, st->asum[c2 * ls],
                                st->acnt[c2 * ls], t, PM_HALVE_AT);
-            pm_running_add(st->asum + b * ls, st->acnt + b * ls, asum, acnt, t, mx && c == 0 ? P0_HALVE : PM_HALVE_AT);
+            pm_running_add(st->asum + b * ls, st->acnt + b * ls, asum, acnt, t, PM_HALVE_AT);
         }
     }
 }
