@@ -220,9 +220,11 @@ def register_pilc() -> None:
 
     decode_image = getattr(codec, "decode_image", dec)  # RasterImage: palettes get checked too
     warm = np.zeros((8, 8, 3), np.uint8)  # load the model and every level's tables up front, so
-    for effort in ("fast", "default", "max"):  # no level's first image pays for them
+    levels = (("fast", "pilc-fast"), ("default", "pilc"), ("max-v1", "pilc-max-v1"),
+              ("max", "pilc-max"))  # fmt: skip
+    for effort, _ in levels:  # no level's first image pays for them
         decode_image(enc(warm, effort=effort))
-    for effort, name in (("fast", "pilc-fast"), ("default", "pilc"), ("max", "pilc-max")):
+    for effort, name in levels:
         note = "ours" if effort == "default" else f"ours, effort {effort}"
         _register(name, encoder(effort), lambda blob, _img: decode_image(blob), None, note)
 

@@ -159,7 +159,8 @@ def encode_batch(
     effort: str | int = "default",
 ) -> list[bytes]:
     """Encode many images; all learned-path tiles share one network and coder pass. effort is
-    the learned path's level ("fast", "default", "max", or its index 1, 0, 2; FORMAT.md
+    the learned path's level ("fast", "default", "max", or its index 1, 0, 3; "max-v1", 2, is
+    the earlier max model, kept so its blobs decode; FORMAT.md
     "levels": fast codes ~2x faster for ~3-4% more bytes, max spends ~5x the time for fewer,
     and keeps the default level for an image where that codes smaller); the header names the
     level used, and one decoder reads every level. vq sends
@@ -186,7 +187,7 @@ def encode_batch(
     # max also tries the default level and keeps, per image, whichever codes smaller: on tiny
     # images the max level's 2-3x more LS coefficients can outweigh its gain (cifar10: +1.2%),
     # and the default costs ~1/5 of the max level's time
-    tries = [level] + ([pixelmodel.LEVEL_DEFAULT] if level == pixelmodel.LEVEL_MAX else [])
+    tries = [level] + ([pixelmodel.LEVEL_DEFAULT] if level in pixelmodel.MAX_LEVELS else [])
     best: dict[int, tuple[PixelTables, list[bytes]]] = {}
     for lv in tries:
         payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}

@@ -27,9 +27,10 @@ CODECS = ("learned", "png", "webp", "jxl", "zlib")
 MAX_SIDE = 1 << 20
 FLAG_METADATA = 1
 LEVEL_SHIFT, LEVEL_MASK = 1, 0b110  # flags bits 1-2: the learned path's effort level
-# Effort levels a header can name (codec/pixelmodel.py LEVELS; 3 is reserved). Level 0 leaves
-# the bits clear, so a default-level blob is byte for byte what it was before levels existed.
-EFFORTS = ("default", "fast", "max")
+# Effort levels a header can name (codec/pixelmodel.py LEVELS). Level 0 leaves the bits clear,
+# so a default-level blob is byte for byte what it was before levels existed. "max" is level 3
+# (max v2); level 2, the first max model, keeps decoding as "max-v1" (FORMAT.md, "levels").
+EFFORTS = ("default", "fast", "max-v1", "max")
 _META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
 _MAX_META_ENTRIES = 3
 

@@ -46,7 +46,8 @@ N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
 N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlier plane
 # Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
 LEVELS = container.EFFORTS
-LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX = 0, 1, 2
+LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX_V1, LEVEL_MAX = 0, 1, 2, 3
+MAX_LEVELS = (LEVEL_MAX_V1, LEVEL_MAX)  # one model family: max v2 widens v1's plane-0 local LS
 N_BIAS_MAX = 192  # max level: bias contexts (24 energy x 8 texture)
 N_BIAS_FAST = 768  # fast level: bias contexts (12 energy x 64 texture)
 COEF_ONE = 256  # LS coefficients are in 1/256
@@ -93,14 +94,14 @@ WEIGHT_OF_ERR = (
 
 def n_taps(plane: int, level: int = LEVEL_DEFAULT) -> int:
     """LS taps of a plane: 6 own neighbours + 5 per earlier plane (at most 2); at the max
-    level 10 own + 7 per earlier plane."""
-    if level == LEVEL_MAX:
+    levels 10 own + 7 per earlier plane."""
+    if level in MAX_LEVELS:
         return 10 + 7 * min(plane, 2)
     return 6 + 5 * min(plane, 2)
 
 
 def level_index(effort: str | int) -> int:
-    """An effort name ("fast", "default", "max") or index -> the level index."""
+    """An effort name ("fast", "default", "max", "max-v1") or index -> the level index."""
     if isinstance(effort, str) and effort in LEVELS:
         return LEVELS.index(effort)
     if isinstance(effort, int) and not isinstance(effort, bool) and 0 <= effort < len(LEVELS):

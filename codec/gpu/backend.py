@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from codec import pixelmodel, rans
+from codec.kernels import LEVEL_SUFFIXES
 
 PAD = 2
 NPM = 11  # PM_NPM: per-predictor error slots
 N_STATE = pixelmodel.N_STATE  # PM_NSTAT: bucket sums, then the max level's bias sums
 N_TAPS = pixelmodel.N_TAPS_MAX
 TR_LEVEL = 11  # tile record column of the effort level (pilc_cuda.cu)
-LL_NT = 7  # PM_LL_NT: the max level's local LS taps at most
+LL_NT = 10  # PM_LL_NT: the max levels' local LS taps at most (max v2's plane 0)
 LL_NS = LL_NT * (LL_NT + 1) // 2 + LL_NT + 1  # PM_LL_NS
 
 
@@ -47,13 +48,10 @@ class Layout:
         return int(self.records[0, TR_LEVEL]) if len(self.records) else 0
 
 
-# The model-pass and decode kernels of each effort level (pilc_cuda.cu: one per level, so the
-# max level's registers do not cut the others' occupancy).
-_LEVEL_SUFFIX = ("", "_fast", "_max")
-
-
 def level_kernel(name: str, level: int) -> str:
-    return name + _LEVEL_SUFFIX[level]
+    """The model-pass or decode kernel of an effort level (pilc_cuda.cu: one per level, so the
+    max levels' registers do not cut the others' occupancy)."""
+    return name + LEVEL_SUFFIXES[level]
 
 
 class Backend:
@@ -140,7 +138,7 @@ class Backend:
             self.empty(lanes * N_STATE, np.int32),
         ]
         # the max level's local LS: per-column sums and the solve scratch (PmState.lsum, lmat)
-        mx = lay.level == pixelmodel.LEVEL_MAX
+        mx = lay.level in pixelmodel.MAX_LEVELS
         state.append(self.empty(lanes * ((2 * tw + 2) * LL_NS + LL_NT) if mx else 1, np.int32))
         state.append(self.empty(lanes * LL_NT * (LL_NT + 1) if mx else 1, np.float64))
         return state, rows, tw

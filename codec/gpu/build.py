@@ -11,19 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from codec.kernels import SOURCE_DIR
+from codec.kernels import LEVEL_SUFFIXES, SOURCE_DIR
 
 ENTRY_SOURCE = '#include "pilc_cuda.cu"\n'
 KERNELS = (
     "pilc_gpu_fit",
-    "pilc_gpu_model",
-    "pilc_gpu_model_fast",
-    "pilc_gpu_model_max",
+    *(f"pilc_gpu_model{lv}" for lv in LEVEL_SUFFIXES),
     "pilc_gpu_rans_encode",
     "pilc_gpu_compact",
-    "pilc_gpu_decode",
-    "pilc_gpu_decode_fast",
-    "pilc_gpu_decode_max",
+    *(f"pilc_gpu_decode{lv}" for lv in LEVEL_SUFFIXES),
 )
 NVRTC_OPTIONS = ("--std=c++17", "--fmad=false", f"-I{SOURCE_DIR}")
 ARCHS = ("sm_80", "sm_90")  # A100, H100/H200: what the compile checks build for
@@ -33,7 +29,7 @@ ARCHS = ("sm_80", "sm_90")  # A100, H100/H200: what the compile checks build for
 # float64: the max level's plane 2) plus what ptxas spills around them, since it touches every
 # 25th sample only.
 RESOURCE_BUDGET: dict[str, tuple[int, int]] = {
-    **{f"pilc_gpu_{k}{lv}": (0, 0) for k in ("decode", "model") for lv in ("", "_fast", "_max")},
+    **{f"pilc_gpu_{k}{lv}": (0, 0) for k in ("decode", "model") for lv in LEVEL_SUFFIXES},
     "pilc_gpu_rans_encode": (0, 0),
     "pilc_gpu_compact": (0, 0),
     "pilc_gpu_fit": (5632, 1536),

@@ -30,6 +30,9 @@ from codec.errors import CodecError
 SOURCE_DIR = Path(__file__).parent
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
+# Name suffix of each effort level's model-pass and decode entry points, by level index
+# (codec/pixelmodel.py LEVELS): one per level in pilc_cuda.cu and pilc_emu.c, each level a literal.
+LEVEL_SUFFIXES = ("", "_fast", "_max", "_max2")
 
 
 def _library_path() -> Path:
@@ -59,13 +62,13 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
     "pilc_emu_fit": (None, [_I, _I, _P, _P, _I, _P]),
     **{
         f"pilc_emu_model{lv}": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 14 + [_I, _I] + [_P] * 4)
-        for lv in ("", "_fast", "_max")
+        for lv in LEVEL_SUFFIXES
     },
     "pilc_emu_rans_encode": (None, [_I, _I, _P, _P, _P, _I, _P, _P, _P, _P]),
     "pilc_emu_compact": (None, [_I, _I, _P, _P, _P, _I, _P]),
     **{
         f"pilc_emu_decode{lv}": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 14 + [_I, _I] + [_P] * 4)
-        for lv in ("", "_fast", "_max")  # one per effort level, as the CUDA kernels
+        for lv in LEVEL_SUFFIXES
     },
 }
 

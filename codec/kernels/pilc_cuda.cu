@@ -140,6 +140,7 @@ PILC_GLOBAL void pilc_gpu_fit(const uint8_t *px, const int64_t *tiles, int64_t n
 PILC_MODEL_KERNEL(pilc_gpu_model, PM_LVL_DEFAULT)
 PILC_MODEL_KERNEL(pilc_gpu_model_fast, PM_LVL_FAST)
 PILC_MODEL_KERNEL(pilc_gpu_model_max, PM_LVL_MAX)
+PILC_MODEL_KERNEL(pilc_gpu_model_max2, PM_LVL_MAX2)
 
 // Encoder, step 3 of 3: rANS, one thread per stream, backwards into the stream's worst-case
 // region of buf (ending at 4 (s + 1) + 2 sb[s + 1]); starts[s] = its first byte there.
@@ -179,3 +180,4 @@ PILC_GLOBAL void pilc_gpu_compact(const uint8_t *buf, const int64_t *starts, con
 PILC_DECODE_KERNEL(pilc_gpu_decode, PM_LVL_DEFAULT)
 PILC_DECODE_KERNEL(pilc_gpu_decode_fast, PM_LVL_FAST)
 PILC_DECODE_KERNEL(pilc_gpu_decode_max, PM_LVL_MAX)
+PILC_DECODE_KERNEL(pilc_gpu_decode_max2, PM_LVL_MAX2)

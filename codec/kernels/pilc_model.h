@@ -29,6 +29,9 @@
 #define PM_LVL_DEFAULT 0
 #define PM_LVL_FAST 1    // the LS predictor alone: no blend, no per-predictor errors
 #define PM_LVL_MAX 2     // more LS taps (incl. the earlier planes' E and S), bias correction
+#define PM_LVL_MAX2 3    // max v2: level 2's model with a wider, 10-tap plane-0 local LS solved
+                         // by LDL^T every third sample (docs/FORMAT.md, "level 3")
+#define PM_IS_MAX(lvl) ((lvl) >= PM_LVL_MAX)
 #define PM_NSUB 4
 #define PM_NLEV 40
 #define PM_FAR_OFFSETS 199
@@ -54,10 +57,13 @@
 // (decaying by 1 - 2^-KH per sample), integer sums; ridge KAPPA x mean diagonal + 1 towards the
 // tile's LS coefficients.
 #define PM_LL_R 4
+#define PM_LL_R2 6       // max v2's window half-width
+#define PM_P0_HALVE2 128 // max v2, plane 0: bucket counts halve here (else PM_HALVE_AT)
+#define PM_LL_EVERY2 3   // max v2 solves at tile columns j = 0 mod 3 and reuses that solution
 #define PM_LL_KAPPA 0.00003
 #define PM_LL_KV 2
 #define PM_LL_KH 2
-#define PM_LL_NT 7                                          // taps at most
+#define PM_LL_NT 10                                         // taps at most (max v2, plane 0)
 #define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
 
 typedef struct {
@@ -124,7 +130,7 @@ PILC_FN void pm_neighbours(const uint8_t *PILC_RESTRICT p, int64_t ws, int64_t y
 // LS taps of plane c at a level: 6 own neighbours + 5 per earlier plane, or at the max level
 // 10 own + 7 per earlier plane.
 PILC_FN int pm_n_taps(int lvl, int c) {
-    return lvl == PM_LVL_MAX ? 10 + 7 * PILC_MIN(c, 2) : 6 + 5 * PILC_MIN(c, 2);
+    return PM_IS_MAX(lvl) ? 10 + 7 * PILC_MIN(c, 2) : 6 + 5 * PILC_MIN(c, 2);
 }
 
 // The max level's further own taps NNE, NNW, NWW, NEE of the sample at r (tile coordinates
@@ -153,7 +159,7 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
     const uint8_t *pc = im->px + c * im->hw;
     pm_neighbours(pc, im->W, y, x, i, j, w, f);
     int k = 6;
-    if (lvl == PM_LVL_MAX) {
+    if (PM_IS_MAX(lvl)) {
         pm_far_taps(pc + y * im->W + x, im->W, i, j, w, f, f + 6);
         k = 10;
     }
@@ -164,7 +170,7 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
         f[k] = pr[y * im->W + x];
         f[k + 1] = g[0]; f[k + 2] = g[1]; f[k + 3] = g[2]; f[k + 4] = g[3];
         k += 5;
-        if (lvl == PM_LVL_MAX) {
+        if (PM_IS_MAX(lvl)) {
             pm_ahead_taps(pr + y * im->W + x, im->W, i, j, h, w, f[k - 5], f + k);
             k += 2;
         }
@@ -247,16 +253,25 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
 }
 
 
-// Max level, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
-// 0; N, W, NW, NE and plane 0's X, N, W on planes > 0. Returns the count.
-PILC_FN int pm_ll_nt(int c) { return c == 0 ? 6 : 7; }
-PILC_FN void pm_ll_feat(const PmImage *im, int c, int64_t y0, int64_t x0, int64_t i, int64_t j,
-                        int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
+// Max levels, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
+// 0 (max v2 adds NNE, NNW, NWW, NEE); N, W, NW, NE and plane 0's X, N, W on planes > 0.
+// Returns the count.
+PILC_FN int pm_ll_nt(int lvl, int c) { return c == 0 ? (lvl == PM_LVL_MAX2 ? 10 : 6) : 7; }
+PILC_FN void pm_ll_feat(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t i,
+                        int64_t j, int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
     const int64_t y = y0 + i, x = x0 + j;
     int32_t nb[6];
     pm_neighbours(im->px + c * im->hw, im->W, y, x, i, j, w, nb);
     f[0] = nb[0]; f[ls] = nb[1]; f[2 * ls] = nb[2]; f[3 * ls] = nb[3];
-    if (c == 0) { f[4 * ls] = nb[4]; f[5 * ls] = nb[5]; return; }
+    if (c == 0) {
+        f[4 * ls] = nb[4]; f[5 * ls] = nb[5];
+        if (lvl == PM_LVL_MAX2) {
+            int32_t fr[4];
+            pm_far_taps(im->px + y * im->W + x, im->W, i, j, w, nb, fr);
+            f[6 * ls] = fr[0]; f[7 * ls] = fr[1]; f[8 * ls] = fr[2]; f[9 * ls] = fr[3];
+        }
+        return;
+    }
     pm_neighbours(im->px, im->W, y, x, i, j, w, nb);
     f[4 * ls] = im->px[y * im->W + x]; f[5 * ls] = nb[0]; f[6 * ls] = nb[1];
 }
@@ -288,15 +303,16 @@ PILC_FN void pm_ll_add(int32_t *PILC_RESTRICT d, const int32_t *PILC_RESTRICT s,
     for (int k = 0; k < ns; k++) d[k * ls] += sg * s[k * ls];
 }
 
-// The local LS prediction (1/8 units) from window + row sums, ridge towards the tile's LS
-// coefficients a0 (1/256). Float64, fixed order, no FMA.
-PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f,
-                              const int64_t *PILC_RESTRICT coef, int64_t tw) {
-    const int nt = pm_ll_nt(c);
+// The local LS system of plane c from window + row sums into m ([nt][nt + 1], lane stride
+// ls): the normal matrix (the whole of it, or only its lower triangle where lower_only), ridge
+// lambda = KAPPA x mean diagonal + 1 on the diagonal, and the right-hand side pulled by lambda
+// towards the tile's LS coefficients (1/256). Float64, fixed order, no FMA.
+PILC_FN void pm_ll_system(const PmState *st, int nt, int c, const int64_t *PILC_RESTRICT coef,
+                          int64_t tw, const int lower_only) {
     const int64_t ls = st->ls;
     const int32_t *win = st->lsum + (2 * tw * PM_LL_NS) * ls;
     const int32_t *row = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
-    double *m = st->lmat;  // [nt][nt + 1]
+    double *m = st->lmat;
     const int n1 = nt + 1;
     int k = 0;
     double tr = 0.0;
@@ -306,7 +322,7 @@ PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f
         for (int v = 0; v <= u; v++) {
             const double a = (double)(win[k * ls] + row[k * ls]);
             m[(u * n1 + v) * ls] = a;
-            m[(v * n1 + u) * ls] = a;
+            if (!lower_only) m[(v * n1 + u) * ls] = a;
             if (u == v) tr += a;
             k++;
         }
@@ -317,6 +333,13 @@ PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f
         m[(u * n1 + u) * ls] += lam;
         k++;
     }
+}
+
+// Max level (2): Gaussian elimination of m, the solution into m's last column; returns the
+// prediction sol . f.
+PILC_FN double pm_ll_solve_ge(double *PILC_RESTRICT m, int nt, const int32_t *PILC_RESTRICT f,
+                              int64_t ls) {
+    const int n1 = nt + 1;
     PILC_ROLLED
     for (int p = 0; p < nt; p++) {
         const double inv = 1.0 / m[(p * n1 + p) * ls];
@@ -337,6 +360,64 @@ PILC_FN int32_t pm_ll_predict(PmState *st, int c, const int32_t *PILC_RESTRICT f
         const double sol = acc * m[(p * n1 + p) * ls];
         m[(p * n1 + nt) * ls] = sol;
         pv += sol * (double)f[p * ls];
+    }
+    return pv;
+}
+
+// Max v2 (level 3): LDL^T of m's lower triangle, right-looking (each pivot's updates are
+// independent, so they overlap; a row-by-row Cholesky's dot products are one serial chain and
+// were slower), the right-hand side forward-substituted and scaled by 1 / d alongside, then
+// the back substitution column by column; the solution ends in m's last column. Rows run from
+// the bottom so that the rows above still hold their unscaled column-p entries. Returns sol . f.
+PILC_FN double pm_ll_solve_ldl(double *PILC_RESTRICT m, int nt, const int32_t *PILC_RESTRICT f,
+                               int64_t ls) {
+    const int n1 = nt + 1;
+    PILC_ROLLED
+    for (int p = 0; p < nt; p++) {
+        const double inv = 1.0 / m[(p * n1 + p) * ls];
+        m[(p * n1 + p) * ls] = inv;
+        const double bp = m[(p * n1 + nt) * ls];
+        PILC_ROLLED
+        for (int r = nt - 1; r > p; r--) {
+            const double t = m[(r * n1 + p) * ls];
+            const double l = t * inv;
+            PILC_ROLLED
+            for (int cc = p + 1; cc < r; cc++) m[(r * n1 + cc) * ls] -= l * m[(cc * n1 + p) * ls];
+            m[(r * n1 + r) * ls] -= l * t;
+            m[(r * n1 + p) * ls] = l;
+            m[(r * n1 + nt) * ls] -= l * bp;
+        }
+        m[(p * n1 + nt) * ls] = bp * inv;
+    }
+    double pv = 0.0;
+    PILC_ROLLED
+    for (int p = nt - 1; p >= 0; p--) {
+        const double x = m[(p * n1 + nt) * ls];
+        pv += x * (double)f[p * ls];
+        PILC_ROLLED
+        for (int q = 0; q < p; q++) m[(q * n1 + nt) * ls] -= m[(p * n1 + q) * ls] * x;
+    }
+    return pv;
+}
+
+// The local LS prediction (1/8 units) of the sample at tile column j with features f: level 2
+// solves at every sample; level 3 at columns j = 0 mod PM_LL_EVERY2 only, the others reusing
+// the solution left in m's last column.
+PILC_FN int32_t pm_ll_predict(PmState *st, int lvl, int c, const int32_t *PILC_RESTRICT f,
+                              const int64_t *PILC_RESTRICT coef, int64_t tw, int64_t j) {
+    const int nt = pm_ll_nt(lvl, c);
+    const int64_t ls = st->ls;
+    double *m = st->lmat;
+    double pv = 0.0;
+    if (lvl != PM_LVL_MAX2) {
+        pm_ll_system(st, nt, c, coef, tw, 0);
+        pv = pm_ll_solve_ge(m, nt, f, ls);
+    } else if (j % PM_LL_EVERY2 != 0) {
+        PILC_ROLLED
+        for (int p = 0; p < nt; p++) pv += m[(p * (nt + 1) + nt) * ls] * (double)f[p * ls];
+    } else {
+        pm_ll_system(st, nt, c, coef, tw, 1);
+        pv = pm_ll_solve_ldl(m, nt, f, ls);
     }
     double v = pv * 8.0;
     if (!(v == v)) return f[0] * 8;  // NaN: N
@@ -377,14 +458,14 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
         st->acnt[u * ls] = PM_PRIOR_COUNT;
         st->asum[u * ls] = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4);
     }
-    if (lvl == PM_LVL_MAX) {
+    if (PM_IS_MAX(lvl)) {
         for (int64_t u = 0; u < (2 * st->tw + 2) * PM_LL_NS; u++) st->lsum[u * ls] = 0;
         for (int u = PM_NB + PM_NBIAS; u < PM_NSTAT; u++) {
             st->acnt[u * ls] = 0;
             st->asum[u * ls] = 0;
         }
     }
-    if (lvl == PM_LVL_MAX)
+    if (PM_IS_MAX(lvl))
         for (int u = PM_NB; u < PM_NB + PM_NBIAS; u++) {
             st->acnt[u * ls] = PM_BIAS_START;
             st->asum[u * ls] = 0;
@@ -483,8 +564,11 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                       int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
-    const int mx = lvl == PM_LVL_MAX;  // pm_plane runs the default and max levels
-    const int k = np + 1 + mx;  // the max level adds the local LS predictor q[np + 1]
+    const int mx = PM_IS_MAX(lvl);  // pm_plane runs the default and both max levels
+    const int v2 = lvl == PM_LVL_MAX2;
+    const int k = np + 1 + mx;  // the max levels add the local LS predictor q[np + 1]
+    const int64_t llr = v2 ? PM_LL_R2 : PM_LL_R;
+    const int64_t halve_at = v2 && c == 0 ? PM_P0_HALVE2 : PM_HALVE_AT;
     const int nown = mx ? 10 : 6, ncross = mx ? 7 : 5;
     // bias correction: the max level's blend gains from it on planes > 0 and loses on gray
     // (docs/experiments.md entry 19)
@@ -510,12 +594,13 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
         int32_t *PILC_RESTRICT llwin = st->lsum + (2 * tw * PM_LL_NS) * ls;
         int32_t *PILC_RESTRICT llrow = st->lsum + ((2 * tw + 1) * PM_LL_NS) * ls;
         int32_t *PILC_RESTRICT llf = st->lsum + ((2 * tw + 2) * PM_LL_NS) * ls;  // features
-        const int llns = (pm_ll_nt(c) * (pm_ll_nt(c) + 3)) / 2 + 1;
+        const int llnt = pm_ll_nt(lvl, c);
+        const int llns = (llnt * (llnt + 3)) / 2 + 1;
         if (mx) {
             PILC_ROLLED
             for (int u = 0; u < llns; u++) { llwin[u * ls] = 0; llrow[u * ls] = 0; }
             PILC_ROLLED
-            for (int64_t xx = 0; xx <= PM_LL_R && xx < w; xx++) {
+            for (int64_t xx = 0; xx <= llr && xx < w; xx++) {
                 if (i > 0) pm_ll_fold(llv + (xx * PM_LL_NS) * ls, llp + (xx * PM_LL_NS) * ls, ls, llns);
                 pm_ll_add(llwin, llv + (xx * PM_LL_NS) * ls, ls, llns, 1);
             }
@@ -561,15 +646,15 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             q[np] = (acc + 16) >> 5;
             if (mx) {
                 if (j > 0) {
-                    const int64_t xin = j + PM_LL_R, xout = j - PM_LL_R - 1;
+                    const int64_t xin = j + llr, xout = j - llr - 1;
                     if (xin < w) {
                         if (i > 0) pm_ll_fold(llv + (xin * PM_LL_NS) * ls, llp + (xin * PM_LL_NS) * ls, ls, llns);
                         pm_ll_add(llwin, llv + (xin * PM_LL_NS) * ls, ls, llns, 1);
                     }
                     if (xout >= 0) pm_ll_add(llwin, llv + (xout * PM_LL_NS) * ls, ls, llns, -1);
                 }
-                pm_ll_feat(im, c, y0, x0, i, j, w, llf, ls);
-                q[np + 1] = pm_ll_predict(st, c, llf, coef, tw);
+                pm_ll_feat(im, lvl, c, y0, x0, i, j, w, llf, ls);
+                q[np + 1] = pm_ll_predict(st, lvl, c, llf, coef, tw, j);
             }
             int64_t pr;
             int32_t sll = 0;  // max level: the local LS predictor's neighbourhood error sum
@@ -643,7 +728,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 int32_t *PILC_RESTRICT pj_ = llp + (j * PM_LL_NS) * ls;
                 PILC_ROLLED
                 for (int u = 0; u < llns; u++) pj_[u * ls] = 0;
-                pm_ll_acc(pj_, ls, llf, pm_ll_nt(c), xv, 1);
+                pm_ll_acc(pj_, ls, llf, llnt, xv, 1);
                 PILC_ROLLED
                 for (int u = 0; u < llns; u++)
                     llrow[u * ls] = llrow[u * ls] - (llrow[u * ls] >> PM_LL_KH) + pj_[u * ls];
@@ -667,7 +752,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             if (mx)
                 pm_running_add(st->asum + c2 * ls, st->acnt + c2 * ls, st->asum[c2 * ls],
                                st->acnt[c2 * ls], t, PM_HALVE_AT);
-            pm_running_add(st->asum + b * ls, st->acnt + b * ls, asum, acnt, t, PM_HALVE_AT);
+            pm_running_add(st->asum + b * ls, st->acnt + b * ls, asum, acnt, t, halve_at);
         }
     }
 }
@@ -695,7 +780,8 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
         if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
         pm_fast_plane_any(&L, c, h, w, im->W, tb, decode, data);
         if (decode) { *xs = L.xs; *rp = L.rp; }
-    } else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
+    } else if (lvl == PM_LVL_MAX2) PM_PLANE_LEVEL(PM_LVL_MAX2);
+    else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
     else PM_PLANE_LEVEL(PM_LVL_DEFAULT);
 }
 #undef PM_PLANE_LEVEL

@@ -14,7 +14,7 @@ from codec import container, kernels, learned, pixelmodel, rans
 from codec.layout import tile_boxes
 from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
 
-EFFORTS = ("fast", "default", "max")
+EFFORTS = ("fast", "default", "max-v1", "max")
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -48,12 +48,13 @@ def test_every_level_is_exact_and_named_in_the_header(effort):
         blob = codec.encode(px, effort=effort, fallback="never")
         head = codec.info(blob)
         assert head["codec"] == "learned", name
-        assert head["effort"] == effort or (effort, head["effort"]) == ("max", "default"), name
+        assert head["effort"] == effort or (
+            effort in ("max", "max-v1") and head["effort"] == "default"), name
         used.add(head["effort"])
         assert np.array_equal(codec.decode(blob), px), name
         tables = default_model().pixel_tables(pixelmodel.LEVELS.index(head["effort"]))
         assert head["model_id"] == tables.model_id, name
-        if effort == "max":
+        if effort in ("max", "max-v1"):
             assert len(blob) <= len(codec.encode(px, fallback="never")), name
     assert effort in used
 
@@ -69,10 +70,10 @@ def _shared_photos(n: int) -> list[str]:
 def test_levels_order_their_bytes_on_photos():
     """On real photos (a training set) max codes fewest bytes and fast most. (On a synthetic
     sine plus Gaussian noise the LS predictor alone wins: levels are tuned for photos.)"""
-    sizes = dict.fromkeys(EFFORTS, 0)
+    sizes = dict.fromkeys(("fast", "default", "max"), 0)
     for p in _shared_photos(4):
         img = codec.load_image(p)
-        for e in EFFORTS:
+        for e in sizes:
             sizes[e] += len(codec.encode(img, effort=e, fallback="never"))
     assert sizes["max"] < sizes["default"] < sizes["fast"], sizes
 
@@ -81,7 +82,9 @@ def test_effort_names_and_indices_and_refusals():
     px = photo(40, 50, 1)
     assert codec.encode(px, effort=1) == codec.encode(px, effort="fast")
     assert codec.encode(px, effort=0) == codec.encode(px)  # default: the bytes of before
-    for bad in ("turbo", 3, -1, True, 1.0):
+    assert codec.encode(px, effort=3) == codec.encode(px, effort="max")  # max v2
+    assert codec.encode(px, effort=2) == codec.encode(px, effort="max-v1")
+    for bad in ("turbo", 4, -1, True, 1.0):
         with pytest.raises(codec.CodecError, match="effort"):
             codec.encode(px, effort=bad)
     with pytest.raises(codec.CodecError, match="VQ"):
@@ -92,11 +95,11 @@ def test_mixed_levels_decode_in_one_batch_on_the_cpu_and_the_emulated_gpu():
     from codec.gpu.emulated import EmulatedBackend
 
     pics = list(images().values())
-    blobs = [codec.encode(p, effort=EFFORTS[i % 3], fallback="never") for i, p in enumerate(pics)]
+    blobs = [codec.encode(p, effort=EFFORTS[i % 4], fallback="never") for i, p in enumerate(pics)]
     for device in ("cpu", EmulatedBackend()):
         for got, px in zip(codec.decode_batch(blobs, device=device), pics, strict=True):
             assert np.array_equal(got, px)
-    for effort in ("fast", "max"):
+    for effort in ("fast", "max-v1", "max"):
         cpu = codec.encode_batch(pics, effort=effort, fallback="never", device="cpu")
         assert codec.encode_batch(pics, effort=effort, fallback="never",
                                   device=EmulatedBackend()) == cpu  # fmt: skip
@@ -116,10 +119,12 @@ def test_header_level_bits_are_checked():
     fast = codec.encode(px, effort="fast", fallback="never")
     assert fast[7] >> container.LEVEL_SHIFT & 3 == 1
     assert codec.encode(px, fallback="never")[7] == 0  # default level: bits clear
+    assert codec.encode(px, effort="max", fallback="never")[7] >> container.LEVEL_SHIFT == 3
     with pytest.raises(codec.CodecError, match="header flags"):
-        codec.decode(_with_flags(fast, 3 << container.LEVEL_SHIFT))  # level 3 is reserved
-    with pytest.raises(codec.CodecError, match="lacks"):
-        codec.decode(_with_flags(fast, 2 << container.LEVEL_SHIFT))  # names fast's tables
+        codec.decode(_with_flags(fast, 1 << 3))  # bit 3: not a flag
+    for level in (2, 3):  # the max levels' bits on a blob naming fast's tables
+        with pytest.raises(codec.CodecError, match="lacks"):
+            codec.decode(_with_flags(fast, level << container.LEVEL_SHIFT))
     classical = codec.encode(np.full((10, 12), 1000, np.uint16))  # 16-bit: never learned
     assert container.parse(classical)[0].codec != "learned"
     with pytest.raises(codec.CodecError, match="effort level is set"):
@@ -173,8 +178,9 @@ def test_fast_decoder_threads_and_corrupt_streams():
 
 def test_payload_sends_each_levels_coefficient_count():
     g = photo(64, 64, 9).transpose(2, 0, 1).copy()
-    for level, taps in ((pixelmodel.LEVEL_DEFAULT, (6, 11, 16)), (pixelmodel.LEVEL_MAX,
-                                                                  (10, 17, 24))):
+    for level, taps in ((pixelmodel.LEVEL_DEFAULT, (6, 11, 16)),
+                        (pixelmodel.LEVEL_MAX_V1, (10, 17, 24)),
+                        (pixelmodel.LEVEL_MAX, (10, 17, 24))):
         assert tuple(pixelmodel.n_taps(c, level) for c in range(3)) == taps
         payload = learned.encode_groups(default_model(), [g], level=level)[0]
         parsed = learned._parse(payload, g.shape, level)
@@ -192,7 +198,7 @@ def test_shared_photos_are_exact_at_every_level():
 
 
 
-@pytest.mark.parametrize("effort", ("fast", "max"))
+@pytest.mark.parametrize("effort", ("fast", "max-v1", "max"))
 def test_truncated_blobs_of_every_level_raise(effort):
     blob = codec.encode(photo(40, 40, 6), effort=effort, fallback="never")
     for n in range(0, len(blob), max(1, len(blob) // 61)):
@@ -200,7 +206,7 @@ def test_truncated_blobs_of_every_level_raise(effort):
             codec.decode(blob[:n])
 
 
-@pytest.mark.parametrize("effort", ("fast", "max"))
+@pytest.mark.parametrize("effort", ("fast", "max-v1", "max"))
 def test_levels_independent_of_kernel_threads(effort):
     """Each thread keeps its own tile state (the max level's local LS sums and solve scratch
     too): 1 and 2 threads write the same bytes and decode the same pixels."""
