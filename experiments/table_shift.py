@@ -7,7 +7,8 @@ tables, so every shift's cost is the ideal code length of the same symbols under
 tables' frequencies: no re-encode. Per tile plane the shift would cost 3 bits to send.
 Reads the levels' lab sets (TRAINING photos, experiments/levels_lab.py).
 
-Usage: python experiments/table_shift.py [LEVEL] [--data DIR]   (level: 3, the max level; 2 is max-v1)
+Usage: python experiments/table_shift.py [LEVEL] [--data DIR]
+(LEVEL: 3, the max level, by default; 2 is max-v1)
 """
 
 from __future__ import annotations
