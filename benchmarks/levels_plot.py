@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-OURS = ("pilc-fast", "pilc", "pilc-max")  # pilc-max-v1 (level 2) plots as a point of its own
+OURS = ("pilc-fast", "pilc", "pilc-max")  # pilc-max-v1/-v2 (levels 2, 3) plot as own points
 
 
 def totals(report: dict) -> dict[str, dict[str, float]]:

@@ -159,8 +159,8 @@ def encode_batch(
     effort: str | int = "default",
 ) -> list[bytes]:
     """Encode many images; all learned-path tiles share one network and coder pass. effort is
-    the learned path's level ("fast", "default", "max", or its index 1, 0, 3; "max-v1", 2, is
-    the earlier max model, kept so its blobs decode; FORMAT.md
+    the learned path's level ("fast", "default", "max", or its index 1, 0, 4; "max-v1", 2, and
+    "max-v2", 3, are the earlier max models, kept so their blobs decode; FORMAT.md
     "levels": fast codes ~2x faster for ~3-4% more bytes, max spends ~5x the time for fewer,
     and keeps the default level for an image where that codes smaller); the header names the
     level used, and one decoder reads every level. vq sends

@@ -26,11 +26,12 @@ READ_VERSIONS = (4, 5)
 CODECS = ("learned", "png", "webp", "jxl", "zlib")
 MAX_SIDE = 1 << 20
 FLAG_METADATA = 1
-LEVEL_SHIFT, LEVEL_MASK = 1, 0b110  # flags bits 1-2: the learned path's effort level
+LEVEL_SHIFT, LEVEL_MASK = 1, 0b1110  # flags bits 1-3: the learned path's effort level
 # Effort levels a header can name (codec/pixelmodel.py LEVELS). Level 0 leaves the bits clear,
-# so a default-level blob is byte for byte what it was before levels existed. "max" is level 3
-# (max v2); level 2, the first max model, keeps decoding as "max-v1" (FORMAT.md, "levels").
-EFFORTS = ("default", "fast", "max-v1", "max")
+# so a default-level blob is byte for byte what it was before levels existed. "max" is level 4
+# (max v3, the first to set bit 3); the earlier max models keep decoding as "max-v1" (level 2)
+# and "max-v2" (level 3) (FORMAT.md, "levels").
+EFFORTS = ("default", "fast", "max-v1", "max-v2", "max")
 _META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
 _MAX_META_ENTRIES = 3
 

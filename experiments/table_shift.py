@@ -8,7 +8,7 @@ tables' frequencies: no re-encode. Per tile plane the shift would cost 3 bits to
 Reads the levels' lab sets (TRAINING photos, experiments/levels_lab.py).
 
 Usage: python experiments/table_shift.py [LEVEL] [--data DIR]
-(LEVEL: 3, the max level, by default; 2 is max-v1)
+(LEVEL: 4, the max level, by default; 2 and 3 are max-v1 and max-v2)
 """
 
 from __future__ import annotations

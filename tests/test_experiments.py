@@ -75,7 +75,7 @@ def test_table_shift_runs(tmp_path, capsys):
         Image.fromarray(pixels).save(tmp_path / folder / "a.png")
     script.main(["--data", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["rgb   level 3", "gray  level 3"]
+    assert [line.split(":")[0] for line in lines] == ["rgb   level 4", "gray  level 4"]
     for line in lines:
         per_image = float(line.split("per-image shift ")[1].split("%")[0])
         assert per_image <= 0.0

@@ -26,6 +26,8 @@ N_TAPS = pixelmodel.N_TAPS_MAX
 TR_LEVEL = 11  # tile record column of the effort level (pilc_cuda.cu)
 LL_NT = 10  # PM_LL_NT: the max levels' local LS taps at most (max v2's plane 0)
 LL_NS = LL_NT * (LL_NT + 1) // 2 + LL_NT + 1  # PM_LL_NS
+NL_NS = 2 * (NPM + 8) + 2 + 2 * pixelmodel.N_BUCKETS  # PM_NL_NS: max v3's NLMS state
+LM_N = LL_NT * (LL_NT + 1) + NL_NS  # PM_LM_N: float64 scratch per lane
 
 
 @dataclass
@@ -140,7 +142,7 @@ class Backend:
         # the max level's local LS: per-column sums and the solve scratch (PmState.lsum, lmat)
         mx = lay.level in pixelmodel.MAX_LEVELS
         state.append(self.empty(lanes * ((2 * tw + 2) * LL_NS + LL_NT) if mx else 1, np.int32))
-        state.append(self.empty(lanes * LL_NT * (LL_NT + 1) if mx else 1, np.float64))
+        state.append(self.empty(lanes * LM_N if mx else 1, np.float64))
         return state, rows, tw
 
     def encode(

@@ -35,7 +35,7 @@ typedef struct {
 static int state_alloc(CpuState *cs, int64_t n_ch, int64_t mh, int64_t mw) {
     const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
     const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
-    const int64_t n_ll = (2 * tw + 2) * PM_LL_NS + PM_LL_NT, n_lm = PM_LL_NT * (PM_LL_NT + 1);
+    const int64_t n_ll = (2 * tw + 2) * PM_LL_NS + PM_LL_NT, n_lm = PM_LM_N;
     const size_t bytes = sizeof(double) * n_lm + sizeof(int32_t) * (2 * PM_NSTAT + n_ll)
                          + sizeof(int16_t) * n_te + sizeof(uint16_t) * n_ek;
     char *m = malloc(bytes);

@@ -50,6 +50,7 @@ EMU_MODEL(pilc_emu_model, pilc_gpu_model)
 EMU_MODEL(pilc_emu_model_fast, pilc_gpu_model_fast)
 EMU_MODEL(pilc_emu_model_max, pilc_gpu_model_max)
 EMU_MODEL(pilc_emu_model_max2, pilc_gpu_model_max2)
+EMU_MODEL(pilc_emu_model_max3, pilc_gpu_model_max3)
 
 PILC_EXPORT void pilc_emu_rans_encode(int64_t grid, int64_t block, const uint8_t *sym,
                                       const uint8_t *tid, const int64_t *sb, int64_t n_streams,
@@ -78,3 +79,4 @@ EMU_DECODE(pilc_emu_decode, pilc_gpu_decode)
 EMU_DECODE(pilc_emu_decode_fast, pilc_gpu_decode_fast)
 EMU_DECODE(pilc_emu_decode_max, pilc_gpu_decode_max)
 EMU_DECODE(pilc_emu_decode_max2, pilc_gpu_decode_max2)
+EMU_DECODE(pilc_emu_decode_max3, pilc_gpu_decode_max3)

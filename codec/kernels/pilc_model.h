@@ -31,7 +31,10 @@
 #define PM_LVL_MAX 2     // more LS taps (incl. the earlier planes' E and S), bias correction
 #define PM_LVL_MAX2 3    // max v2: level 2's model with a wider, 10-tap plane-0 local LS solved
                          // by LDL^T every third sample (docs/FORMAT.md, "level 3")
+#define PM_LVL_MAX3 4    // max v3: level 3's model with an NLMS stage correcting the blend, used
+                         // per bucket where it has been the better (docs/FORMAT.md, "level 4")
 #define PM_IS_MAX(lvl) ((lvl) >= PM_LVL_MAX)
+#define PM_IS_V2(lvl) ((lvl) >= PM_LVL_MAX2)  // max v2's local LS and plane-0 adaptation
 #define PM_NSUB 4
 #define PM_NLEV 40
 #define PM_FAR_OFFSETS 199
@@ -65,6 +68,20 @@
 #define PM_LL_KH 2
 #define PM_LL_NT 10                                         // taps at most (max v2, plane 0)
 #define PM_LL_NS (PM_LL_NT * (PM_LL_NT + 1) / 2 + PM_LL_NT + 1)  // sums: A, b, count
+// Max v3: a normalised LMS stage on the blend (docs/experiments.md entry 25). Its features are
+// each predictor's offset from the blend and the true errors N, W, NW, NE, NN, WW (and the
+// earlier planes' at the sample), at most PM_NPM + 8; its float64 state per tile plane: the
+// weights, the current sample's features, its correction and blend (kept in memory, not in
+// registers, across the coding step), then per bucket the moving |error| sums of the blend and
+// of the corrected blend that choose between them.
+#define PM_NL_NF (PM_NPM + 8)
+#define PM_NL_MU 0.006
+#define PM_NL_EPS 64.0
+#define PM_NL_CLIP 2040.0  // the update's error is clipped to +-this (1/8 units)
+#define PM_NL_DMAX 4096.0  // and the correction to +-this (NaN-safe)
+#define PM_NL_GATE 256.0   // the bucket sums move 1/256 of the way per sample
+#define PM_NL_NS (2 * PM_NL_NF + 2 + 2 * PM_NB)
+#define PM_LM_N (PM_LL_NT * (PM_LL_NT + 1) + PM_NL_NS)  // float64 scratch per lane: solve, NLMS
 
 typedef struct {
     const uint8_t *PILC_RESTRICT e_bucket;    // [4096]
@@ -83,7 +100,7 @@ typedef struct {
     int32_t *PILC_RESTRICT asum; // [PM_NSTAT]: bucket |error| sums, then the levels' contexts
     int32_t *PILC_RESTRICT acnt; // [PM_NSTAT]
     int32_t *PILC_RESTRICT lsum; // max level: [2 tw + 2][PM_LL_NS] V, P, window, row sums; taps
-    double *PILC_RESTRICT lmat;  // max level: [PM_LL_NT * (PM_LL_NT + 1)] solve scratch
+    double *PILC_RESTRICT lmat;  // max level: [PM_LM_N] solve scratch, then max v3's NLMS
     int64_t tw;                  // row length >= w + 2 PAD
     int64_t rows;                // rows per plane >= h + PAD
     int64_t ls;                  // lane stride
@@ -256,7 +273,7 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
 // Max levels, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
 // 0 (max v2 adds NNE, NNW, NWW, NEE); N, W, NW, NE and plane 0's X, N, W on planes > 0.
 // Returns the count.
-PILC_FN int pm_ll_nt(int lvl, int c) { return c == 0 ? (lvl == PM_LVL_MAX2 ? 10 : 6) : 7; }
+PILC_FN int pm_ll_nt(int lvl, int c) { return c == 0 ? (PM_IS_V2(lvl) ? 10 : 6) : 7; }
 PILC_FN void pm_ll_feat(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t i,
                         int64_t j, int64_t w, int32_t *PILC_RESTRICT f, int64_t ls) {
     const int64_t y = y0 + i, x = x0 + j;
@@ -265,7 +282,7 @@ PILC_FN void pm_ll_feat(const PmImage *im, int lvl, int c, int64_t y0, int64_t x
     f[0] = nb[0]; f[ls] = nb[1]; f[2 * ls] = nb[2]; f[3 * ls] = nb[3];
     if (c == 0) {
         f[4 * ls] = nb[4]; f[5 * ls] = nb[5];
-        if (lvl == PM_LVL_MAX2) {
+        if (PM_IS_V2(lvl)) {
             int32_t fr[4];
             pm_far_taps(im->px + y * im->W + x, im->W, i, j, w, nb, fr);
             f[6 * ls] = fr[0]; f[7 * ls] = fr[1]; f[8 * ls] = fr[2]; f[9 * ls] = fr[3];
@@ -409,7 +426,7 @@ PILC_FN int32_t pm_ll_predict(PmState *st, int lvl, int c, const int32_t *PILC_R
     const int64_t ls = st->ls;
     double *m = st->lmat;
     double pv = 0.0;
-    if (lvl != PM_LVL_MAX2) {
+    if (!PM_IS_V2(lvl)) {
         pm_ll_system(st, nt, c, coef, tw, 0);
         pv = pm_ll_solve_ge(m, nt, f, ls);
     } else if (j % PM_LL_EVERY2 != 0) {
@@ -470,6 +487,8 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
             st->acnt[u * ls] = PM_BIAS_START;
             st->asum[u * ls] = 0;
         }
+    if (lvl == PM_LVL_MAX3)
+        for (int u = 0; u < PM_NL_NS; u++) st->lmat[(PM_LL_NT * (PM_LL_NT + 1) + u) * ls] = 0;
     if (lvl == PM_LVL_FAST)  // moving means: no counts
         for (int u = PM_NB; u < PM_NB + PM_NBIAS_FAST; u++) st->asum[u * ls] = 0;
 }
@@ -553,6 +572,58 @@ PILC_FN int32_t pm_code_sample(int64_t pr, int kind, int64_t lv, int64_t b, cons
     return xv;
 }
 
+// Max v3's NLMS stage, prediction: the features of the sample (each of the k predictors' q[m]
+// minus the blend pr, then the true errors N, W, NW, NE, NN, WW of its plane and, on planes
+// > 0, the earlier planes' at the sample) into f, their count into *nf; returns the correction
+// w . f, clamped to +-PM_NL_DMAX (NaN to -PM_NL_DMAX), also kept after the features with pr.
+// Float64, summed in feature order.
+PILC_FN double pm_nl_predict(const double *PILC_RESTRICT w, double *PILC_RESTRICT f, int64_t ls,
+                             const int32_t *q, int k, int64_t pr,
+                             const int16_t *PILC_RESTRICT trow,
+                             const int16_t *PILC_RESTRICT t0row,
+                             const int16_t *PILC_RESTRICT t1row, int c, int64_t pj, int64_t tw,
+                             int *nf) {
+    int n = 0;
+    for (int m = 0; m < k; m++) f[(n++) * ls] = (double)(q[m] - pr);
+    f[(n++) * ls] = (double)trow[(pj - tw) * ls];
+    f[(n++) * ls] = (double)trow[(pj - 1) * ls];
+    f[(n++) * ls] = (double)trow[(pj - tw - 1) * ls];
+    f[(n++) * ls] = (double)trow[(pj - tw + 1) * ls];
+    f[(n++) * ls] = (double)trow[(pj - 2 * tw) * ls];
+    f[(n++) * ls] = (double)trow[(pj - 2) * ls];
+    if (c > 0) f[(n++) * ls] = (double)t0row[pj * ls];
+    if (c == 2) f[(n++) * ls] = (double)t1row[pj * ls];
+    double d = 0;
+    PILC_ROLLED
+    for (int m = 0; m < n; m++) d += w[m * ls] * f[m * ls];
+    *nf = n;
+    d = d > -PM_NL_DMAX ? (d < PM_NL_DMAX ? d : PM_NL_DMAX) : -PM_NL_DMAX;
+    f[PM_NL_NF * ls] = d;
+    f[(PM_NL_NF + 1) * ls] = (double)pr;
+    return d;
+}
+
+// Max v3's NLMS stage, update with the sample's value x8 (1/8 units): with eb its error against
+// the blend, the weights move by MU e f / (EPS + |f|^2), e = eb - d clipped to +-CLIP; the
+// bucket's moving sums g[0] (the blend's |error|) and g[ls] (the corrected blend's) move 1/GATE
+// of the way.
+PILC_FN void pm_nl_update(double *PILC_RESTRICT w, const double *PILC_RESTRICT f,
+                          double *PILC_RESTRICT g, int64_t ls, int nf, int32_t x8) {
+    const double d = f[PM_NL_NF * ls];
+    const int32_t eb = x8 - (int32_t)f[(PM_NL_NF + 1) * ls];
+    double nn = PM_NL_EPS;
+    PILC_ROLLED
+    for (int m = 0; m < nf; m++) nn += f[m * ls] * f[m * ls];
+    double e = (double)eb - d;
+    e = e > PM_NL_CLIP ? PM_NL_CLIP : (e < -PM_NL_CLIP ? -PM_NL_CLIP : e);
+    const double s = PM_NL_MU * e / nn;
+    PILC_ROLLED
+    for (int m = 0; m < nf; m++) w[m * ls] += s * f[m * ls];
+    const double ae = pilc_fabs((double)eb - d), ab = pilc_fabs((double)eb);
+    g[0] += ab - g[0] / PM_NL_GATE;
+    g[ls] += ae - g[ls] / PM_NL_GATE;
+}
+
 // One tile plane c (a compile-time constant where inlined) in raster order. Encoding
 // (decode = 0): symbol, table id and bucket of every sample into sym/tid/bkt (bkt may be NULL).
 // Decoding: each sample's residual from the stream (state *xs, read position *rp, end rend)
@@ -565,7 +636,8 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
     const int mx = PM_IS_MAX(lvl);  // pm_plane runs the default and both max levels
-    const int v2 = lvl == PM_LVL_MAX2;
+    const int v2 = PM_IS_V2(lvl);
+    const int nl = lvl == PM_LVL_MAX3;  // max v3's NLMS stage
     const int k = np + 1 + mx;  // the max levels add the local LS predictor q[np + 1]
     const int64_t llr = v2 ? PM_LL_R2 : PM_LL_R;
     const int64_t halve_at = v2 && c == 0 ? PM_P0_HALVE2 : PM_HALVE_AT;
@@ -576,6 +648,10 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
     const int64_t ls = st->ls;
     const int64_t tw = st->tw;
     const int64_t hw = im->hw, W = im->W;
+    // max v3's NLMS state (lmat after the solve scratch): weights, features, bucket sums
+    double *PILC_RESTRICT nlw = nl ? st->lmat + (PM_LL_NT * (PM_LL_NT + 1)) * ls : 0;
+    double *PILC_RESTRICT nlf = nl ? nlw + PM_NL_NF * ls : 0;
+    double *PILC_RESTRICT nlg = nl ? nlf + (PM_NL_NF + 2) * ls : 0;
     uint8_t *PILC_RESTRICT pc = im->px + c * hw;
     const int use_vq = im->vq != 0;
     pm_reset_plane(st, lvl, c, w, kind, tb);
@@ -712,6 +788,17 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             const int64_t lv = tb->lom[mean];
             // max, planes > 0: the blend's mean error in this context (energy x texture)
             // corrects it
+            // max v3: the NLMS stage's correction of the blend, where this bucket's corrected
+            // predictions have erred less than the blend's
+            int nf = 0;
+            if (nl) {
+                const double nld =
+                    pm_nl_predict(nlw, nlf, ls, q, k, pr, trow, t0row, t1row, c, pj, tw, &nf);
+                if (nlg[(2 * b + 1) * ls] < nlg[2 * b * ls]) {
+                    pr = pilc_floor((double)pr + nld + 0.5);
+                    pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
+                }
+            }
             const int64_t praw = pr;
             int64_t bi = 0;
             if (corr) {
@@ -742,6 +829,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 st->asum[bi * ls] = (int32_t)bs;
                 st->acnt[bi * ls] = (int32_t)bc;
             }
+            if (nl) pm_nl_update(nlw, nlf, nlg + 2 * b * ls, ls, nf, xv * 8);
             // update
             const int32_t t = xv * 8 - (int32_t)pr;
             trow[pj * ls] = (int16_t)t;
@@ -780,7 +868,8 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
         if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
         pm_fast_plane_any(&L, c, h, w, im->W, tb, decode, data);
         if (decode) { *xs = L.xs; *rp = L.rp; }
-    } else if (lvl == PM_LVL_MAX2) PM_PLANE_LEVEL(PM_LVL_MAX2);
+    } else if (lvl == PM_LVL_MAX3) PM_PLANE_LEVEL(PM_LVL_MAX3);
+    else if (lvl == PM_LVL_MAX2) PM_PLANE_LEVEL(PM_LVL_MAX2);
     else if (lvl == PM_LVL_MAX) PM_PLANE_LEVEL(PM_LVL_MAX);
     else PM_PLANE_LEVEL(PM_LVL_DEFAULT);
 }

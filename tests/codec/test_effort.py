@@ -14,7 +14,7 @@ from codec import container, kernels, learned, pixelmodel, rans
 from codec.layout import tile_boxes
 from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
 
-EFFORTS = ("fast", "default", "max-v1", "max")
+EFFORTS = ("fast", "default", "max-v1", "max-v2", "max")
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -49,12 +49,12 @@ def test_every_level_is_exact_and_named_in_the_header(effort):
         head = codec.info(blob)
         assert head["codec"] == "learned", name
         assert head["effort"] == effort or (
-            effort in ("max", "max-v1") and head["effort"] == "default"), name
+            effort.startswith("max") and head["effort"] == "default"), name
         used.add(head["effort"])
         assert np.array_equal(codec.decode(blob), px), name
         tables = default_model().pixel_tables(pixelmodel.LEVELS.index(head["effort"]))
         assert head["model_id"] == tables.model_id, name
-        if effort in ("max", "max-v1"):
+        if effort.startswith("max"):
             assert len(blob) <= len(codec.encode(px, fallback="never")), name
     assert effort in used
 
@@ -82,9 +82,10 @@ def test_effort_names_and_indices_and_refusals():
     px = photo(40, 50, 1)
     assert codec.encode(px, effort=1) == codec.encode(px, effort="fast")
     assert codec.encode(px, effort=0) == codec.encode(px)  # default: the bytes of before
-    assert codec.encode(px, effort=3) == codec.encode(px, effort="max")  # max v2
+    assert codec.encode(px, effort=4) == codec.encode(px, effort="max")  # max v3
+    assert codec.encode(px, effort=3) == codec.encode(px, effort="max-v2")
     assert codec.encode(px, effort=2) == codec.encode(px, effort="max-v1")
-    for bad in ("turbo", 4, -1, True, 1.0):
+    for bad in ("turbo", 5, -1, True, 1.0):
         with pytest.raises(codec.CodecError, match="effort"):
             codec.encode(px, effort=bad)
     with pytest.raises(codec.CodecError, match="VQ"):
@@ -95,11 +96,11 @@ def test_mixed_levels_decode_in_one_batch_on_the_cpu_and_the_emulated_gpu():
     from codec.gpu.emulated import EmulatedBackend
 
     pics = list(images().values())
-    blobs = [codec.encode(p, effort=EFFORTS[i % 4], fallback="never") for i, p in enumerate(pics)]
+    blobs = [codec.encode(p, effort=EFFORTS[i % 5], fallback="never") for i, p in enumerate(pics)]
     for device in ("cpu", EmulatedBackend()):
         for got, px in zip(codec.decode_batch(blobs, device=device), pics, strict=True):
             assert np.array_equal(got, px)
-    for effort in ("fast", "max-v1", "max"):
+    for effort in ("fast", "max-v1", "max-v2", "max"):
         cpu = codec.encode_batch(pics, effort=effort, fallback="never", device="cpu")
         assert codec.encode_batch(pics, effort=effort, fallback="never",
                                   device=EmulatedBackend()) == cpu  # fmt: skip
@@ -117,12 +118,13 @@ def _with_flags(blob: bytes, flags: int) -> bytes:
 def test_header_level_bits_are_checked():
     px = photo(30, 40, 2)
     fast = codec.encode(px, effort="fast", fallback="never")
-    assert fast[7] >> container.LEVEL_SHIFT & 3 == 1
+    assert fast[7] >> container.LEVEL_SHIFT & 7 == 1
     assert codec.encode(px, fallback="never")[7] == 0  # default level: bits clear
-    assert codec.encode(px, effort="max", fallback="never")[7] >> container.LEVEL_SHIFT == 3
-    with pytest.raises(codec.CodecError, match="header flags"):
-        codec.decode(_with_flags(fast, 1 << 3))  # bit 3: not a flag
-    for level in (2, 3):  # the max levels' bits on a blob naming fast's tables
+    assert codec.encode(px, effort="max", fallback="never")[7] >> container.LEVEL_SHIFT == 4
+    for flags in (1 << 4, 5 << container.LEVEL_SHIFT, 7 << container.LEVEL_SHIFT):
+        with pytest.raises(codec.CodecError, match="header flags"):  # bit 4, levels 5-7: unknown
+            codec.decode(_with_flags(fast, flags))
+    for level in (2, 3, 4):  # the max levels' bits on a blob naming fast's tables
         with pytest.raises(codec.CodecError, match="lacks"):
             codec.decode(_with_flags(fast, level << container.LEVEL_SHIFT))
     classical = codec.encode(np.full((10, 12), 1000, np.uint16))  # 16-bit: never learned
@@ -180,6 +182,7 @@ def test_payload_sends_each_levels_coefficient_count():
     g = photo(64, 64, 9).transpose(2, 0, 1).copy()
     for level, taps in ((pixelmodel.LEVEL_DEFAULT, (6, 11, 16)),
                         (pixelmodel.LEVEL_MAX_V1, (10, 17, 24)),
+                        (pixelmodel.LEVEL_MAX_V2, (10, 17, 24)),
                         (pixelmodel.LEVEL_MAX, (10, 17, 24))):
         assert tuple(pixelmodel.n_taps(c, level) for c in range(3)) == taps
         payload = learned.encode_groups(default_model(), [g], level=level)[0]
@@ -198,7 +201,7 @@ def test_shared_photos_are_exact_at_every_level():
 
 
 
-@pytest.mark.parametrize("effort", ("fast", "max-v1", "max"))
+@pytest.mark.parametrize("effort", ("fast", "max-v1", "max-v2", "max"))
 def test_truncated_blobs_of_every_level_raise(effort):
     blob = codec.encode(photo(40, 40, 6), effort=effort, fallback="never")
     for n in range(0, len(blob), max(1, len(blob) // 61)):
@@ -206,7 +209,7 @@ def test_truncated_blobs_of_every_level_raise(effort):
             codec.decode(blob[:n])
 
 
-@pytest.mark.parametrize("effort", ("fast", "max-v1", "max"))
+@pytest.mark.parametrize("effort", ("fast", "max-v1", "max-v2", "max"))
 def test_levels_independent_of_kernel_threads(effort):
     """Each thread keeps its own tile state (the max level's local LS sums and solve scratch
     too): 1 and 2 threads write the same bytes and decode the same pixels."""

@@ -18,11 +18,13 @@ OUT = Path(__file__).with_name("codec_vectors.npz")
 
 # Vectors encoded with options other than the defaults: another tile side, the other effort
 # levels (each pins its level's model and tables; the default-level vectors are unchanged). The
-# "max-v1" vectors are byte for byte the "max" vectors of before max v2 (level 3) existed.
+# "max-v1" vectors are byte for byte the "max" vectors of before max v2 (level 3) existed, and
+# the "max-v2" vectors the "max" vectors of before max v3 (level 4).
 OPTIONS: dict[str, dict] = {
     "rgb_t128": {"tile": 128},
     **{f"{base}_{effort}": {"effort": effort}
-       for effort in ("fast", "max-v1", "max") for base in ("rgb", "gray", "rgba", "tiny")},
+       for effort in ("fast", "max-v1", "max-v2", "max")
+       for base in ("rgb", "gray", "rgba", "tiny")},
 }  # fmt: skip
 NAMES = ("rgb", "gray", "rgba", "tiny", *OPTIONS)
 
