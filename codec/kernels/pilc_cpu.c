@@ -26,16 +26,18 @@ static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) 
     }
 }
 
-// Per-thread tile state sized for the largest tile (contiguous: lane stride 1).
+// Per-thread tile state sized for the largest tile (contiguous: lane stride 1); the local LS
+// sums and the float64 scratch (~140 KB for a 256-wide tile) only at the max levels.
 typedef struct {
     PmState st;
     void *mem;
 } CpuState;
 
-static int state_alloc(CpuState *cs, int64_t n_ch, int64_t mh, int64_t mw) {
+static int state_alloc(CpuState *cs, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
     const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
     const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
-    const int64_t n_ll = (2 * tw + 2) * PM_LL_NS + PM_LL_NT, n_lm = PM_LM_N;
+    const int mx = PM_IS_MAX(level);
+    const int64_t n_ll = mx ? (2 * tw + 2) * PM_LL_NS + PM_LL_NT : 1, n_lm = mx ? PM_LM_N : 1;
     const size_t bytes = sizeof(double) * n_lm + sizeof(int32_t) * (2 * PM_NSTAT + n_ll)
                          + sizeof(int16_t) * n_te + sizeof(uint16_t) * n_ek;
     char *m = malloc(bytes);
@@ -79,7 +81,7 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
     int64_t mh, mw;
     max_side(boxes, n_tiles, &mh, &mw);
     CpuState cs;
-    if (state_alloc(&cs, n_ch, mh, mw)) return -1;
+    if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
     for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
@@ -103,7 +105,7 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
     int64_t mh, mw;
     max_side(boxes, n_tiles, &mh, &mw);
     CpuState cs;
-    if (state_alloc(&cs, n_ch, mh, mw)) return -1;
+    if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
     for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
         st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
