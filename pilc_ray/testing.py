@@ -60,9 +60,10 @@ def local_ray(num_cpus: int = 2) -> str:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
         os.environ.pop("RAY_ADDRESS", None)
-        from pilc_ray.job.cluster import refresh_ray_auth_config
+        from pilc_ray.job.cluster import keep_ray_on_loopback, refresh_ray_auth_config
 
         refresh_ray_auth_config()
+        keep_ray_on_loopback()
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                  include_dashboard=False,
                  object_store_memory=256 << 20, logging_level="WARNING",

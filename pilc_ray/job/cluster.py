@@ -33,10 +33,29 @@ def ensure_ray(cfg: JobConfig) -> bool:
     if "RAY_AUTH_MODE" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
         refresh_ray_auth_config()
+    keep_ray_on_loopback()
     ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False,
              _node_ip_address="127.0.0.1",
              **quiet)
     return True
+
+
+def keep_ray_on_loopback() -> None:
+    """Make a Ray started here listen and register on 127.0.0.1 only.
+
+    On Linux Ray turns `_node_ip_address="127.0.0.1"` into the primary interface's address
+    (ray._private.services.resolve_ip_for_localhost), so the embedded cluster's GCS and raylet
+    would listen there. Its switch for single-machine clusters (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+    off, Ray's default on macOS and Windows) keeps them on loopback: set in the environment for
+    the processes Ray starts, and on the constant this process already read at import.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):
+        pass
 
 
 def refresh_ray_auth_config() -> None:

@@ -34,6 +34,16 @@ def ray_address():
     return testing.local_ray()
 
 
+def test_local_ray_listens_on_loopback_only(ray_address):
+    """The test cluster, started by the rule the job's embedded cluster uses
+    (cluster.keep_ray_on_loopback), registers its GCS and its node on 127.0.0.1, not on the
+    machine's interface address (where Ray would otherwise move them)."""
+    import ray
+
+    assert ray_address.rsplit(":", 1)[0] == "127.0.0.1"
+    assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
+
+
 def make_folder(root: Path, n: int = 8, size: int = 48, seed: int = 0) -> dict[str, np.ndarray]:
     """Mixed images (gray, RGB, RGBA, 16-bit) in nested folders; returns id -> pixels."""
     rng = np.random.default_rng(seed)
