@@ -635,7 +635,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                       int64_t *rp, int64_t rend, const uint8_t *PILC_RESTRICT data) {
     const int kind = PILC_MIN(c, 2);
     const int np = 3 + 3 * kind;  // cross-plane predictors use planes 0..kind-1
-    const int mx = PM_IS_MAX(lvl);  // pm_plane runs the default and both max levels
+    const int mx = PM_IS_MAX(lvl);  // pm_plane runs the default and every max level
     const int v2 = PM_IS_V2(lvl);
     const int nl = lvl == PM_LVL_MAX3;  // max v3's NLMS stage
     const int k = np + 1 + mx;  // the max levels add the local LS predictor q[np + 1]
@@ -786,8 +786,6 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                 }
             }
             const int64_t lv = tb->lom[mean];
-            // max, planes > 0: the blend's mean error in this context (energy x texture)
-            // corrects it
             // max v3: the NLMS stage's correction of the blend, where this bucket's corrected
             // predictions have erred less than the blend's
             int nf = 0;
@@ -799,6 +797,8 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
                     pr = pr < 0 ? 0 : (pr > 255 * 8 ? 255 * 8 : pr);
                 }
             }
+            // max, planes > 0: the blend's mean error in this context (energy x texture)
+            // corrects it
             const int64_t praw = pr;
             int64_t bi = 0;
             if (corr) {
