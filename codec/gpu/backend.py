@@ -27,7 +27,7 @@ TR_LEVEL = 11  # tile record column of the effort level (pilc_cuda.cu)
 LL_NT = 10  # PM_LL_NT: the max levels' local LS taps at most (max v2's plane 0)
 LL_NS = LL_NT * (LL_NT + 1) // 2 + LL_NT + 1  # PM_LL_NS
 NL_NS = 2 * (NPM + 8) + 2 + 2 * pixelmodel.N_BUCKETS  # PM_NL_NS: max v3's NLMS state
-LM_N = LL_NT * (LL_NT + 1) + NL_NS  # PM_LM_N: float64 scratch per lane
+LM_N = LL_NT * (LL_NT + 1) + NL_NS  # PM_LM_N: float64 scratch per lane (solve, then NLMS)
 
 
 @dataclass

@@ -81,7 +81,8 @@
 #define PM_NL_DMAX 4096.0  // and the correction to +-this (NaN-safe)
 #define PM_NL_GATE 256.0   // the bucket sums move 1/256 of the way per sample
 #define PM_NL_NS (2 * PM_NL_NF + 2 + 2 * PM_NB)
-#define PM_LM_N (PM_LL_NT * (PM_LL_NT + 1) + PM_NL_NS)  // float64 scratch per lane: solve, NLMS
+#define PM_NL_AT (PM_LL_NT * (PM_LL_NT + 1))  // the NLMS state's offset: after the solve scratch
+#define PM_LM_N (PM_NL_AT + PM_NL_NS)            // float64 scratch per lane: solve, NLMS
 
 typedef struct {
     const uint8_t *PILC_RESTRICT e_bucket;    // [4096]
@@ -454,6 +455,9 @@ PILC_FN int64_t pm_coding_frame(int64_t pr, int64_t kind, int64_t lv, int64_t *b
     return ((kind * PM_NLEV + lv) << 1) + far;
 }
 
+// Max v3's NLMS state of the tile (PM_NL_NS float64, lane stride ls) in lmat.
+PILC_FN double *pm_nl_state(const PmState *st) { return st->lmat + PM_NL_AT * st->ls; }
+
 // Zero what a tile plane reads before writing it: the pad rows and columns of its true errors
 // and the whole per-predictor ring; start every bucket from the trained prior.
 PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
@@ -488,7 +492,7 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
             st->asum[u * ls] = 0;
         }
     if (lvl == PM_LVL_MAX3)
-        for (int u = 0; u < PM_NL_NS; u++) st->lmat[(PM_LL_NT * (PM_LL_NT + 1) + u) * ls] = 0;
+        for (int u = 0; u < PM_NL_NS; u++) pm_nl_state(st)[u * ls] = 0;
     if (lvl == PM_LVL_FAST)  // moving means: no counts
         for (int u = PM_NB; u < PM_NB + PM_NBIAS_FAST; u++) st->asum[u * ls] = 0;
 }
@@ -649,7 +653,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
     const int64_t tw = st->tw;
     const int64_t hw = im->hw, W = im->W;
     // max v3's NLMS state (lmat after the solve scratch): weights, features, bucket sums
-    double *PILC_RESTRICT nlw = nl ? st->lmat + (PM_LL_NT * (PM_LL_NT + 1)) * ls : 0;
+    double *PILC_RESTRICT nlw = nl ? pm_nl_state(st) : 0;
     double *PILC_RESTRICT nlf = nl ? nlw + PM_NL_NF * ls : 0;
     double *PILC_RESTRICT nlg = nl ? nlf + (PM_NL_NF + 2) * ls : 0;
     uint8_t *PILC_RESTRICT pc = im->px + c * hw;
