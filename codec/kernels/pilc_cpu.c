@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pilc_model.h"
+#include "pilc_fast_lanes.h"
 
 #define PILC_EXPORT __attribute__((visibility("default")))
 
@@ -17,6 +18,30 @@
 PILC_EXPORT const char *pilc_source_hash(void) { return PILC_SOURCE_HASH; }
 
 static int64_t claim(int64_t *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
+static int64_t claim_n(int64_t *counter, int64_t n) {
+    return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+// Whether the fast level runs in vector lanes (pilc_fast_lanes.h): -1 until first asked, then
+// whether this CPU can; pilc_set_lanes(0) forces the scalar loop (tests compare the two).
+static int lanes_on = -1;
+
+static int lanes_enabled(int64_t level) {
+    if (level != PM_LVL_FAST) return 0;
+    int on = __atomic_load_n(&lanes_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        on = pl_cpu_ok();
+        __atomic_store_n(&lanes_on, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+// Turn the vector lanes on (where the CPU has AVX2) or off; returns whether they are on.
+PILC_EXPORT int64_t pilc_set_lanes(int64_t on) {
+    const int v = on ? pl_cpu_ok() : 0;
+    __atomic_store_n(&lanes_on, v, __ATOMIC_RELAXED);
+    return v;
+}
 
 static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) {
     *mh = *mw = 0;
@@ -84,12 +109,28 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
     if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
-    for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
-        st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
-        st.rows = boxes[4 * t + 2] + PM_PAD;
-        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
-                       starts + t * n_ch, sym, tid, bkt, a, b);
+    const int lanes = lanes_enabled(level);
+    void *lmem = lanes ? malloc(pl_bytes(n_ch, mh, mw)) : 0;
+    if (lanes && !lmem) {
+        free(cs.mem);
+        return -1;
     }
+    PlBatch B;
+    if (lanes) pl_place(&B, lmem, n_ch, mh, mw);
+    const int64_t step = lanes ? PL_LANES : 1;
+    for (int64_t t0 = claim_n(counter, step); t0 < n_tiles; t0 = claim_n(counter, step)) {
+        const int n = (int)PILC_MIN(step, n_tiles - t0);
+        if (n > 1) {  // vector lanes
+            pl_open(&B, boxes, t0, n);
+            pl_encode_batch(&B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            continue;
+        }
+        st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
+        st.rows = boxes[4 * t0 + 2] + PM_PAD;
+        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
+                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
+    }
+    free(lmem);
     free(cs.mem);
     return 0;
 }
@@ -107,12 +148,29 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
     CpuState cs;
     if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
-    for (int64_t t = claim(counter); t < n_tiles; t = claim(counter)) {
-        st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
-        st.rows = boxes[4 * t + 2] + PM_PAD;
-        pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
-                       data, bb, t * n_ch, err + t * n_ch);
+    const int lanes = lanes_enabled(level);
+    void *lmem = lanes ? malloc(pl_bytes(n_ch, mh, mw)) : 0;
+    if (lanes && !lmem) {
+        free(cs.mem);
+        return -1;
     }
+    PlBatch B;
+    if (lanes) pl_place(&B, lmem, n_ch, mh, mw);
+    const int64_t step = lanes ? PL_LANES : 1;
+    for (int64_t t0 = claim_n(counter, step); t0 < n_tiles; t0 = claim_n(counter, step)) {
+        const int n = (int)PILC_MIN(step, n_tiles - t0);
+        if (n > 1) {
+            pl_open(&B, boxes, t0, n);
+            if (!pl_decode_batch(&B, &im, n_ch, t0, &tb, coefs, data, bb, err)) continue;
+        }
+        for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
+            st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
+            st.rows = boxes[4 * t + 2] + PM_PAD;
+            pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb,
+                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
+        }
+    }
+    free(lmem);
     free(cs.mem);
     return 0;
 }

@@ -202,7 +202,7 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
 // CPU and GPU pick the same coefficients. a: PM_NTAPS^2 scratch, b: PM_NTAPS.
 PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
                           int64_t w, int64_t *coef, double *a, double *b) {
-    int32_t f[PM_NTAPS];
+    int32_t f[PM_NTAPS] = {0};
     const int n = pm_n_taps(lvl, c);
     for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
     for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;

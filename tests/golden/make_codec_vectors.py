@@ -22,6 +22,7 @@ OUT = Path(__file__).with_name("codec_vectors.npz")
 # the "max-v2" vectors the "max" vectors of before max v3 (level 4).
 OPTIONS: dict[str, dict] = {
     "rgb_t128": {"tile": 128},
+    "rgb_fast_t128": {"effort": "fast", "tile": 128},  # 4 tiles of 4 shapes: the vector lanes
     **{f"{base}_{effort}": {"effort": effort}
        for effort in ("fast", "max-v1", "max-v2", "max")
        for base in ("rgb", "gray", "rgba", "tiny")},

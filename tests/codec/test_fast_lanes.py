@@ -1,0 +1,119 @@
+"""The fast level's vector lanes (pilc_fast_lanes.h): up to 8 tiles coded at once must give the
+scalar loop's bytes, pixels and stream errors exactly, for any mix of tile shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from golden.make_codec_vectors import NAMES, options
+
+import codec
+from codec import kernels
+from codec.errors import CodecError
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
+
+
+def cpu_has_avx2() -> bool:
+    try:
+        return " avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def smooth(h: int, w: int, ch: int, seed: int) -> np.ndarray:
+    """Noisy gradients: photo-like enough that every tile takes the learned path."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    planes = [
+        100 + 60 * np.sin(x / (9.0 + 4 * k)) * np.cos(y / (15.0 + k)) + rng.normal(0, 3 + k, (h, w))
+        for k in range(ch)
+    ]
+    px = np.clip(np.stack(planes, -1), 0, 255).astype(np.uint8)
+    return px[:, :, 0].copy() if ch == 1 else px
+
+
+# Shapes whose tiles differ: ragged last rows and columns (down to 1 pixel), 2 to 30 tiles,
+# gray, RGB, and RGBA (a 3-plane and a 1-plane group).
+CASES = [
+    (130, 129, 3, 128),
+    (257, 300, 1, 128),
+    (300, 520, 3, 256),
+    (140, 1100, 3, 128),
+    (900, 131, 1, 128),
+    (600, 600, 1, 128),
+    (129, 257, 4, 128),
+    (2, 700, 3, 128),
+]
+
+
+def encode(px: np.ndarray, tile: int, lanes: bool, effort: str = "fast") -> bytes:
+    with kernels.using_lanes(lanes):
+        return codec.encode(px, effort=effort, tile=tile, fallback="never")
+
+
+def decode(blob: bytes, lanes: bool) -> np.ndarray:
+    with kernels.using_lanes(lanes):
+        return np.asarray(codec.decode(blob))
+
+
+def test_lanes_are_on_where_the_cpu_has_avx2():
+    with kernels.using_lanes(True) as on:
+        assert on == cpu_has_avx2()
+    with kernels.using_lanes(False) as on:
+        assert not on
+
+
+@pytest.mark.parametrize("h,w,ch,tile", CASES)
+def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile):
+    px = smooth(h, w, ch, seed=h + w + ch)
+    scalar = encode(px, tile, lanes=False)
+    assert encode(px, tile, lanes=True) == scalar
+    assert np.array_equal(decode(scalar, lanes=True), px)
+    assert np.array_equal(decode(scalar, lanes=False), px)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_lanes_independent_of_threads(threads):
+    px = smooth(400, 700, 3, seed=5)
+    expected = encode(px, 128, lanes=False)
+    with kernels.using_threads(threads):
+        assert encode(px, 128, lanes=True) == expected
+        assert np.array_equal(decode(expected, lanes=True), px)
+
+
+def outcome(blob: bytes, lanes: bool) -> tuple[str, object]:
+    try:
+        return "ok", decode(blob, lanes).tobytes()
+    except CodecError as exc:
+        return "error", str(exc)
+
+
+def test_lanes_report_corrupt_streams_as_the_scalar_loop_does():
+    """The same first bad stream and code, or the same pixels where the damage goes unseen."""
+    px = smooth(300, 400, 3, seed=9)
+    blob = bytearray(encode(px, 128, lanes=True))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for k in range(24):
+        bad = bytearray(blob)
+        at = int(rng.integers(len(blob) // 4, len(blob)))
+        bad[at] ^= 1 << int(rng.integers(0, 8))
+        if k % 3 == 0:
+            bad = bad[: len(bad) - int(rng.integers(1, 200))]
+        scalar = outcome(bytes(bad), lanes=False)
+        assert outcome(bytes(bad), lanes=True) == scalar, k
+        seen.add(scalar[0])
+    assert "error" in seen
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if options(n).get("effort") == "fast"])
+def test_fast_golden_vectors_in_the_scalar_loop_too(name):
+    """test_determinism checks the golden bytes with the lanes on (the default here)."""
+    with np.load(GOLDEN) as f:
+        px, expected = f[f"in_{name}"], f[f"blob_{name}"].tobytes()
+    opts = {"tile": 256, **options(name)}
+    assert encode(px, lanes=False, **opts) == expected
+    assert np.array_equal(decode(expected, lanes=False), px)
