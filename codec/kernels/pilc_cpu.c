@@ -89,6 +89,25 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
     return o;
 }
 
+// A thread's vector-lane buffers (pilc_fast_lanes.h); step: tiles claimed at a time (1 without
+// lanes).
+typedef struct {
+    PlBatch B;
+    void *mem;
+    int64_t step;
+} Lanes;
+
+static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
+    L->mem = 0;
+    L->step = 1;
+    if (!lanes_enabled(level)) return 0;
+    L->mem = malloc(pl_bytes(n_ch, mh, mw));
+    if (!L->mem) return -1;
+    pl_place(&L->B, L->mem, n_ch, mh, mw);
+    L->step = PL_LANES;
+    return 0;
+}
+
 #define PM_TABLE_PARAMS                                                                       \
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
         const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
@@ -109,20 +128,16 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
     if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
-    const int lanes = lanes_enabled(level);
-    void *lmem = lanes ? malloc(pl_bytes(n_ch, mh, mw)) : 0;
-    if (lanes && !lmem) {
+    Lanes L;
+    if (lanes_open(&L, level, n_ch, mh, mw)) {
         free(cs.mem);
         return -1;
     }
-    PlBatch B;
-    if (lanes) pl_place(&B, lmem, n_ch, mh, mw);
-    const int64_t step = lanes ? PL_LANES : 1;
-    for (int64_t t0 = claim_n(counter, step); t0 < n_tiles; t0 = claim_n(counter, step)) {
-        const int n = (int)PILC_MIN(step, n_tiles - t0);
+    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
+        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {  // vector lanes
-            pl_open(&B, boxes, t0, n);
-            pl_encode_batch(&B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            pl_open(&L.B, boxes, t0, (int)n);
+            pl_encode_batch(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
             continue;
         }
         st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
@@ -130,7 +145,7 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
         pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
                        coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
     }
-    free(lmem);
+    free(L.mem);
     free(cs.mem);
     return 0;
 }
@@ -148,20 +163,16 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
     CpuState cs;
     if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
     PmState st = contiguous(&cs.st);
-    const int lanes = lanes_enabled(level);
-    void *lmem = lanes ? malloc(pl_bytes(n_ch, mh, mw)) : 0;
-    if (lanes && !lmem) {
+    Lanes L;
+    if (lanes_open(&L, level, n_ch, mh, mw)) {
         free(cs.mem);
         return -1;
     }
-    PlBatch B;
-    if (lanes) pl_place(&B, lmem, n_ch, mh, mw);
-    const int64_t step = lanes ? PL_LANES : 1;
-    for (int64_t t0 = claim_n(counter, step); t0 < n_tiles; t0 = claim_n(counter, step)) {
-        const int n = (int)PILC_MIN(step, n_tiles - t0);
+    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
+        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {
-            pl_open(&B, boxes, t0, n);
-            if (!pl_decode_batch(&B, &im, n_ch, t0, &tb, coefs, data, bb, err)) continue;
+            pl_open(&L.B, boxes, t0, (int)n);
+            if (!pl_decode_batch(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)) continue;
         }
         for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
             st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
@@ -170,7 +181,7 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
                            coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
         }
     }
-    free(lmem);
+    free(L.mem);
     free(cs.mem);
     return 0;
 }
