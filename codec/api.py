@@ -21,7 +21,6 @@ from codec.colour import forward_rgb, inverse_rgb
 from codec.errors import CodecError
 from codec.gpu.backend import Backend
 from codec.imagefile import DEFAULT_MAX_SAMPLES, RasterImage, load_image, mode_shape
-from codec.layout import DEFAULT_TILE
 from codec.model import (
     WEIGHTS_DIR,
     Model,
@@ -153,7 +152,7 @@ def encode_batch(
     fallback: str = "auto",
     model: Model | None = None,
     vq: bool = False,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     device: str | Backend | None = None,
     threads: int | None = None,
     effort: str | int = "default",
@@ -165,7 +164,8 @@ def encode_batch(
     and keeps the default level for an image where that codes smaller); the header names the
     level used, and one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
-    tile is the learned path's tile side (256, or 128 for more independent streams); device
+    tile is the learned path's tile side (256, or 128 for more independent streams; None: 256,
+    but 128 at the fast level for images under 8 tiles of 256, learned.group_tile); device
     is where the pixel stage runs ("cpu", "cuda", "auto"; default PILC_DEVICE, else auto:
     codec.gpu), threads how many CPU threads the kernels use (default: the CPUs this process
     may use). Every device and thread count writes the same bytes."""
@@ -235,7 +235,7 @@ def encode(
     fallback: str = "auto",
     model: Model | None = None,
     vq: bool = False,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     device: str | Backend | None = None,
     threads: int | None = None,
     effort: str | int = "default",

@@ -40,6 +40,7 @@ from codec.layout import (
     tile_bands,
     tile_boxes,
     tile_chunks,
+    tile_grid,
 )
 from codec.model import Model, residual_features
 
@@ -159,16 +160,35 @@ def _coef_mask(n_tiles: int, n_ch: int, level: int = pixelmodel.LEVEL_DEFAULT) -
     return mask
 
 
-def check_tile(tile: int) -> None:
-    """The group flags can only say 128 or 256: refuse anything else before any work."""
-    if tile not in TILE_SIZES:
+def check_tile(tile: int | None) -> None:
+    """The group flags can only say 128 or 256 (None: the encoder picks per group, group_tile):
+    refuse anything else before any work."""
+    if tile is not None and (type(tile) is not int or tile not in TILE_SIZES):
         raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
 
 
-def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tile: int):
-    """Tile boxes of every group, VQ indices per tile (if vq) and the scale maps they give."""
-    check_tile(tile)
-    boxes_all = [tile_boxes(p.shape[1], p.shape[2], tile) for p in groups]
+# The fast level's CPU kernels code this many tiles of a plane group at once (vector lanes,
+# codec/kernels/pilc_fast_lanes.h PL_LANES).
+FAST_LANES = 8
+
+
+def group_tile(height: int, width: int, level: int, tile: int | None = None) -> int:
+    """The tile side of one plane group: `tile` where given, else 256 (a tile's cold start and
+    edges cost bytes), except at the fast level where 256 would leave fewer tiles than its
+    vector lanes: 128 there (4x the tiles for ~0.2-0.4% more bytes, docs/experiments.md entry
+    27)."""
+    if tile is not None:
+        return tile
+    if level != pixelmodel.LEVEL_FAST:
+        return DEFAULT_TILE
+    ty, tx = tile_grid(height, width, DEFAULT_TILE)
+    return DEFAULT_TILE if ty * tx >= FAST_LANES else TILE
+
+
+def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tiles: list[int]):
+    """Tile boxes of every group (group g cut in tiles[g]), VQ indices per tile (if vq) and the
+    scale maps they give."""
+    boxes_all = [tile_boxes(p.shape[1], p.shape[2], t) for p, t in zip(groups, tiles, strict=True)]
     vq_on = [vq] * len(groups)
     with timing.stage("model"):
         indices = _vq_indices(model, groups, boxes_all, vq_on)
@@ -176,16 +196,22 @@ def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tile: in
     return boxes_all, indices, scales
 
 
+def _group_tiles(groups: list[np.ndarray], level: int, tile: int | None) -> list[int]:
+    check_tile(tile)
+    return [group_tile(p.shape[1], p.shape[2], level, tile) for p in groups]
+
+
 def analyse(
     model: Model,
     groups: list[np.ndarray],
     vq: bool = False,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     level: int = pixelmodel.LEVEL_DEFAULT,
 ):
     """Encode-side modelling of a batch in one pass (table fitting): VQ indices per tile (if
-    vq), then each group's PlaneCode at the effort level."""
-    boxes_all, indices, scales = _side_information(model, groups, vq, tile)
+    vq), then each group's PlaneCode at the effort level (tile: group_tile)."""
+    tiles = _group_tiles(groups, level, tile)
+    boxes_all, indices, scales = _side_information(model, groups, vq, tiles)
     prior = model.pixel_tables(level).prior
     with timing.stage("predictor"):
         encoded = [
@@ -264,20 +290,21 @@ def encode_groups(
     model: Model,
     groups: list[np.ndarray],
     vq: bool = False,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
     chunk_pixels: int | None = None,
     device: Backend | None = None,
     level: int = pixelmodel.LEVEL_DEFAULT,
 ) -> list[bytes]:
     """Learned payload of each plane group at an effort level (pixelmodel.LEVELS; the header
-    names it, not the payload); vq sends the VQ-VAE side information, tile is the
-    tile side (layout.TILE_SIZES); device runs the pixel stage on a GPU backend (codec.gpu)
-    instead of the CPU kernels, with the same bytes out. The pixel stage runs over runs of
-    whole tiles of at most chunk_pixels pixels (default CHUNK_PIXELS), so its working memory
-    (symbols, table ids, the coder's worst-case buffer: ~10 bytes per sample) is bounded by the
-    chunk, not by the image or the batch (the VQ stage, when asked for, still builds full-size
-    features and maps)."""
-    boxes_all, indices, scales = _side_information(model, groups, vq, tile)
+    names it, not the payload); vq sends the VQ-VAE side information, tile is the tile side
+    (layout.TILE_SIZES; None: group_tile picks per group); device runs the pixel stage on a GPU
+    backend (codec.gpu) instead of the CPU kernels, with the same bytes out. The pixel stage
+    runs over runs of whole tiles of at most chunk_pixels pixels (default CHUNK_PIXELS), so its
+    working memory (symbols, table ids, the coder's worst-case buffer: ~10 bytes per sample) is
+    bounded by the chunk, not by the image or the batch (the VQ stage, when asked for, still
+    builds full-size features and maps)."""
+    tiles = _group_tiles(groups, level, tile)
+    boxes_all, indices, scales = _side_information(model, groups, vq, tiles)
     with timing.stage("coder"):
         index_streams = _encode_index_streams(model, boxes_all, indices, vq)
     limit = chunk_pixels or CHUNK_PIXELS
@@ -291,12 +318,12 @@ def encode_groups(
             pixel_streams = batch.encode_pixel_stage(
                 device, groups, boxes_all, scales, pt.prior, pt.tables, limit, level
             )
-    flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tile == 2 * TILE else 0)
     out = []
     for g, ((idx_words, idx_bytes), (coefs, px_words, px_parts)) in enumerate(
         zip(index_streams, pixel_streams, strict=True)
     ):
         sent = coefs[_coef_mask(len(boxes_all[g]), groups[g].shape[0], level)]
+        flags = (FLAG_VQ if vq else 0) | (FLAG_TILE256 if tiles[g] == 2 * TILE else 0)
         head = [
             varints.encode_one(flags),
             varints.encode(_zigzag(sent)),

@@ -322,7 +322,7 @@ INDEX_HELP = "job output (folder or s3:// prefix) or its index.parquet"
 
 
 def _encode_options(e: argparse.ArgumentParser) -> None:
-    from codec.layout import DEFAULT_TILE, TILE_SIZES
+    from codec.layout import TILE_SIZES
 
     e.add_argument("input", help="image file (PNG, TIFF, JPEG, ...: whatever Pillow reads)")
     e.add_argument("output", help="blob file to write (its folder must exist)")
@@ -334,9 +334,9 @@ def _encode_options(e: argparse.ArgumentParser) -> None:
                         "bytes), default, or max (fewer bytes, slower); any level decodes")
     e.add_argument("--vq", action="store_true",
                    help="send VQ-VAE side information (costs bytes; FORMAT.md)")
-    e.add_argument("--tile", type=int, choices=TILE_SIZES, default=DEFAULT_TILE,
-                   help="tile side: 256 (fewer bytes; default) or 128 (4x more independent "
-                        "streams)")
+    e.add_argument("--tile", type=int, choices=TILE_SIZES, default=None,
+                   help="tile side: 256 (fewer bytes) or 128 (4x more independent streams); "
+                        "default 256, but 128 at --effort fast for images under 8 tiles")
     _device_options(e)
     e.set_defaults(fn=_cmd_encode)
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codec.container import EFFORTS
-from codec.layout import DEFAULT_TILE, TILE_SIZES
+from codec.layout import TILE_SIZES
 from pilc_ray import index as ix
 from pilc_ray.storage import StorageOptions
 
@@ -41,7 +41,9 @@ class JobConfig:
     num_cpus: int | None = None  # for the embedded local Ray only
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
-    tile: int = DEFAULT_TILE  # learned path's tile side: 256, or 128 for 4x more streams per image
+    # learned path's tile side: 256, or 128 for 4x more streams per image; None: the encoder's
+    # choice (256, but 128 at the fast effort for images under 8 tiles, learned.group_tile)
+    tile: int | None = None
     effort: str = "default"  # learned path's level: "fast", "default" or "max" (FORMAT.md)
     jpeg: str = "passthrough"
     all_files: bool = False
@@ -135,7 +137,7 @@ _CHOICES: dict[str, tuple] = {
     "layout": ("shards", "objects"),
     "engine": ("actors", "data"),
     "fallback": ("auto", "always", "never"),
-    "tile": TILE_SIZES,
+    "tile": (None, *TILE_SIZES),
     "effort": EFFORTS,
     "jpeg": ("passthrough", "decode"),
     "progress": ("bar", "log", "none"),

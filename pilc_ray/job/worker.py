@@ -29,7 +29,6 @@ from codec import timing
 from codec.api import checksum as pixel_checksum
 from codec.errors import CodecError
 from codec.imagefile import RasterImage
-from codec.layout import DEFAULT_TILE
 from pilc_ray import storage as st
 from pilc_ray.job.sources import Item
 
@@ -45,7 +44,7 @@ class WorkerConfig:
     dest: str
     layout: str = "shards"  # "shards" (one object per batch) or "objects" (one per image)
     fallback: str = "auto"
-    tile: int = DEFAULT_TILE  # learned path's tile side (codec.layout.TILE_SIZES)
+    tile: int | None = None  # learned path's tile side (codec.layout.TILE_SIZES; None: codec's)
     effort: str = "default"  # learned path's level: "fast", "default" or "max"
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)

@@ -10,7 +10,7 @@ import pytest
 from golden.make_codec_vectors import NAMES, options
 
 import codec
-from codec import kernels
+from codec import container, kernels, learned, pixelmodel
 from codec.errors import CodecError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
@@ -117,3 +117,23 @@ def test_fast_golden_vectors_in_the_scalar_loop_too(name):
     opts = {"tile": 256, **options(name)}
     assert encode(px, lanes=False, **opts) == expected
     assert np.array_equal(decode(expected, lanes=False), px)
+
+
+def tile_flag(blob: bytes) -> int:
+    """The tile side a one-group learned blob was cut in (its group flags' bit 1)."""
+    return 256 if container.parse(blob)[1][0] >> 1 & 1 else 128
+
+
+def test_fast_level_picks_128_tiles_where_256_would_leave_lanes_idle():
+    assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST) == 128  # 6 tiles of 256
+    assert learned.group_tile(600, 1100, pixelmodel.LEVEL_FAST) == 256  # 15 tiles of 256
+    assert learned.group_tile(300, 520, pixelmodel.LEVEL_DEFAULT) == 256
+    assert learned.group_tile(300, 520, pixelmodel.LEVEL_MAX) == 256
+    assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST, 256) == 256
+    small, large = smooth(300, 520, 3, seed=1), smooth(600, 1100, 1, seed=2)
+    assert tile_flag(codec.encode(small, effort="fast", fallback="never")) == 128
+    assert tile_flag(codec.encode(large, effort="fast", fallback="never")) == 256
+    assert tile_flag(codec.encode(small, fallback="never")) == 256
+    assert tile_flag(codec.encode(small, effort="fast", tile=256, fallback="never")) == 256
+    with pytest.raises(CodecError, match="tile side"):
+        codec.encode(small, effort="fast", tile=256.0)
