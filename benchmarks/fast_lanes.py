@@ -59,7 +59,8 @@ def run_set(model, groups: list[list[np.ndarray]], rounds: int) -> dict[str, tup
                     t0 = time.perf_counter()
                     payloads = learned.encode_groups(model, grp, tile=tile, level=level)
                     t1 = time.perf_counter()
-                    back = learned.decode_groups(model, payloads, [g.shape for g in grp], level)
+                    shapes = [g.shape for g in grp]
+                    back = learned.decode_groups(model, payloads, shapes, level=level)
                     t2 = time.perf_counter()
                     t_enc += t1 - t0
                     t_dec += t2 - t1
