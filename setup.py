@@ -9,7 +9,7 @@ from setuptools.command.build_ext import build_ext
 
 KERNELS = "codec/kernels"
 SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h", "pilc_fast_lanes.h",
-           "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")
+           "pilc_fast_lanes_body.h", "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")
 
 
 def source_hash() -> str:

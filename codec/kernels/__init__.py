@@ -76,7 +76,8 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
 
 # setup.py hashes the same files in the same order into the library
 _SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h",
-            "pilc_fast_lanes.h", "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")  # fmt: skip
+            "pilc_fast_lanes.h", "pilc_fast_lanes_body.h", "pilc_cuda.cu", "pilc_cpu.c",
+            "pilc_emu.c")  # fmt: skip
 
 
 def source_hash() -> str:
@@ -186,28 +187,32 @@ def run_shared(call: Callable[[int], object], n_items: int) -> list:
 # --------------------------------------------------------------------------------------------
 
 
-def set_lanes(on: bool) -> bool:
-    """Process-wide: code the fast level's tiles 8 at a time in AVX2 vector lanes where this CPU
-    has AVX2 (the default), or one at a time. The bytes are the same either way; returns whether
-    the lanes are now on."""
-    return bool(lib.pilc_set_lanes(1 if on else 0))
+def set_lanes(width: bool | int) -> int:
+    """Process-wide: code the fast level's tiles in vector lanes, several at once. True: the
+    widest this CPU runs (16 with AVX-512, 8 with AVX2; the default); 16 or 8: that width where
+    the CPU runs it, else none; False or 0: one tile at a time (the scalar loop). The bytes are
+    the same either way; returns the width now in use (0: none)."""
+    w = 1 if width is True else int(width)
+    if w not in (0, 1, 8, 16):
+        raise CodecError(f"lane width must be 16, 8, True or False, not {width!r}")
+    return int(lib.pilc_set_lanes(w))
 
 
 @contextlib.contextmanager
-def using_lanes(on: bool) -> Iterator[bool]:
-    """set_lanes(on) for the block (yields whether they are on), then the lanes back on where
-    the CPU has them, unless PILC_LANES=0 turned them off."""
+def using_lanes(width: bool | int) -> Iterator[int]:
+    """set_lanes(width) for the block (yields the width in use), then back to the default: the
+    widest this CPU runs, or what PILC_LANES says."""
     try:
-        yield set_lanes(on)
+        yield set_lanes(width)
     finally:
         set_lanes(_env_lanes())
 
 
-def _env_lanes() -> bool:
+def _env_lanes() -> int:
     raw = os.environ.get("PILC_LANES", "").strip()
-    if raw not in ("", "0", "1"):
-        raise CodecError(f"PILC_LANES must be 0 or 1, not {raw!r}")
-    return raw != "0"
+    if raw not in ("", "0", "8", "16"):
+        raise CodecError(f"PILC_LANES must be 0, 8 or 16, not {raw!r}")
+    return int(raw) if raw else 1
 
 
 set_lanes(_env_lanes())

@@ -22,25 +22,29 @@ static int64_t claim_n(int64_t *counter, int64_t n) {
     return __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
 }
 
-// Whether the fast level runs in vector lanes (pilc_fast_lanes.h): -1 until first asked, then
-// whether this CPU can; pilc_set_lanes(0) forces the scalar loop (tests compare the two).
-static int lanes_on = -1;
+// The fast level's vector lanes (pilc_fast_lanes.h): -1 until first asked, then the widest this
+// CPU runs (16, 8, or 0 for none); pilc_set_lanes picks another (tests compare them).
+static int lanes_width = -1;
 
 static int lanes_enabled(int64_t level) {
     if (level != PM_LVL_FAST) return 0;
-    int on = __atomic_load_n(&lanes_on, __ATOMIC_RELAXED);
-    if (on < 0) {
-        on = pl_cpu_ok();
-        __atomic_store_n(&lanes_on, on, __ATOMIC_RELAXED);
+    int w = __atomic_load_n(&lanes_width, __ATOMIC_RELAXED);
+    if (w < 0) {
+        w = pl_cpu_width();
+        __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
     }
-    return on;
+    return w;
 }
 
-// Turn the vector lanes on (where the CPU has AVX2) or off; returns whether they are on.
-PILC_EXPORT int64_t pilc_set_lanes(int64_t on) {
-    const int v = on ? pl_cpu_ok() : 0;
-    __atomic_store_n(&lanes_on, v, __ATOMIC_RELAXED);
-    return v;
+// Lanes of `width` (16 or 8; 1: the widest this CPU runs; 0: none, the scalar loop), where this
+// CPU runs them; returns the width now in use (0: none).
+PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
+    const int cpu = pl_cpu_width();
+    int w = 0;
+    if (width == 1) w = cpu;
+    else if (width == 16 || width == 8) w = width <= cpu ? (int)width : 0;
+    __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
+    return w;
 }
 
 static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) {
@@ -89,23 +93,34 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
     return o;
 }
 
-// A thread's vector-lane buffers (pilc_fast_lanes.h); step: tiles claimed at a time (1 without
-// lanes).
+// A thread's vector-lane buffers; step: tiles claimed at a time (1 without lanes).
 typedef struct {
     PlBatch B;
     void *mem;
-    int64_t step;
+    int64_t step, n_ch, mh, mw;
 } Lanes;
 
 static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
     L->mem = 0;
     L->step = 1;
-    if (!lanes_enabled(level)) return 0;
-    L->mem = malloc(pl_bytes(n_ch, mh, mw));
+    const int W = lanes_enabled(level);
+    if (!W) return 0;
+    L->mem = malloc(pl_bytes(W, n_ch, mh, mw));
     if (!L->mem) return -1;
-    pl_place(&L->B, L->mem, n_ch, mh, mw);
-    L->step = PL_LANES;
+    L->n_ch = n_ch;
+    L->mh = mh;
+    L->mw = mw;
+    pl_place(&L->B, L->mem, W, n_ch, mh, mw);
+    L->step = W;
     return 0;
+}
+
+// Batch tiles t0 .. t0 + n - 1: 16 lanes, or 8 where that holds them (a narrower step costs
+// less, and a remainder of <= 8 tiles would leave half the 16 lanes idle anyway).
+static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
+    const int W = n <= 8 ? 8 : (int)L->step;
+    if (L->B.W != W) pl_place(&L->B, L->mem, W, L->n_ch, L->mh, L->mw);
+    pl_open(&L->B, boxes, t0, (int)n);
 }
 
 #define PM_TABLE_PARAMS                                                                       \
@@ -136,8 +151,10 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {  // vector lanes
-            pl_open(&L.B, boxes, t0, (int)n);
-            pl_encode_batch(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            lanes_batch(&L, boxes, t0, n);
+            if (L.B.W == 16)
+                pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            else pl_encode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
             continue;
         }
         st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
@@ -171,8 +188,11 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {
-            pl_open(&L.B, boxes, t0, (int)n);
-            if (!pl_decode_batch(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)) continue;
+            lanes_batch(&L, boxes, t0, n);
+            const int fell_back =
+                L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)
+                            : pl_decode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err);
+            if (!fell_back) continue;
         }
         for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
             st.tw = boxes[4 * t + 3] + 2 * PM_PAD;

@@ -16,11 +16,18 @@ from codec.errors import CodecError
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
 
 
-def cpu_has_avx2() -> bool:
+def cpu_flags() -> set[str]:
     try:
-        return " avx2" in Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return set()
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    return set(line.split())
+
+
+FLAGS = cpu_flags()
+CPU_WIDTH = 16 if "avx512f" in FLAGS else 8 if "avx2" in FLAGS else 0
+WIDTHS = [w for w in (8, 16) if w <= CPU_WIDTH]  # the lane kernels this CPU runs
 
 
 def smooth(h: int, w: int, ch: int, seed: int) -> np.ndarray:
@@ -49,52 +56,63 @@ CASES = [
 ]
 
 
-def encode(px: np.ndarray, tile: int, lanes: bool, effort: str = "fast") -> bytes:
-    with kernels.using_lanes(lanes):
+def encode(px: np.ndarray, tile: int, lanes: int, effort: str = "fast") -> bytes:
+    with kernels.using_lanes(lanes) as width:
+        assert width == lanes
         return codec.encode(px, effort=effort, tile=tile, fallback="never")
 
 
-def decode(blob: bytes, lanes: bool) -> np.ndarray:
-    with kernels.using_lanes(lanes):
+def decode(blob: bytes, lanes: int) -> np.ndarray:
+    with kernels.using_lanes(lanes) as width:
+        assert width == lanes
         return np.asarray(codec.decode(blob))
 
 
-def test_lanes_are_on_where_the_cpu_has_avx2():
-    with kernels.using_lanes(True) as on:
-        assert on == cpu_has_avx2()
-    with kernels.using_lanes(False) as on:
-        assert not on
+def test_lane_widths_follow_the_cpu():
+    with kernels.using_lanes(True) as width:
+        assert width == CPU_WIDTH
+    with kernels.using_lanes(False) as width:
+        assert width == 0
+    for w in (8, 16):
+        with kernels.using_lanes(w) as width:
+            assert width == (w if w <= CPU_WIDTH else 0)
+    with pytest.raises(CodecError, match="lane width"):
+        kernels.set_lanes(4)
+    assert kernels.set_lanes(True) == CPU_WIDTH
 
 
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("h,w,ch,tile", CASES)
-def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile):
+def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile, width):
     px = smooth(h, w, ch, seed=h + w + ch)
-    scalar = encode(px, tile, lanes=False)
-    assert encode(px, tile, lanes=True) == scalar
-    assert np.array_equal(decode(scalar, lanes=True), px)
-    assert np.array_equal(decode(scalar, lanes=False), px)
+    scalar = encode(px, tile, lanes=0)
+    assert encode(px, tile, lanes=width) == scalar
+    assert np.array_equal(decode(scalar, lanes=width), px)
+    assert np.array_equal(decode(scalar, lanes=0), px)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_lanes_independent_of_threads(threads):
+def test_lanes_independent_of_threads(threads, width):
     px = smooth(400, 700, 3, seed=5)
-    expected = encode(px, 128, lanes=False)
+    expected = encode(px, 128, lanes=0)
     with kernels.using_threads(threads):
-        assert encode(px, 128, lanes=True) == expected
-        assert np.array_equal(decode(expected, lanes=True), px)
+        assert encode(px, 128, lanes=width) == expected
+        assert np.array_equal(decode(expected, lanes=width), px)
 
 
-def outcome(blob: bytes, lanes: bool) -> tuple[str, object]:
+def outcome(blob: bytes, lanes: int) -> tuple[str, object]:
     try:
         return "ok", decode(blob, lanes).tobytes()
     except CodecError as exc:
         return "error", str(exc)
 
 
-def test_lanes_report_corrupt_streams_as_the_scalar_loop_does():
+@pytest.mark.parametrize("width", WIDTHS)
+def test_lanes_report_corrupt_streams_as_the_scalar_loop_does(width):
     """The same first bad stream and code, or the same pixels where the damage goes unseen."""
     px = smooth(300, 400, 3, seed=9)
-    blob = bytearray(encode(px, 128, lanes=True))
+    blob = bytearray(encode(px, 128, lanes=0))
     rng = np.random.default_rng(0)
     seen = set()
     for k in range(24):
@@ -103,8 +121,8 @@ def test_lanes_report_corrupt_streams_as_the_scalar_loop_does():
         bad[at] ^= 1 << int(rng.integers(0, 8))
         if k % 3 == 0:
             bad = bad[: len(bad) - int(rng.integers(1, 200))]
-        scalar = outcome(bytes(bad), lanes=False)
-        assert outcome(bytes(bad), lanes=True) == scalar, k
+        scalar = outcome(bytes(bad), lanes=0)
+        assert outcome(bytes(bad), lanes=width) == scalar, k
         seen.add(scalar[0])
     assert "error" in seen
 
@@ -115,8 +133,8 @@ def test_fast_golden_vectors_in_the_scalar_loop_too(name):
     with np.load(GOLDEN) as f:
         px, expected = f[f"in_{name}"], f[f"blob_{name}"].tobytes()
     opts = {"tile": 256, **options(name)}
-    assert encode(px, lanes=False, **opts) == expected
-    assert np.array_equal(decode(expected, lanes=False), px)
+    assert encode(px, lanes=0, **opts) == expected
+    assert np.array_equal(decode(expected, lanes=0), px)
 
 
 def tile_flag(blob: bytes) -> int:

@@ -1,0 +1,397 @@
+// The fast level's vector-lane kernel, written once over the vector macros of
+// pilc_fast_lanes.h and included there once per width (PL_W lanes: 8 with AVX2, 16 with
+// AVX-512); its names end in the width (PL_N). No include guard: it is meant to be included
+// twice, and it #undefs the includer's macros at its end.
+
+// 8 or 16 lanes' bytes / int16 at p, widened to int32.
+PL_FN PV PL_N(pl_u8)(const uint8_t *p) { return P_U8(p); }
+PL_FN PV PL_N(pl_i16)(const int16_t *p) { return P_I16(p); }
+PL_FN PV PL_N(pl_clamp)(PV v, int32_t lo, int32_t hi) {
+    return P_MIN(P_MAX(v, P_K(lo)), P_K(hi));
+}
+// table[idx] of a uint8 table whose size is a multiple of 4: each lane loads the aligned word
+// holding its byte, so no lane reads past the table's end.
+PL_FN PV PL_N(pl_gather_u8)(const uint8_t *table, PV idx) {
+    const PV v = P_GATHER(table, P_ANDNOT(P_K(3), idx), 1);
+    return P_AND(P_SRLV(v, P_SLLI(P_AND(idx, P_K(3)), 3)), P_K(0xFF));
+}
+// A lane-interleaved int32 array's element idx of each lane: a[idx * PL_W + lane].
+PL_FN PV PL_N(pl_lane_index)(PV idx) { return P_ADD(P_SLLI(idx, PL_LOG_W), P_IOTA); }
+PL_FN PV PL_N(pl_gather_lane)(const int32_t *a, PV idx) {
+    return P_GATHER(a, PL_N(pl_lane_index)(idx), 4);
+}
+// pm_running_mean: floor(16 sum * ceil(2^33 / cnt) / 2^33) is floor(16 sum / cnt) for
+// 16 sum < 2^24 and cnt <= 256 (the reciprocal's excess adds < 2^-9 < 1/cnt to a quotient whose
+// fraction is at most 1 - 1/cnt), and float64 division keeps that floor exact; capped.
+PL_FN PV PL_N(pl_running_mean)(PV sum, PV cnt) {
+    return P_MIN(P_DIV_FLOOR(P_SLLI(sum, 4), cnt), P_K(PM_MEAN_MAX - 1));
+}
+
+// pm_neighbours for every lane of plane p (lane-interleaved, row length wmax) at (i, j); wlast:
+// the lanes whose tile ends at column j (their NE stands in as N).
+PL_FN void PL_N(pl_neighbours)(const uint8_t *p, int64_t wmax, int64_t i, int64_t j, PM wlast,
+                               PV *o) {
+    const int64_t rs = wmax * PL_W;
+    const uint8_t *r = p + (i * wmax + j) * PL_W;
+    if (i == 0) {
+        if (j == 0) {
+            o[0] = o[1] = o[2] = o[3] = o[4] = o[5] = P_K(128);
+            return;
+        }
+        const PV wv = PL_N(pl_u8)(r - PL_W);
+        o[0] = o[1] = o[2] = o[3] = o[4] = wv;
+        o[5] = j > 1 ? PL_N(pl_u8)(r - 2 * PL_W) : wv;
+        return;
+    }
+    const PV n = PL_N(pl_u8)(r - rs);
+    const PV ne = P_SEL(wlast, PL_N(pl_u8)(r - rs + PL_W), n);
+    const PV nn = i > 1 ? PL_N(pl_u8)(r - 2 * rs) : n;
+    if (j == 0) {
+        o[0] = n; o[1] = n; o[2] = n; o[3] = ne; o[4] = nn; o[5] = n;
+        return;
+    }
+    const PV wv = PL_N(pl_u8)(r - PL_W);
+    o[0] = n; o[1] = wv; o[2] = PL_N(pl_u8)(r - rs - PL_W); o[3] = ne; o[4] = nn;
+    o[5] = j > 1 ? PL_N(pl_u8)(r - 2 * PL_W) : wv;
+}
+
+// Per-lane coder state of one plane.
+typedef struct {
+    PV xs, rp, rend2;            // rANS state (uint32), read position and end - 2, from dbase
+    const uint8_t *dbase;        // decoding: the lowest stream start of the batch
+    PV coef[16];                 // the lanes' LS coefficients
+    int64_t x0[PL_W];            // decoding: initial states (status check)
+    uint8_t *sym[PL_W], *tid[PL_W], *bkt[PL_W];  // encoding: plane c's outputs
+} PL_N(PlCoder);
+
+// One batch's plane in flight: its buffers at plane c, the lanes' shapes and which code it.
+typedef struct {
+    PlBatch *B;
+    PL_N(PlCoder) K;
+    uint8_t *pc;                 // plane c's pixels
+    int16_t *te;                 // plane c's true errors
+    int64_t plane_px, plane_te;  // plane strides of pix and te
+    PV hv, wv;                   // tile heights and widths
+    PM live, row;                // lanes that code this plane; of those, the lanes with row i
+} PL_N(PlPlane);
+
+PL_FN PV PL_N(pl_lane_values)(const int64_t *v) {
+    int32_t o[PL_W];
+    for (int l = 0; l < PL_W; l++) o[l] = (int32_t)v[l];
+    return P_LOADU(o);
+}
+
+// Start plane c of batch P->B (pm_reset_plane): zero true errors, buckets at the trained prior,
+// bias means at 0. live: the lanes that code this plane as bits (a decoder skips lanes whose
+// stream failed to open).
+PL_FN void PL_N(pl_plane_open)(PL_N(PlPlane) *P, int c, const PmTables *tb, int live) {
+    PlBatch *B = P->B;
+    const int kind = PILC_MIN(c, 2);
+    P->plane_px = B->hmax * B->wmax * PL_W;
+    P->plane_te = B->rows * B->tw * PL_W;
+    P->pc = B->pix + c * P->plane_px;
+    P->te = B->te + c * P->plane_te;
+    memset(P->te, 0, sizeof(int16_t) * P->plane_te);
+    for (int u = 0; u < PM_NB; u++) {
+        const int32_t v = (int32_t)((tb->prior[kind * PM_NB + u] * PM_PRIOR_COUNT) >> 4)
+                          | PM_PRIOR_COUNT << PL_CNT_AT;
+        for (int l = 0; l < PL_W; l++) B->bucket[u * PL_W + l] = v;
+    }
+    memset(B->bias, 0, sizeof(int32_t) * PM_NBIAS_FAST * PL_W);
+    P->hv = PL_N(pl_lane_values)(B->h);
+    P->wv = PL_N(pl_lane_values)(B->w);
+    P->live = P_MASK_OF_BITS(live);
+}
+
+// The lanes with row i (0 where none).
+PL_FN int PL_N(pl_row)(PL_N(PlPlane) *P, int64_t i) {
+    P->row = P_MAND(P_GT(P->hv, P_K((int32_t)i)), P->live);
+    return P_MBITS(P->row);
+}
+
+// Sample (i, j) of plane c in every lane that has it: pm_fast_sample's steps, lane-parallel.
+PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
+                           const PmTables *tb, const int decode, const int32_t *gc) {
+    const int kind = PILC_MIN(c, 2);
+    const int64_t wmax = P->B->wmax, tw = P->B->tw, pi = i + PM_PAD, pj = j + PM_PAD;
+    const PM act = P_MAND(P_GT(P->wv, P_K((int32_t)j)), P->row);
+    if (P_MNONE(act)) return;
+    const PM wlast = P_EQ(P->wv, P_K((int32_t)j + 1));
+    PV nb[6];
+    PL_N(pl_neighbours)(P->pc, wmax, i, j, wlast, nb);
+    PV acc = P_MULLO(P->K.coef[0], nb[0]);
+    for (int k = 1; k < 6; k++) acc = P_ADD(acc, P_MULLO(P->K.coef[k], nb[k]));
+    for (int r = 0; r < kind; r++) {
+        PV g[6];
+        const uint8_t *pr = P->B->pix + r * P->plane_px;
+        PL_N(pl_neighbours)(pr, wmax, i, j, wlast, g);
+        const PV gx = PL_N(pl_u8)(pr + (i * wmax + j) * PL_W);
+        const int nt = 6 + 5 * r;
+        acc = P_ADD(acc, P_MULLO(P->K.coef[nt], gx));
+        for (int k = 0; k < 4; k++) acc = P_ADD(acc, P_MULLO(P->K.coef[nt + 1 + k], g[k]));
+    }
+    const PV pr = PL_N(pl_clamp)(P_SRAI(P_ADD(acc, P_K(16)), 5), 0, 255 * 8);
+    const int16_t *trow = P->te + pi * tw * PL_W;
+    const PV t_w = PL_N(pl_i16)(trow + (pj - 1) * PL_W);
+    const PV t_n = PL_N(pl_i16)(trow + (pj - tw) * PL_W);
+    const PV t_nw = PL_N(pl_i16)(trow + (pj - tw - 1) * PL_W);
+    const PV t_ne = PL_N(pl_i16)(trow + (pj - tw + 1) * PL_W);
+    const PV t_nn = PL_N(pl_i16)(trow + (pj - 2 * tw) * PL_W);
+    const PV t_ww = PL_N(pl_i16)(trow + (pj - 2) * PL_W);
+    const int64_t here = (pi * tw + pj) * PL_W;
+    const PV t_0 = c > 0 ? PL_N(pl_i16)(P->B->te + here) : P_K(0);
+    const PV t_1 = c == 2 ? PL_N(pl_i16)(P->B->te + P->plane_te + here) : P_K(0);
+    // pm_energy
+    PV e = P_ADD(P_ABS(t_n), P_ABS(t_w));
+    e = P_ADD(e, e);
+    e = P_ADD(e, P_ADD(P_ABS(t_nw), P_ABS(t_ne)));
+    e = P_ADD(e, P_ADD(P_ABS(t_nn), P_ABS(t_ww)));
+    if (c == 1) e = P_ADD(e, P_SLLI(P_ABS(t_0), 1));
+    if (c == 2) e = P_ADD(e, P_ADD(P_ABS(t_0), P_ABS(t_1)));
+    e = P_MIN(P_SRAI(e, 3), P_K(4095));
+    // pm_grad_sub and pm_bucket
+    PV gs = P_ADD(P_ABS(P_SUB(nb[0], nb[2])), P_ABS(P_SUB(nb[1], nb[2])));
+    gs = P_MIN(P_ADD(gs, P_ABS(P_SUB(nb[3], nb[0]))), P_K(PM_GRAD_LAST));
+    const PV sub = P_LOOKUP16(gc, gs);
+    const PV eb = i == 0   ? P_K(PM_EDGE_ROW_BUCKET)
+                  : j == 0 ? P_K(PM_EDGE_COL_BUCKET)
+                           : PL_N(pl_gather_u8)(tb->e_bucket, e);
+    const PV b = P_ADD(P_SLLI(eb, 2), sub);
+    const PV packed = PL_N(pl_gather_lane)(P->B->bucket, b);
+    const PV sb = P_AND(packed, P_K((1 << PL_CNT_AT) - 1));
+    const PV cb = P_SRLI(packed, PL_CNT_AT);
+    const PV lv = PL_N(pl_gather_u8)(tb->lom, PL_N(pl_running_mean)(sb, cb));
+    // the bias context (texture bits x energy class) and its moving mean
+#define PL_GT8(a) P_GT(P_SLLI(a, 3), pr)
+    const PV tprev = c == 1 ? t_0 : t_1;
+    const PM b2 = c > 0 ? P_GT(tprev, P_K(0)) : PL_GT8(nb[2]);
+    const PM b3 = c == 2 ? P_GT(t_0, P_K(0)) : PL_GT8(nb[3]);
+    PV tex = P_BIT(PL_GT8(nb[0]), 1);
+    tex = P_OR(tex, P_BIT(PL_GT8(nb[1]), 2));
+    tex = P_OR(tex, P_BIT(b2, 4));
+    tex = P_OR(tex, P_BIT(b3, 8));
+    tex = P_OR(tex, P_BIT(PL_GT8(P_SUB(P_ADD(nb[0], nb[0]), nb[4])), 16));
+    tex = P_OR(tex, P_BIT(PL_GT8(P_SUB(P_ADD(nb[1], nb[1]), nb[5])), 32));
+#undef PL_GT8
+    const PV bi = P_ADD(P_SLLI(P_SRAI(eb, 1), 6), tex);
+    const PV bias = PL_N(pl_gather_lane)(P->B->bias, bi);
+    const PV pcv = PL_N(pl_clamp)(
+        P_ADD(pr, P_SRAI(P_ADD(bias, P_K(1 << (PM_EMA_FRAC - 1))), PM_EMA_FRAC)), 0, 255 * 8);
+    // pm_coding_frame
+    const PV base = P_SRAI(P_ADD(pcv, P_K(4)), 3);
+    const PV d = P_SUB(pcv, P_SLLI(base, 3));
+    const PV neg = P_SRAI(d, 31);
+    const PV far = P_AND(P_SRLV(P_K(PM_FAR_OFFSETS), P_ADD(d, P_K(4))), P_K(1));
+    const PV t_id = P_ADD(P_SLLI(P_ADD(P_K(kind * PM_NLEV), lv), 1), far);
+    uint8_t *at = P->pc + (i * wmax + j) * PL_W;
+    PV xv;
+    if (decode) {  // rans_dec_sym in every lane
+        const PV xs = P->K.xs;
+        const PV slot = P_AND(xs, P_K(0xFFFF));
+        PV s = PL_N(pl_gather_u8)(tb->rans.bk, P_OR(P_SLLI(t_id, 16 - RANS_BK_SHIFT),
+                                                    P_SRLI(slot, RANS_BK_SHIFT)));
+        const PV trow8 = P_SLLI(t_id, 8);
+        PV ent = P_GATHER(tb->rans.fc, P_OR(trow8, s), 4);
+        for (;;) {  // slot >= cum + freq: the symbol lies further on
+            const PV end = P_ADD(P_SRLI(ent, 16), P_AND(ent, P_K(0xFFFF)));
+            const PM on = P_GT(slot, P_SUB(end, P_K(1)));
+            if (P_MNONE(on)) break;
+            s = P_ADD_IF(s, on, 1);
+            ent = P_MGATHER(ent, tb->rans.fc, P_OR(trow8, s), on, 4);
+        }
+        PV xn = P_ADD(P_MULLO(P_AND(ent, P_K(0xFFFF)), P_SRLI(xs, 16)),
+                      P_SUB(slot, P_SRLI(ent, 16)));
+        // no branch on whether any lane renormalises: it is unpredictable
+        const PM need = P_MAND(P_EQ(P_SRLI(xn, 16), P_K(0)), act);
+        const PV rc = P_MIN(P->K.rp, P->K.rend2);
+        const PV word = P_SRLI(P_MGATHER(P_K(0), P->K.dbase, P_SUB(rc, P_K(2)), need, 1), 16);
+        xn = P_SEL(need, xn, P_OR(P_SLLI(xn, 16), word));
+        P->K.rp = P_ADD_IF(P->K.rp, need, 2);
+        P->K.xs = P_SEL(act, xs, xn);
+        xv = P_AND(P_ADD(base, P_SUB(P_XOR(s, neg), neg)), P_K(0xFF));
+        P_ST_U8(at, xv);  // lanes past their tile write where nothing reads
+    } else {
+        xv = PL_N(pl_u8)(at);
+        const PV sv = P_AND(P_SUB(P_XOR(P_SUB(xv, base), neg), neg), P_K(0xFF));
+        uint8_t *st = P->B->stage + j * PL_W;
+        P_ST_U8(st, sv);
+        P_ST_U8(st + wmax * PL_W, t_id);
+        P_ST_U8(st + 2 * wmax * PL_W, b);
+    }
+    // updates: the bias mean, the true error, the bucket's running sum and count
+    const PV x8v = P_SLLI(xv, 3);
+    const PV nbias =
+        P_ADD(bias, P_SRAI(P_SUB(P_SLLI(P_SUB(x8v, pr), PM_EMA_FRAC), bias), PM_EMA_RATE));
+    const PV t = P_MASKZ(P_SUB(x8v, pcv), act);
+    P_ST_I16(P->te + here, t);
+    PV s2 = P_ADD(sb, P_ABS(t));
+    PV n2 = P_ADD(cb, P_K(1));
+    const PM hm = P_GT(n2, P_K((c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT) - 1));
+    s2 = P_SEL(hm, s2, P_SRAI(P_ADD(s2, P_K(1)), 1));
+    n2 = P_SEL(hm, n2, P_SRAI(n2, 1));
+    P_SCATTER(P->B->bias, PL_SPARE(PM_NBIAS_FAST), PL_N(pl_lane_index)(bi), nbias, act);
+    P_SCATTER(P->B->bucket, PL_SPARE(PM_NB), PL_N(pl_lane_index)(b),
+              P_OR(s2, P_SLLI(n2, PL_CNT_AT)), act);
+}
+
+// The encoder's row i of every lane: symbols, table ids and buckets from the stage to each
+// lane's outputs.
+PL_FN void PL_N(pl_row_out)(PL_N(PlPlane) *P, int64_t i) {
+    const PlBatch *B = P->B;
+    const int row = P_MBITS(P->row);
+    for (int l = 0; l < B->n; l++) {
+        if (!(row >> l & 1)) continue;
+        const int64_t o = i * B->w[l];
+        for (int64_t j = 0; j < B->w[l]; j++) {
+            const uint8_t *st = B->stage + j * PL_W + l;
+            P->K.sym[l][o + j] = st[0];
+            P->K.tid[l][o + j] = st[B->wmax * PL_W];
+            if (P->K.bkt[l]) P->K.bkt[l][o + j] = st[2 * B->wmax * PL_W];
+        }
+    }
+}
+
+// Plane c (a literal where inlined) of every lane, in raster order over the lanes' union shape.
+// (Two 8-lane batches in lockstep, to overlap their chains, measured no faster: entry 27.)
+PL_FN void PL_N(pl_plane)(PL_N(PlPlane) *P, const int c, const PmTables *tb, const int decode) {
+    int32_t gc[16] = {0};
+    for (int g = 0; g <= PM_GRAD_LAST; g++) gc[g] = tb->grad_class[g];
+    for (int64_t i = 0; i < P->B->hmax; i++) {
+        if (!PL_N(pl_row)(P, i)) continue;
+        for (int64_t j = 0; j < P->B->wmax; j++) PL_N(pl_sample)(P, c, i, j, tb, decode, gc);
+        if (!decode) PL_N(pl_row_out)(P, i);
+    }
+}
+
+PL_OUTER void PL_N(pl_plane_any)(PL_N(PlPlane) *P, int c, const PmTables *tb, const int decode) {
+    if (c == 0) PL_N(pl_plane)(P, 0, tb, decode);
+    else if (c == 1) PL_N(pl_plane)(P, 1, tb, decode);
+    else PL_N(pl_plane)(P, 2, tb, decode);
+}
+
+PL_FN void PL_N(pl_coefs)(PL_N(PlCoder) *K, const PlBatch *B, const int64_t *coef, int64_t n_ch,
+                          int c) {
+    for (int k = 0; k < 16; k++) {
+        int32_t v[PL_W] = {0};
+        for (int l = 0; l < B->n; l++) v[l] = (int32_t)coef[(l * n_ch + c) * PM_NTAPS + k];
+        K->coef[k] = P_LOADU(v);
+    }
+}
+
+// Encoder forward pass of batch B (tiles t0 .. t0 + B->n - 1): pm_encode_tile per lane.
+PL_OUTER void PL_N(pl_encode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, int64_t t0,
+                                    const PmTables *tb, int64_t *coefs, const int64_t *starts,
+                                    uint8_t *sym, uint8_t *tid, uint8_t *bkt, double *a,
+                                    double *b) {
+    for (int l = 0; l < B->n; l++)
+        for (int c = 0; c < n_ch; c++)
+            pm_fit_coefs(im, PM_LVL_FAST, c, B->y0[l], B->x0[l], B->h[l], B->w[l],
+                         coefs + ((t0 + l) * n_ch + c) * PM_NTAPS, a, b);
+    pl_copy_in(B, im, n_ch);
+    PL_N(PlPlane) P;
+    P.B = B;
+    for (int c = 0; c < n_ch; c++) {
+        PL_N(pl_coefs)(&P.K, B, coefs + t0 * n_ch * PM_NTAPS, n_ch, c);
+        for (int l = 0; l < PL_W; l++) {
+            const int64_t s = l < B->n ? starts[(t0 + l) * n_ch + c] : 0;
+            P.K.sym[l] = sym + s;
+            P.K.tid[l] = tid + s;
+            P.K.bkt[l] = bkt ? bkt + s : 0;
+        }
+        PL_N(pl_plane_open)(&P, c, tb, (1 << B->n) - 1);
+        PL_N(pl_plane_any)(&P, c, tb, 0);
+    }
+}
+
+// Fused decode of batch B: pm_decode_tile per lane; err[(t0 + l) n_ch + c] the statuses.
+// Returns 0, or -1 (nothing decoded) where its streams lie too far apart for 32-bit offsets:
+// the caller then decodes those tiles one at a time.
+PL_OUTER int PL_N(pl_decode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, int64_t t0,
+                                   const PmTables *tb, const int64_t *coefs, const uint8_t *data,
+                                   const int64_t *bb, int64_t *err) {
+    const int64_t first = t0 * n_ch;
+    if (bb[(t0 + B->n) * n_ch] - bb[first] >= ((int64_t)1 << 30)) return -1;
+    PL_N(PlPlane) P;
+    P.B = B;
+    P.K.dbase = data + bb[first];
+    for (int c = 0; c < n_ch; c++) {
+        PL_N(pl_coefs)(&P.K, B, coefs + t0 * n_ch * PM_NTAPS, n_ch, c);
+        int32_t xs[PL_W], rp[PL_W] = {0}, re[PL_W] = {0};
+        int live = 0;
+        for (int l = 0; l < PL_W; l++) {
+            xs[l] = (int32_t)RANS_L;
+            if (l >= B->n) continue;
+            const int64_t s = (t0 + l) * n_ch + c;
+            int64_t x0, r, e;
+            const int bad = rans_open(data, bb, s, &x0, &r, &e);
+            P.K.x0[l] = x0;
+            err[s] = bad;
+            if (bad) continue;
+            xs[l] = (int32_t)(uint32_t)x0;
+            rp[l] = (int32_t)(r - bb[first]);
+            re[l] = (int32_t)(e - 2 - bb[first]);
+            live |= 1 << l;
+        }
+        for (int l = 0; l < PL_W && live; l++)  // dead lanes: a word inside a live stream
+            if (!(live >> l & 1)) rp[l] = re[l] = rp[__builtin_ctz(live)] - 2;
+        P.K.xs = P_LOADU(xs);
+        P.K.rp = P_LOADU(rp);
+        P.K.rend2 = P_LOADU(re);
+        PL_N(pl_plane_open)(&P, c, tb, live);
+        PL_N(pl_plane_any)(&P, c, tb, 1);
+        P_STOREU(xs, P.K.xs);
+        P_STOREU(rp, P.K.rp);
+        for (int l = 0; l < B->n; l++) {
+            if (!(live >> l & 1)) continue;
+            const int64_t s = (t0 + l) * n_ch + c;
+            err[s] = rans_status(P.K.x0[l], (int64_t)(uint32_t)xs[l], bb[first] + rp[l], bb[s + 1]);
+        }
+    }
+    pl_copy_out(B, im, n_ch);
+    return 0;
+}
+
+// The includer defines these afresh for the next width.
+#undef PL_W
+#undef PL_LOG_W
+#undef PL_FN
+#undef PL_OUTER
+#undef PV
+#undef PM
+#undef P_K
+#undef P_ADD
+#undef P_SUB
+#undef P_AND
+#undef P_ANDNOT
+#undef P_OR
+#undef P_XOR
+#undef P_SLLI
+#undef P_SRLI
+#undef P_SRAI
+#undef P_SRLV
+#undef P_MULLO
+#undef P_ABS
+#undef P_MIN
+#undef P_MAX
+#undef P_GT
+#undef P_EQ
+#undef P_SEL
+#undef P_MASKZ
+#undef P_BIT
+#undef P_ADD_IF
+#undef P_MAND
+#undef P_MBITS
+#undef P_MNONE
+#undef P_MASK_OF_BITS
+#undef P_IOTA
+#undef P_U8
+#undef P_I16
+#undef P_ST_U8
+#undef P_ST_I16
+#undef P_LOADU
+#undef P_STOREU
+#undef P_GATHER
+#undef P_MGATHER
+#undef P_SCATTER
+#undef P_DIV_FLOOR
+#undef P_LOOKUP16
