@@ -157,6 +157,7 @@ PL_FN __m256i pl_lookup16_8(const int32_t *t, __m256i i) {  // t[i], i in 0..15
 #define P_MASKZ(v, m) _mm256_and_si256(v, m)       // m ? v : 0
 #define P_BIT(m, k) _mm256_and_si256(m, _mm256_set1_epi32(k))
 #define P_ADD_IF(v, m, k) _mm256_add_epi32(v, _mm256_and_si256(m, _mm256_set1_epi32(k)))
+#define P_ADD_MASKED(a, m, v) _mm256_add_epi32(a, _mm256_and_si256(v, m))  // m ? a + v : a
 #define P_MAND(a, b) _mm256_and_si256(a, b)
 #define P_MBITS(m) _mm256_movemask_ps(_mm256_castsi256_ps(m))
 #define P_MNONE(m) _mm256_testz_si256(m, m)
@@ -215,6 +216,7 @@ PL_FN __m512i pl_div_floor_16(__m512i s, __m512i c) {  // floor(s / c), s, c >= 
 #define P_MASKZ(v, m) _mm512_maskz_mov_epi32(m, v)      // m ? v : 0
 #define P_BIT(m, k) _mm512_maskz_mov_epi32(m, _mm512_set1_epi32(k))
 #define P_ADD_IF(v, m, k) _mm512_mask_add_epi32(v, m, v, _mm512_set1_epi32(k))
+#define P_ADD_MASKED(a, m, v) _mm512_mask_add_epi32(a, m, a, v)  // m ? a + v : a
 #define P_MAND(a, b) ((__mmask16)((a) & (b)))
 #define P_MBITS(m) ((int)(m))
 #define P_MNONE(m) ((m) == 0)

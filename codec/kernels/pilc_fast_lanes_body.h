@@ -278,16 +278,78 @@ PL_FN void PL_N(pl_coefs)(PL_N(PlCoder) *K, const PlBatch *B, const int64_t *coe
     }
 }
 
+// pm_fit_coefs of plane c in every lane (coefs: tile t0's, [lane][n_ch][PM_NTAPS]), its sums
+// accumulated lane-parallel: they are sums of products of 8-bit samples, so int32 holds them
+// exactly (at most 86^2 samples x 255^2 < 2^31) and they convert to the float64 sums the scalar
+// fit adds up; pm_fit_solve then runs per lane. Lanes are grouped by their sampling step.
+PL_FN void PL_N(pl_fit)(PlBatch *B, int64_t n_ch, int c, int64_t *coefs, double *a, double *b) {
+    const int n = pm_n_taps(PM_LVL_FAST, c), kind = PILC_MIN(c, 2);
+    const int n_acc = n * (n + 1) / 2 + n;  // a's lower triangle row by row, then b
+    PV acc[PM_NTAPS * (PM_NTAPS + 1) / 2 + PM_NTAPS];
+    const int64_t wmax = B->wmax, plane_px = B->hmax * wmax * PL_W;
+    const PV hv = PL_N(pl_lane_values)(B->h), wv = PL_N(pl_lane_values)(B->w);
+    int done = 0;
+    for (int l = 0; l < B->n; l++) {
+        if (done >> l & 1) continue;
+        const int64_t step = pm_fit_step(PM_LVL_FAST, c, B->h[l], B->w[l]);
+        int group = 0;
+        int64_t gh = 0, gw = 0;
+        for (int k = l; k < B->n; k++)
+            if (!(done >> k & 1) && pm_fit_step(PM_LVL_FAST, c, B->h[k], B->w[k]) == step) {
+                group |= 1 << k;
+                gh = PILC_MAX(gh, B->h[k]);
+                gw = PILC_MAX(gw, B->w[k]);
+            }
+        done |= group;
+        for (int q = 0; q < n_acc; q++) acc[q] = P_K(0);
+        const PM gm = P_MASK_OF_BITS(group);
+        for (int64_t i = 0; i < gh; i += step) {
+            const PM rm = P_MAND(P_GT(hv, P_K((int32_t)i)), gm);
+            if (P_MNONE(rm)) continue;
+            for (int64_t j = 0; j < gw; j += step) {
+                const PM m = P_MAND(P_GT(wv, P_K((int32_t)j)), rm);
+                if (P_MNONE(m)) break;
+                const PM wlast = P_EQ(wv, P_K((int32_t)j + 1));
+                PV f[PM_NTAPS];
+                PL_N(pl_neighbours)(B->pix + c * plane_px, wmax, i, j, wlast, f);
+                for (int r = 0; r < kind; r++) {  // pm_taps' earlier-plane taps
+                    PV g[6];
+                    const uint8_t *pr = B->pix + r * plane_px;
+                    PL_N(pl_neighbours)(pr, wmax, i, j, wlast, g);
+                    f[6 + 5 * r] = PL_N(pl_u8)(pr + (i * wmax + j) * PL_W);
+                    for (int k = 0; k < 4; k++) f[7 + 5 * r + k] = g[k];
+                }
+                const PV xv = PL_N(pl_u8)(B->pix + c * plane_px + (i * wmax + j) * PL_W);
+                int q = 0;
+                for (int u = 0; u < n; u++)
+                    for (int v = 0; v <= u; v++, q++)
+                        acc[q] = P_ADD_MASKED(acc[q], m, P_MULLO(f[u], f[v]));
+                for (int u = 0; u < n; u++, q++)
+                    acc[q] = P_ADD_MASKED(acc[q], m, P_MULLO(f[u], xv));
+            }
+        }
+        int32_t sums[PM_NTAPS * (PM_NTAPS + 1) / 2 + PM_NTAPS][PL_W];
+        for (int q = 0; q < n_acc; q++) P_STOREU(sums[q], acc[q]);
+        for (int k = l; k < B->n; k++) {
+            if (!(group >> k & 1)) continue;
+            for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
+            for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
+            int q = 0;
+            for (int u = 0; u < n; u++)
+                for (int v = 0; v <= u; v++, q++) a[u * PM_NTAPS + v] = (double)sums[q][k];
+            for (int u = 0; u < n; u++, q++) b[u] = (double)sums[q][k];
+            pm_fit_solve(n, coefs + (k * n_ch + c) * PM_NTAPS, a, b);
+        }
+    }
+}
+
 // Encoder forward pass of batch B (tiles t0 .. t0 + B->n - 1): pm_encode_tile per lane.
 PL_OUTER void PL_N(pl_encode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, int64_t t0,
                                     const PmTables *tb, int64_t *coefs, const int64_t *starts,
                                     uint8_t *sym, uint8_t *tid, uint8_t *bkt, double *a,
                                     double *b) {
-    for (int l = 0; l < B->n; l++)
-        for (int c = 0; c < n_ch; c++)
-            pm_fit_coefs(im, PM_LVL_FAST, c, B->y0[l], B->x0[l], B->h[l], B->w[l],
-                         coefs + ((t0 + l) * n_ch + c) * PM_NTAPS, a, b);
     pl_copy_in(B, im, n_ch);
+    for (int c = 0; c < n_ch; c++) PL_N(pl_fit)(B, n_ch, c, coefs + t0 * n_ch * PM_NTAPS, a, b);
     PL_N(PlPlane) P;
     P.B = B;
     for (int c = 0; c < n_ch; c++) {
@@ -379,6 +441,7 @@ PL_OUTER int PL_N(pl_decode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, 
 #undef P_MASKZ
 #undef P_BIT
 #undef P_ADD_IF
+#undef P_ADD_MASKED
 #undef P_MAND
 #undef P_MBITS
 #undef P_MNONE

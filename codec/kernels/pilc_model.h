@@ -196,32 +196,18 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
     return k;
 }
 
-// Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over every 3rd row and column,
-// every 5th in tiles of >= 2^15 samples (but the fast level's plane 0), every one in tiles of
-// < 1024 (an encoder choice, not part of the format). Float64 in a fixed order with FMA contraction off on both compilers, so
-// CPU and GPU pick the same coefficients. a: PM_NTAPS^2 scratch, b: PM_NTAPS.
-PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
-                          int64_t w, int64_t *coef, double *a, double *b) {
-    int32_t f[PM_NTAPS] = {0};
-    const int n = pm_n_taps(lvl, c);
-    for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
-    for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
-    // the fast level leans on LS alone: its plane 0 (6 taps, a cheap fit) is fitted on every
-    // 3rd row and column of big tiles too (-0.4% bytes on gray, docs/experiments.md entry 19)
+// The LS fit's sampling step of a tile plane: every 3rd row and column, every 5th in tiles of
+// >= 2^15 samples (but the fast level's plane 0: it leans on LS alone, and its 6-tap fit is cheap:
+// -0.4% bytes on gray, docs/experiments.md entry 19), every one in tiles of < 1024 (an encoder
+// choice, not part of the format).
+PILC_FN int64_t pm_fit_step(int lvl, int c, int64_t h, int64_t w) {
     const int dense = lvl == PM_LVL_FAST && c == 0;
-    const int64_t step = h * w >= (1 << 15) ? (dense ? 3 : 5) : (h * w >= 1024 ? 3 : 1);
-    const uint8_t *pc = im->px + c * im->hw;
-    for (int64_t i = 0; i < h; i += step) {
-        for (int64_t j = 0; j < w; j += step) {
-            pm_taps(im, lvl, c, y0 + i, x0 + j, i, j, h, w, f);
-            const double xv = (double)pc[(y0 + i) * im->W + x0 + j];
-            for (int u = 0; u < n; u++) {
-                const double fu = (double)f[u];
-                b[u] += fu * xv;
-                for (int v = 0; v <= u; v++) a[u * PM_NTAPS + v] += fu * (double)f[v];
-            }
-        }
-    }
+    return h * w >= (1 << 15) ? (dense ? 3 : 5) : (h * w >= 1024 ? 3 : 1);
+}
+
+// The fit's solve: from the normal equations' lower triangle a (row stride PM_NTAPS) and b of n
+// taps to the quantised coefficients coef[PM_NTAPS] (a and b are overwritten).
+PILC_FN void pm_fit_solve(int n, int64_t *coef, double *a, double *b) {
     for (int u = 0; u < n; u++) {
         for (int v = 0; v < u; v++) a[v * PM_NTAPS + u] = a[u * PM_NTAPS + v];
         a[u * PM_NTAPS + u] += 1e-3 * (a[u * PM_NTAPS + u] + 1.0);
@@ -269,6 +255,33 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
         coef[u] = q > PM_COEF_MAX ? PM_COEF_MAX : (q < -PM_COEF_MAX ? -PM_COEF_MAX : q);
     }
 }
+
+// Least-squares coefficients (1/256, |a| <= 2047) of tile plane c over the samples pm_fit_step
+// picks. Float64 in a fixed order with FMA contraction off on both compilers, so CPU and GPU
+// pick the same coefficients (the sums are of integer products, exact in float64). a: PM_NTAPS^2
+// scratch, b: PM_NTAPS.
+PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t x0, int64_t h,
+                          int64_t w, int64_t *coef, double *a, double *b) {
+    int32_t f[PM_NTAPS] = {0};
+    const int n = pm_n_taps(lvl, c);
+    for (int u = 0; u < PM_NTAPS * PM_NTAPS; u++) a[u] = 0.0;
+    for (int u = 0; u < PM_NTAPS; u++) b[u] = 0.0;
+    const int64_t step = pm_fit_step(lvl, c, h, w);
+    const uint8_t *pc = im->px + c * im->hw;
+    for (int64_t i = 0; i < h; i += step) {
+        for (int64_t j = 0; j < w; j += step) {
+            pm_taps(im, lvl, c, y0 + i, x0 + j, i, j, h, w, f);
+            const double xv = (double)pc[(y0 + i) * im->W + x0 + j];
+            for (int u = 0; u < n; u++) {
+                const double fu = (double)f[u];
+                b[u] += fu * xv;
+                for (int v = 0; v <= u; v++) a[u * PM_NTAPS + v] += fu * (double)f[v];
+            }
+        }
+    }
+    pm_fit_solve(n, coef, a, b);
+}
+
 
 
 // Max levels, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
