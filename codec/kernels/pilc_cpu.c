@@ -214,9 +214,17 @@ PILC_EXPORT void pilc_rans_encode(const uint8_t *symbols, const uint8_t *table_i
                                   const int64_t *sb, int64_t n_streams, uint8_t *buf,
                                   int64_t *starts, const uint32_t *fc, const double *inv,
                                   int64_t *counter) {
+    // 16 streams in one vector (pilc_fast_lanes_body.h) where the CPU runs AVX-512 and offsets
+    // fit int32
+    const int vec = sb[n_streams] >= 4 && 4 * n_streams + 2 * sb[n_streams] < ((int64_t)1 << 31)
+                    && __atomic_load_n(&lanes_width, __ATOMIC_RELAXED) == 16;
     for (int64_t g = claim(counter); g * RANS_GROUP < n_streams; g = claim(counter)) {
         const int64_t end = PILC_MIN(n_streams, (g + 1) * RANS_GROUP);
         int64_t s = g * RANS_GROUP;
+        if (vec) {
+            pl_rans_encode_16(symbols, table_ids, sb, s, (int)(end - s), buf, fc, inv, starts);
+            continue;
+        }
         for (; s + RANS_LANES <= end; s += RANS_LANES) {
             int64_t wend[RANS_LANES];
             for (int k = 0; k < RANS_LANES; k++) wend[k] = 4 * (s + k + 1) + 2 * sb[s + k + 1];

@@ -193,6 +193,19 @@ PL_FN __m512i pl_div_floor_16(__m512i s, __m512i c) {  // floor(s / c), s, c >= 
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epi32(lo)),
                               _mm512_cvttpd_epi32(hi), 1);
 }
+// rans_enc_sym's quotient int(((double)x + 1/2) * inv[k]) of uint32 states x, in the scalar
+// coder's operations.
+PL_FN __m512i pl_rans_quot_16(__m512i x, const double *inv, __m512i k) {
+    __m256i q[2];
+    for (int h = 0; h < 2; h++) {
+        const __m256i xh = h ? _mm512_extracti64x4_epi64(x, 1) : _mm512_castsi512_si256(x);
+        const __m256i kh = h ? _mm512_extracti64x4_epi64(k, 1) : _mm512_castsi512_si256(k);
+        const __m512d xd = _mm512_cvtepu32_pd(xh);  // exact
+        const __m512d iv = _mm512_i32gather_pd(kh, inv, 8);
+        q[h] = _mm512_cvttpd_epi32(_mm512_mul_pd(_mm512_add_pd(xd, _mm512_set1_pd(0.5)), iv));
+    }
+    return _mm512_inserti64x4(_mm512_castsi256_si512(q[0]), q[1], 1);
+}
 #define PV __m512i
 #define PM __mmask16
 #define P_K(c) _mm512_set1_epi32(c)
@@ -232,6 +245,8 @@ PL_FN __m512i pl_div_floor_16(__m512i s, __m512i c) {  // floor(s / c), s, c >= 
 #define P_MGATHER(src, base, idx, m, scale)                                                   \
     _mm512_mask_i32gather_epi32(src, m, idx, (const void *)(base), scale)
 #define P_SCATTER(a, spare, lidx, v, m) _mm512_mask_i32scatter_epi32((void *)(a), m, lidx, v, 4)
+#define P_SCATTER_BYTES(buf, off, v, m) _mm512_mask_i32scatter_epi32((void *)(buf), m, off, v, 1)
+#define P_RANS_QUOT(x, inv, k) pl_rans_quot_16(x, inv, k)
 #define P_DIV_FLOOR(s, c) pl_div_floor_16(s, c)
 #define P_LOOKUP16(t, i) _mm512_permutexvar_epi32(i, _mm512_loadu_si512((const void *)(t)))
 #include "pilc_fast_lanes_body.h"
