@@ -167,16 +167,17 @@ def check_tile(tile: int | None) -> None:
         raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
 
 
-# The fast level's CPU kernels code this many tiles of a plane group at once (vector lanes,
-# codec/kernels/pilc_fast_lanes.h PL_LANES).
-FAST_LANES = 8
+# The fast level's CPU kernels code up to this many tiles of a plane group at once (AVX-512
+# vector lanes, codec/kernels/pilc_fast_lanes.h; 8 with AVX2).
+FAST_LANES = 16
 
 
 def group_tile(height: int, width: int, level: int, tile: int | None = None) -> int:
     """The tile side of one plane group: `tile` where given, else 256 (a tile's cold start and
     edges cost bytes), except at the fast level where 256 would leave fewer tiles than its
-    vector lanes: 128 there (4x the tiles for ~0.2-0.4% more bytes, docs/experiments.md entry
-    27)."""
+    widest vector lanes: 128 there (4x the tiles; on the lab's gray scans +0.2% bytes for 1.3x
+    the speed, on 1024x768 photos 0.3% fewer bytes and 1.2-1.4x the speed, docs/experiments.md
+    entry 27). A fixed rule, not the CPU's: every machine writes the same bytes."""
     if tile is not None:
         return tile
     if level != pixelmodel.LEVEL_FAST:

@@ -1,4 +1,4 @@
-"""The fast level's vector lanes (pilc_fast_lanes.h): up to 8 tiles coded at once must give the
+"""The fast level's vector lanes (pilc_fast_lanes.h): up to 16 tiles coded at once must give the
 scalar loop's bytes, pixels and stream errors exactly, for any mix of tile shapes."""
 
 from __future__ import annotations
@@ -144,11 +144,12 @@ def tile_flag(blob: bytes) -> int:
 
 def test_fast_level_picks_128_tiles_where_256_would_leave_lanes_idle():
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST) == 128  # 6 tiles of 256
-    assert learned.group_tile(600, 1100, pixelmodel.LEVEL_FAST) == 256  # 15 tiles of 256
+    assert learned.group_tile(600, 1100, pixelmodel.LEVEL_FAST) == 128  # 15 tiles of 256
+    assert learned.group_tile(1024, 1024, pixelmodel.LEVEL_FAST) == 256  # 16 tiles of 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_DEFAULT) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_MAX) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST, 256) == 256
-    small, large = smooth(300, 520, 3, seed=1), smooth(600, 1100, 1, seed=2)
+    small, large = smooth(300, 520, 3, seed=1), smooth(1024, 1024, 1, seed=2)
     assert tile_flag(codec.encode(small, effort="fast", fallback="never")) == 128
     assert tile_flag(codec.encode(large, effort="fast", fallback="never")) == 256
     assert tile_flag(codec.encode(small, fallback="never")) == 256
