@@ -26,16 +26,6 @@ static int64_t claim_n(int64_t *counter, int64_t n) {
 // CPU runs (16, 8, or 0 for none); pilc_set_lanes picks another (tests compare them).
 static int lanes_width = -1;
 
-static int lanes_enabled(int64_t level) {
-    if (level != PM_LVL_FAST) return 0;
-    int w = __atomic_load_n(&lanes_width, __ATOMIC_RELAXED);
-    if (w < 0) {
-        w = pl_cpu_width();
-        __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
-    }
-    return w;
-}
-
 // Lanes of `width` (16 or 8; 1: the widest this CPU runs; 0: none, the scalar loop), where this
 // CPU runs them; returns the width now in use (0: none).
 PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
@@ -93,6 +83,17 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
     return o;
 }
 
+#if PILC_HAVE_LANES
+static int lanes_enabled(int64_t level) {
+    if (level != PM_LVL_FAST) return 0;
+    int w = __atomic_load_n(&lanes_width, __ATOMIC_RELAXED);
+    if (w < 0) {
+        w = pl_cpu_width();
+        __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
+    }
+    return w;
+}
+
 // A thread's vector-lane buffers; step: tiles claimed at a time (1 without lanes).
 typedef struct {
     PlBatch B;
@@ -122,6 +123,30 @@ static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
     if (L->B.W != W) pl_place(&L->B, L->mem, W, L->n_ch, L->mh, L->mw);
     pl_open(&L->B, boxes, t0, (int)n);
 }
+#else  // no vector lanes on this target: every tile runs the scalar loop (step 1)
+typedef struct {
+    int W;
+} PlBatch;
+typedef struct {
+    PlBatch B;
+    void *mem;
+    int64_t step;
+} Lanes;
+static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
+    (void)level, (void)n_ch, (void)mh, (void)mw;
+    L->mem = 0;
+    L->step = 1;
+    return 0;
+}
+static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
+    (void)L, (void)boxes, (void)t0, (void)n;
+}
+#define pl_encode_batch_16(...) ((void)0)
+#define pl_encode_batch_8(...) ((void)0)
+#define pl_decode_batch_16(...) (-1)
+#define pl_decode_batch_8(...) (-1)
+#define pl_rans_encode_16(...) ((void)0)
+#endif
 
 #define PM_TABLE_PARAMS                                                                       \
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \

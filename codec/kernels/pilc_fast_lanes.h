@@ -14,7 +14,8 @@
 // macros below and compiled for AVX2 and for AVX-512 by target attributes; pl_cpu_width says
 // which this CPU runs, so the library still runs on any x86-64 (the scalar loop elsewhere).
 #pragma once
-#if defined(__x86_64__) && !defined(PILC_CUDA)
+#if defined(__x86_64__) && !defined(PILC_CUDA) && !defined(PILC_NO_LANES)  // a build switch
+#define PILC_HAVE_LANES 1
 #include <immintrin.h>
 #include <string.h>
 
@@ -256,4 +257,7 @@ static int pl_cpu_width(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("avx2") ? 8 : 0;
 }
+#else  // no vector lanes on this target (pilc_cpu.c then runs every tile in the scalar loop)
+#define PILC_HAVE_LANES 0
+static int pl_cpu_width(void) { return 0; }
 #endif

@@ -282,8 +282,6 @@ PILC_FN void pm_fit_coefs(const PmImage *im, int lvl, int c, int64_t y0, int64_t
     pm_fit_solve(n, coef, a, b);
 }
 
-
-
 // Max levels, local LS: taps of plane c at tile position (i, j): N, W, NW, NE, NN, WW on plane
 // 0 (max v2 adds NNE, NNW, NWW, NEE); N, W, NW, NE and plane 0's X, N, W on planes > 0.
 // Returns the count.
