@@ -156,8 +156,11 @@ def test_fast_level_picks_128_tiles_where_256_would_leave_lanes_idle():
     assert tile_flag(codec.encode(large, effort="fast", fallback="never")) == 256
     assert tile_flag(codec.encode(small, fallback="never")) == 256
     assert tile_flag(codec.encode(small, effort="fast", tile=256, fallback="never")) == 256
-    with pytest.raises(CodecError, match="tile side"):
-        codec.encode(small, effort="fast", tile=256.0)
+    numpy_tile = np.int64(256)
+    assert tile_flag(codec.encode(small, effort="fast", tile=numpy_tile, fallback="never")) == 256
+    for bad in (256.0, True, 64):
+        with pytest.raises(CodecError, match="tile side"):
+            codec.encode(small, effort="fast", tile=bad)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
