@@ -148,6 +148,25 @@ static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
 #define pl_rans_encode_16(...) ((void)0)
 #endif
 
+// A kernel call's per-thread state: the tile state sized for the call's largest tile, and the
+// vector-lane buffers where the level runs in lanes. Returns 0, or -1 if memory ran out.
+static int thread_open(CpuState *cs, Lanes *L, int64_t level, int64_t n_ch, const int64_t *boxes,
+                       int64_t n_tiles) {
+    int64_t mh, mw;
+    max_side(boxes, n_tiles, &mh, &mw);
+    if (state_alloc(cs, level, n_ch, mh, mw)) return -1;
+    if (lanes_open(L, level, n_ch, mh, mw)) {
+        free(cs->mem);
+        return -1;
+    }
+    return 0;
+}
+
+static void thread_close(CpuState *cs, Lanes *L) {
+    free(L->mem);
+    free(cs->mem);
+}
+
 #define PM_TABLE_PARAMS                                                                       \
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
         const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
@@ -162,17 +181,11 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
                                uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {(uint8_t *)planes, vq, H * W, W};
-    int64_t mh, mw;
-    max_side(boxes, n_tiles, &mh, &mw);
     CpuState cs;
-    if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
+    Lanes L;
+    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
     PmState st = contiguous(&cs.st);
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
-    Lanes L;
-    if (lanes_open(&L, level, n_ch, mh, mw)) {
-        free(cs.mem);
-        return -1;
-    }
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {  // vector lanes
@@ -187,8 +200,7 @@ PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_c
         pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
                        coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
     }
-    free(L.mem);
-    free(cs.mem);
+    thread_close(&cs, &L);
     return 0;
 }
 
@@ -200,16 +212,10 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
                                PM_TABLE_PARAMS, int64_t *err, int64_t *counter) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {planes, vq, H * W, W};
-    int64_t mh, mw;
-    max_side(boxes, n_tiles, &mh, &mw);
     CpuState cs;
-    if (state_alloc(&cs, level, n_ch, mh, mw)) return -1;
-    PmState st = contiguous(&cs.st);
     Lanes L;
-    if (lanes_open(&L, level, n_ch, mh, mw)) {
-        free(cs.mem);
-        return -1;
-    }
+    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
+    PmState st = contiguous(&cs.st);
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {
@@ -226,8 +232,7 @@ PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t
                            coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
         }
     }
-    free(L.mem);
-    free(cs.mem);
+    thread_close(&cs, &L);
     return 0;
 }
 
