@@ -62,9 +62,11 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
     return out, time.perf_counter() - t
 
 
-def classical_blob(img: RasterImage, kind: str) -> tuple[int, float]:
-    """Blob bytes of one classical kind (as auto would store it) and its encode time."""
-    payload, dt = timed(lambda: classical.encode_kind(img, kind))
+def classical_blob(img: RasterImage, kind: str, effort: str = "default") -> tuple[int, float]:
+    """Blob bytes of one classical kind (as auto would store it at this effort level) and its
+    encode time."""
+    settings = classical.classical_effort(effort)
+    payload, dt = timed(lambda: classical.encode_kind(img, kind, effort=settings))
     return len(container.pack(api._header(img, kind), payload)), dt
 
 
@@ -150,7 +152,7 @@ def best_time(fn: Callable[[], bytes], repeats: int) -> tuple[bytes, float]:
     return out, best  # type: ignore[return-value]
 
 
-def check_set(folder: Path, repeats: int) -> dict:
+def check_set(folder: Path, repeats: int, effort: str = "default") -> dict:
     s = {
         "set": folder.name,
         "images": 0,
@@ -172,23 +174,24 @@ def check_set(folder: Path, repeats: int) -> dict:
             s["skipped"] += 1
             continue
         never, auto, t_never, t_auto = b"", b"", float("inf"), float("inf")
+        opts = {"threads": 1, "effort": effort}
         for _ in range(repeats):  # alternate, so drift in machine speed hits both alike
-            never, dt = timed(lambda im=img: codec.encode(im, fallback="never", threads=1))
+            never, dt = timed(lambda im=img, o=opts: codec.encode(im, fallback="never", **o))
             t_never = min(t_never, dt)
             with Counting() as c:
-                auto, dt = timed(lambda im=img: codec.encode(im, fallback="auto", threads=1))
+                auto, dt = timed(lambda im=img, o=opts: codec.encode(im, fallback="auto", **o))
             t_auto = min(t_auto, dt)
         assert np.array_equal(codec.decode(auto), img.pixels), name
         chosen = codec.info(auto)["codec"]
         # the oracle: a rule that knew the winner runs the learned encoder and that kind alone
         t_oracle = t_never
         if chosen in classical.default_kinds(img.mode):
-            t_oracle += min(classical_blob(img, chosen)[1] for _ in range(repeats))
+            t_oracle += min(classical_blob(img, chosen, effort)[1] for _ in range(repeats))
         png_raw = len(classical.encode_kind(img, "png"))
         kinds = old_kinds(img, len(never))
         old = len(never)
         for k in kinds:
-            old = min(old, classical_blob(img, k)[0])
+            old = min(old, classical_blob(img, k, effort)[0])
         s["images"] += 1
         s["bytes_px"] += img.pixels.nbytes
         s["t_never"] += t_never
@@ -216,7 +219,7 @@ def machine() -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    sets = [check_set(Path(d), args.repeats) for d in args.dirs]
+    sets = [check_set(Path(d), args.repeats, args.effort) for d in args.dirs]
     args_s = " ".join(shlex.quote(a) for a in sys.argv[1:])
     cmdline = f"python benchmarks/fallback_check.py {args_s}"
     lines = [
@@ -224,6 +227,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "",
         f"Command: `{cmdline}`  ",
         f"Machine: {machine()}, one thread (threads=1, *_NUM_THREADS=1)  ",
+        f"Effort: {args.effort}  ",
         f"Date: {datetime.date.today().isoformat()}",
         "",
         "Speed: encode MB/s of raw pixel bytes, `auto` and `never` timed alternately on each image "
@@ -282,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("dirs", nargs="+")
     c.add_argument("--out")
     c.add_argument("--repeats", type=int, default=2)
+    c.add_argument("--effort", default="default", help="the learned level (fast, default, max)")
     args = ap.parse_args(argv)
     return cmd_measure(args) if args.cmd == "measure" else cmd_check(args)
 

@@ -215,16 +215,17 @@ def _pack_best(
     img: RasterImage, tables: PixelTables, parts: list[bytes] | None, fallback: str
 ) -> bytes:
     """The learned blob, or the classical one where the fallback policy finds it smaller."""
+    effort = pixelmodel.LEVELS[tables.level]
+    settings = classical.classical_effort(effort)
     if parts is None:  # not a learned mode: classical only
-        kind, payload = classical.encode_classical(img)
+        kind, payload = classical.encode_classical(img, effort=settings)
         return container.pack(_header(img, kind), payload)
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
-    effort = pixelmodel.LEVELS[tables.level]
     best = container.pack(_header(img, "learned", tables.model_id, effort), body)
     kinds = _candidates(fallback, len(body), img)  # the payload: metadata weighs alike in both
     if not kinds:
         return best
-    kind, payload = classical.encode_classical(img, kinds)
+    kind, payload = classical.encode_classical(img, kinds, effort=settings)
     blob = container.pack(_header(img, kind), payload)
     return blob if len(blob) < len(best) else best
 

@@ -15,9 +15,10 @@ Payload formats (stable, since blobs outlive the code):
 
 * "png"  -- a PNG without metadata, Pillow's default settings (zlib level 6); 16-bit LA/RGB/RGBA
   via libpng at level 6. Also the reference size the product must never exceed.
-* "webp" -- lossless WebP (VP8L, quality 75 / method 4 = cwebp's lossless defaults, exact RGB under
-  transparent alpha). 8-bit only; gray is stored as R=G=B (the subtract-green transform makes the
-  copies nearly free) and must decode with equal channels.
+* "webp" -- lossless WebP (VP8L, exact RGB under transparent alpha). Written with cwebp's lossless
+  defaults (quality 75 / method 4), at the fast effort level with method 1 (`ClassicalEffort`);
+  the decoder reads either. 8-bit only; gray is stored as R=G=B (the subtract-green transform
+  makes the copies nearly free) and must decode with equal channels.
 * "jxl"  -- lossless JPEG XL (libjxl via imagecodecs), any 8/16-bit L/LA/RGB/RGBA.
 * "zlib" -- zlib level 9 of the raw pixel bytes in C order (16-bit little-endian; mode "1" packed 8
   pixels per byte with ``np.packbits(axis=1)``; "P" with the palette header above). Stores every
@@ -30,6 +31,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,6 +49,9 @@ __all__ = [
     "CLASSICAL_KINDS",
     "DEFAULT_KINDS",
     "JXL_EFFORT",
+    "ClassicalEffort",
+    "DEFAULT_EFFORT",
+    "classical_effort",
     "supported_kinds",
     "default_kinds",
     "encode_classical",
@@ -64,6 +69,30 @@ JXL_EFFORT = 7
 encode time (~1 MP/s on one core); decode speed is the same."""
 WEBP_QUALITY = 75
 WEBP_METHOD = 4
+
+
+@dataclass(frozen=True)
+class ClassicalEffort:
+    """Encoder settings of the classical kinds. They trade encode time for bytes and never change
+    what a payload is, so any setting decodes with the same code."""
+
+    webp_method: int = WEBP_METHOD
+    webp_quality: int = WEBP_QUALITY
+    jxl_effort: int = JXL_EFFORT
+
+
+DEFAULT_EFFORT = ClassicalEffort()
+
+# At the fast level a classical encoder, where the fallback check runs one, costs 5-40x the learned
+# encode: WebP method 1 at quality 75 takes 0.2-0.9x method 4's time for -0.6..+4% of its bytes
+# (train sets; docs/experiments.md entry 28).
+_EFFORTS = {"fast": ClassicalEffort(webp_method=1)}
+
+
+def classical_effort(level: str) -> ClassicalEffort:
+    """The classical settings that go with a learned effort level's name."""
+    return _EFFORTS.get(level, DEFAULT_EFFORT)
+
 
 _8BIT = ("L", "LA", "RGB", "RGBA")
 _16BIT = ("L;16", "LA;16", "RGB;16", "RGBA;16")
@@ -112,7 +141,7 @@ def default_kinds(mode: str) -> tuple[str, ...]:
 # encoding
 
 
-def encode_kind(img: RasterImage, kind: str, *, jxl_effort: int = JXL_EFFORT) -> bytes:
+def encode_kind(img: RasterImage, kind: str, *, effort: ClassicalEffort = DEFAULT_EFFORT) -> bytes:
     """Encode with one kind, without verification (CodecError if the kind cannot store it)."""
     if kind not in CLASSICAL_KINDS:
         raise CodecError(f"unknown classical kind {kind!r}; expected one of {CLASSICAL_KINDS}")
@@ -133,11 +162,17 @@ def encode_kind(img: RasterImage, kind: str, *, jxl_effort: int = JXL_EFFORT) ->
                 px = np.ascontiguousarray(np.stack(planes, axis=2))
             return bytes(
                 imagecodecs.webp_encode(
-                    px, WEBP_QUALITY, lossless=True, method=WEBP_METHOD, numthreads=1
+                    px,
+                    effort.webp_quality,
+                    lossless=True,
+                    method=effort.webp_method,
+                    numthreads=1,
                 )
             )
         # jxl
-        return bytes(imagecodecs.jpegxl_encode(px, lossless=True, effort=jxl_effort, numthreads=1))
+        return bytes(
+            imagecodecs.jpegxl_encode(px, lossless=True, effort=effort.jxl_effort, numthreads=1)
+        )
     except CodecError:
         raise
     except Exception as e:
@@ -167,7 +202,7 @@ def encode_classical(
     img: RasterImage,
     kinds: Sequence[str] | None = None,
     *,
-    jxl_effort: int = JXL_EFFORT,
+    effort: ClassicalEffort = DEFAULT_EFFORT,
 ) -> tuple[str, bytes]:
     """Smallest verified payload among the candidate kinds: ``(kind, payload)``.
 
@@ -184,20 +219,20 @@ def encode_classical(
     usable = [k for k in cands if k in supported_kinds(img.mode)]
     best: tuple[str, bytes] | None = None
     for k in usable:
-        payload = _try(img, k, jxl_effort)
+        payload = _try(img, k, effort)
         if payload is not None and (best is None or len(payload) < len(best[1])):
             best = (k, payload)
     if best is None:
-        payload = _try(img, "zlib", jxl_effort)
+        payload = _try(img, "zlib", effort)
         if payload is None:  # pragma: no cover - zlib of raw bytes cannot fail to round trip
             raise CodecError(f"no classical kind could store this {img.mode} image exactly")
         best = ("zlib", payload)
     return best
 
 
-def _try(img: RasterImage, kind: str, jxl_effort: int) -> bytes | None:
+def _try(img: RasterImage, kind: str, effort: ClassicalEffort) -> bytes | None:
     try:
-        payload = encode_kind(img, kind, jxl_effort=jxl_effort)
+        payload = encode_kind(img, kind, effort=effort)
         back = decode_classical_image(kind, payload, img.mode, img.pixels.shape)
     except CodecError:
         return None

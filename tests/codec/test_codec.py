@@ -461,6 +461,29 @@ def test_auto_fallback_keeps_webp_where_it_wins(monkeypatch):
     assert 4 * len(blob) < len(codec.encode(px, fallback="never"))
 
 
+@pytest.mark.skipif(not __import__("os").path.exists(XML_TAGS), reason="shared data missing")
+def test_fast_level_writes_webp_with_its_own_settings():
+    """The fast level's fallback writes WebP at method 1 (classical.classical_effort), which
+    codes differently from the default level's method 4; both blobs decode exactly."""
+    from codec import classical
+    from codec.imagefile import load_image
+
+    img = load_image(XML_TAGS)
+    img = RasterImage(img.pixels, img.mode)
+    fast = codec.encode(img.pixels, effort="fast")
+    default = codec.encode(img.pixels)
+    assert codec.info(fast)["codec"] == codec.info(default)["codec"] == "webp"
+    fast_payload = bytes(container.parse(fast)[1])
+    fast_settings = classical.classical_effort("fast")
+    assert fast_settings.webp_method == 1
+    assert classical.classical_effort("max") == classical.DEFAULT_EFFORT
+    assert fast_payload == classical.encode_kind(img, "webp", effort=fast_settings)
+    assert bytes(container.parse(default)[1]) == classical.encode_kind(img, "webp")
+    assert fast_payload != bytes(container.parse(default)[1])
+    for blob in (fast, default):
+        assert np.array_equal(codec.decode(blob), img.pixels)
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -495,6 +518,26 @@ def test_auto_fallback_catches_lenna_the_old_rule_missed(monkeypatch):
     assert calls.get("png") == 1
     png = encode_kind(codec.RasterImage(px, "RGB"), "png")
     assert codec.info(blob)["codec"] != "learned" and len(blob) <= len(png) + 64
+
+
+SLOPE = f"{DATA}/waterloo_bragzone/slope.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(SLOPE), reason="shared data missing")
+@pytest.mark.parametrize("effort", ["fast", "default", "max"])
+def test_auto_fallback_holds_the_png_bound_on_a_smooth_gradient(effort, monkeypatch):
+    """waterloo's slope (256x256 gray gradient, 50% repeats, estimated whole): zlib level 1
+    overshoots PNG by 1.19x there, so the estimate missed that the fast level's blob (11862
+    bytes) was above PNG (11671). Images estimated whole now take PNG's exact size, so PNG runs
+    where it wins (fast) and nowhere else (default 9022, max 7652 bytes)."""
+    from codec.classical import encode_kind
+
+    px = _load_bare(SLOPE)
+    calls = _count_classical(monkeypatch)
+    blob = codec.encode(px, effort=effort)
+    assert calls == ({"png": 1} if effort == "fast" else {})
+    assert codec.info(blob)["codec"] == ("png" if effort == "fast" else "learned")
+    assert len(blob) <= len(encode_kind(codec.RasterImage(px, "L"), "png")) + 64
 
 
 @pytest.mark.parametrize(
