@@ -60,6 +60,7 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
     "pilc_varint_write": (_I, [_P, _I, _P]),
     "pilc_varint_read": (_I, [_P, _I, _I, _P, _I, _P, _P]),
     "pilc_normalize_rows": (None, [_P, _I, _I, _P]),
+    "pilc_repeat_count": (_I, [_P, _I, _I, _I]),
     "pilc_emu_fit": (None, [_I, _I, _P, _P, _I, _P]),
     **{
         f"pilc_emu_model{lv}": (None, [_I, _I, _P, _P, _P, _I] + [_P] * 14 + [_I, _I] + [_P] * 4)

@@ -389,3 +389,27 @@ PILC_EXPORT void pilc_normalize_rows(double *counts, int64_t n_rows, int64_t m, 
         }
     }
 }
+
+// Pixels of h rows x w pixels x c bytes (contiguous; c 3 or 4) equal in every byte to their left
+// neighbour: codec.api.repeat_share's count in one pass, where numpy's per-channel compares took
+// 2.6x as long on RGB (gray stays in numpy, which is faster there).
+PILC_EXPORT int64_t pilc_repeat_count(const uint8_t *px, int64_t h, int64_t w, int64_t c) {
+    int64_t count = 0;
+    for (int64_t i = 0; i < h; i++) {
+        const uint8_t *r = px + i * w * c;
+        int64_t n = 0;
+        if (c == 3) {
+            for (int64_t j = 3; j < 3 * w; j += 3)
+                n += (r[j] == r[j - 3]) & (r[j + 1] == r[j - 2]) & (r[j + 2] == r[j - 1]);
+        } else {
+            for (int64_t j = 1; j < w; j++) {
+                uint32_t a, b;
+                memcpy(&a, r + 4 * (j - 1), 4);
+                memcpy(&b, r + 4 * j, 4);
+                n += a == b;
+            }
+        }
+        count += n;
+    }
+    return count;
+}

@@ -541,16 +541,22 @@ def test_auto_fallback_holds_the_png_bound_on_a_smooth_gradient(effort, monkeypa
 
 
 @pytest.mark.parametrize(
-    "shape", [(1, 1, 3), (6, 1), (1, 9), (2500, 600, 3), (1800, 700), (3, 5, 4)]
+    "shape",
+    [(1, 1, 3), (6, 1), (1, 9), (2500, 600, 3), (1800, 700), (3, 5, 4), (9, 2, 3), (17, 2, 4)],
 )
-def test_repeat_share_counts_by_bands_like_one_pass(shape):
-    """repeat_share works in bands of rows (bounded memory on huge images); the share must be
-    the whole image's, band edges included."""
+@pytest.mark.parametrize("strided", [False, True])
+def test_repeat_share_counts_by_bands_like_one_pass(shape, strided):
+    """repeat_share works in bands of rows (bounded memory on huge images), or in the kernels'
+    one pass for contiguous RGB/RGBA; the share must be the whole image's, band and row edges
+    included, whichever path counts it (a strided view takes numpy's)."""
     from codec.api import repeat_share
 
     rng = np.random.default_rng(sum(shape))
     px = rng.integers(0, 2, shape, dtype=np.uint8)
     px[: shape[0] // 2] = 7  # a run-heavy half, so bands differ
+    if strided:
+        px = np.repeat(px, 2, axis=0)[::2]
+        assert not px.flags.c_contiguous or shape[0] == 1
     p3 = px if px.ndim == 3 else px[:, :, None]
     expected = np.all(p3[:, 1:] == p3[:, :-1], axis=2).mean() if shape[1] > 1 else 0.0
     assert repeat_share(px) == pytest.approx(expected, abs=1e-12)
