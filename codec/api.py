@@ -137,9 +137,7 @@ def repeat_share(pixels: np.ndarray) -> float:
     return count / (h * (w - 1))
 
 
-def _candidates(
-    fallback: str, learned_bytes: int, img: RasterImage, repeat: float | None
-) -> tuple[str, ...]:
+def _candidates(fallback: str, learned_bytes: int, img: RasterImage) -> tuple[str, ...]:
     """Classical kinds to compare a learned payload of learned_bytes with (empty: keep it).
 
     "auto" runs a kind only where codec.fallback finds it can plausibly win, so on photos the
@@ -149,8 +147,7 @@ def _candidates(
     kinds = classical.default_kinds(img.mode)
     if fallback == "always":
         return kinds
-    repeat = repeat_share(img.pixels) if repeat is None else repeat
-    return fallback_rule.plausible_kinds(img, learned_bytes, kinds, repeat)
+    return fallback_rule.plausible_kinds(img, learned_bytes, kinds, repeat_share(img.pixels))
 
 
 def encode_batch(
@@ -229,14 +226,9 @@ def _pack_best(
         return container.pack(_header(img, kind), payload)
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
     best = container.pack(_header(img, "learned", tables.model_id, effort), body)
-    repeat = repeat_share(img.pixels) if fallback == "auto" else None
-    kinds = _candidates(fallback, len(body), img, repeat)  # payload: metadata weighs alike
+    kinds = _candidates(fallback, len(body), img)  # the payload: metadata weighs alike in both
     if not kinds:
         return best
-    if repeat is not None and fallback_rule.unestimated(img, len(body), repeat):
-        # a classical kind usually wins here (screenshots, near-flat), so its bytes are the
-        # blob's: the full settings (at the fast level WebP method 1 cost screenshots 1.25%)
-        settings = classical.DEFAULT_EFFORT
     kind, payload = classical.encode_classical(img, kinds, effort=settings)
     blob = container.pack(_header(img, kind), payload)
     return blob if len(blob) < len(best) else best

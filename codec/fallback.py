@@ -81,15 +81,6 @@ K_PNG = 1.15
 K_WEBP = 1.15
 
 
-def unestimated(img: RasterImage, learned_bytes: int, repeat: float) -> bool:
-    """Whether the rule sends an image (above TINY_SAMPLES) to every kind without estimates:
-    near-flat content, or a sampled image with >= REPEAT_ALL repeats (GUI screenshots). A
-    classical kind usually wins there, so its bytes are the blob's."""
-    px = img.pixels
-    sampled = px.shape[0] > SAMPLE_BAND * SAMPLE_FRACTION
-    return 8 * learned_bytes / px.size < VERY_LOW_BPSP or (sampled and repeat >= REPEAT_ALL)
-
-
 def plausible_kinds(
     img: RasterImage, learned_bytes: int, kinds: tuple[str, ...], repeat: float
 ) -> tuple[str, ...]:
@@ -101,7 +92,7 @@ def plausible_kinds(
         return tuple(k for k in kinds if k == "png") or kinds[:1]
     bpsp = 8 * learned_bytes / px.size
     sampled = px.shape[0] > SAMPLE_BAND * SAMPLE_FRACTION
-    if unestimated(img, learned_bytes, repeat):
+    if bpsp < VERY_LOW_BPSP or (sampled and repeat >= REPEAT_ALL):
         return kinds
     if GATE_LOW_BPSP <= bpsp <= GATE_HIGH_BPSP and repeat < GATE_REPEAT:
         return ()
