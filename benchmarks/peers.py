@@ -24,6 +24,7 @@ for _var in (
     "NUMBA_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
     "RAYON_NUM_THREADS",
+    "PILC_THREADS",  # our kernels otherwise use every CPU this process may run on
 ):
     os.environ[_var] = "1"
 
@@ -439,7 +440,7 @@ def machine_info() -> dict:
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
-        "threads": "1 (env *_NUM_THREADS=1, jxl/webp numthreads=1)",
+        "threads": "1 (env *_NUM_THREADS=1 and PILC_THREADS=1, jxl/webp numthreads=1)",
         "versions": versions,
     }
 

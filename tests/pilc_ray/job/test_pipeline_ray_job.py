@@ -24,36 +24,49 @@ from pilc_ray import api, testing
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _start_head(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int, int, str]:
+    """`ray start --head --block` on fresh loopback ports; retried because a port picked by
+    free_port can be taken by someone else before Ray binds it (the head then exits at once)."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    for _ in range(3):
+        port, dash = testing.free_port(), testing.free_port()
+        temp = tempfile.mkdtemp(prefix="pr")  # own session dir and cluster-address file
+        with log.open("ab") as out:
+            head = subprocess.Popen(
+                [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                 f"--temp-dir={temp}",
+                 f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                 "--include-dashboard=true", "--num-cpus=1", "--disable-usage-stats",
+                 # own ports for everything with a fixed default: the session's Ray (or anyone's)
+                 # may hold those, and a job agent that cannot bind never accepts jobs
+                 *(f"--{flag}={testing.free_port()}" for flag in (
+                     "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                     "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port",
+                     "object-manager-port", "node-manager-port"))],
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+        t0 = time.monotonic()
+        while head.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{dash}/api/version", timeout=1)
+                return head, port, dash, temp
+            except urllib.error.HTTPError:
+                return head, port, dash, temp  # it answers (401 without the token)
+            except OSError:
+                if time.monotonic() - t0 > 90:
+                    head.kill()
+                    raise AssertionError(
+                        "Ray head did not come up:\n" + log.read_text()[-4000:]) from None
+                time.sleep(0.3)
+        shutil.rmtree(temp, ignore_errors=True)
+    raise AssertionError("ray start --head exited 3 times:\n" + log.read_text()[-4000:])
+
+
 def test_ray_job_submit_runs_the_job_entrypoint(tmp_path):
     ray_bin = Path(sys.executable).with_name("ray")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    port, dash = testing.free_port(), testing.free_port()
-    temp = tempfile.mkdtemp(prefix="pr")  # own session dir and cluster-address file
-    head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--temp-dir={temp}",
-         f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         "--include-dashboard=true", "--num-cpus=1", "--disable-usage-stats",
-         # own ports for everything with a fixed default: the session's Ray (or anyone's) may
-         # hold those, and a job agent that cannot bind never accepts jobs
-         *(f"--{flag}={testing.free_port()}" for flag in (
-             "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-             "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port",
-             "object-manager-port", "node-manager-port"))],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head, port, dash, temp = _start_head(env, tmp_path / "head.log")
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{dash}/api/version", timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # it answers (401 without the token)
-            except OSError:
-                assert head.poll() is None, "ray start --head exited"
-                assert time.monotonic() - t0 < 90, "Ray head did not come up"
-                time.sleep(0.3)
         rng = np.random.default_rng(0)
         src = tmp_path / "src"
         src.mkdir()
