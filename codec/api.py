@@ -8,6 +8,7 @@ images we check (see `fallback`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -229,9 +230,13 @@ def _pack_best(
     kinds = _candidates(fallback, len(body), img)  # the payload: metadata weighs alike in both
     if not kinds:
         return best
-    kind, payload = classical.encode_classical(img, kinds, effort=settings)
-    blob = container.pack(_header(img, kind), payload)
-    return blob if len(blob) < len(best) else best
+    header = _header(img, kinds[0])  # one length for every classical kind
+    below = len(best) - len(container.pack(header, b""))  # payloads that would make it smaller
+    found = classical.smallest_verified(img, kinds, effort=settings, below=below)
+    if found is None:
+        return best
+    kind, payload = found
+    return container.pack(dataclasses.replace(header, codec=kind), payload)
 
 
 def encode(

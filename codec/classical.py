@@ -211,35 +211,56 @@ def encode_classical(
     it may win, so a library quirk can cost size but never exactness. If no candidate survives,
     "zlib" is used: it stores every mode. Ties go to the earlier candidate.
     """
-    img.validate()
-    cands = default_kinds(img.mode) if kinds is None else tuple(kinds)
-    for k in cands:
-        if k not in CLASSICAL_KINDS:
-            raise CodecError(f"unknown classical kind {k!r}; expected one of {CLASSICAL_KINDS}")
-    usable = [k for k in cands if k in supported_kinds(img.mode)]
-    best: tuple[str, bytes] | None = None
-    for k in usable:
-        payload = _try(img, k, effort)
-        if payload is not None and (best is None or len(payload) < len(best[1])):
-            best = (k, payload)
+    best = smallest_verified(img, kinds, effort=effort)
     if best is None:
-        payload = _try(img, "zlib", effort)
-        if payload is None:  # pragma: no cover - zlib of raw bytes cannot fail to round trip
+        payload = encode_kind(img, "zlib", effort=effort)
+        if not _verifies(img, "zlib", payload):  # pragma: no cover - raw zlib always round trips
             raise CodecError(f"no classical kind could store this {img.mode} image exactly")
         best = ("zlib", payload)
     return best
 
 
-def _try(img: RasterImage, kind: str, effort: ClassicalEffort) -> bytes | None:
+def smallest_verified(
+    img: RasterImage,
+    kinds: Sequence[str] | None = None,
+    *,
+    effort: ClassicalEffort = DEFAULT_EFFORT,
+    below: int | None = None,
+) -> tuple[str, bytes] | None:
+    """Smallest payload among the candidate kinds that decodes back exactly, or None.
+
+    Every candidate is encoded; only the smallest is decoded and compared, and the next only if
+    that one fails, so verification costs one decode, not one per kind. Candidates of `below`
+    bytes or more are dropped unverified (a caller holding a smaller blob cannot use them).
+    Ties go to the earlier candidate."""
+    img.validate()
+    cands = default_kinds(img.mode) if kinds is None else tuple(kinds)
+    for k in cands:
+        if k not in CLASSICAL_KINDS:
+            raise CodecError(f"unknown classical kind {k!r}; expected one of {CLASSICAL_KINDS}")
+    encoded = []
+    for order, k in enumerate(k for k in cands if k in supported_kinds(img.mode)):
+        try:
+            payload = encode_kind(img, k, effort=effort)
+        except CodecError:
+            continue
+        if below is None or len(payload) < below:
+            encoded.append((len(payload), order, k, payload))
+    for _, _, k, payload in sorted(encoded):
+        if _verifies(img, k, payload):
+            return k, payload
+    return None
+
+
+def _verifies(img: RasterImage, kind: str, payload: bytes) -> bool:
     try:
-        payload = encode_kind(img, kind, effort=effort)
         back = decode_classical_image(kind, payload, img.mode, img.pixels.shape)
     except CodecError:
-        return None
+        return False
     same = np.array_equal(back.pixels, img.pixels) and back.pixels.dtype == img.pixels.dtype
     if img.mode == "P":
         same = same and back.palette == img.palette and back.palette_mode == img.palette_mode
-    return payload if same else None
+    return same
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from codec import classical
 from codec.classical import (
     CLASSICAL_KINDS,
     DEFAULT_KINDS,
@@ -22,6 +23,7 @@ from codec.classical import (
     default_kinds,
     encode_classical,
     encode_kind,
+    smallest_verified,
     supported_kinds,
 )
 from codec.errors import CodecError
@@ -97,6 +99,49 @@ def test_encode_classical_picks_smallest_verified(mode):
     assert len(payload) == min(sizes.values())
     back = decode_classical_image(kind, payload, mode, img.pixels.shape)
     assert np.array_equal(back.pixels, img.pixels) and back.palette == img.palette
+
+
+def _ramp_rgb() -> RasterImage:
+    img = make_image("RGB", 24, 32, seed=3)
+    img.pixels[...] = (np.arange(24 * 32).reshape(24, 32) % 251).astype(np.uint8)[:, :, None]
+    return img
+
+
+def test_smallest_verified_decodes_only_the_smallest_that_round_trips(monkeypatch):
+    img = _ramp_rgb()
+    sizes = {k: len(encode_kind(img, k)) for k in ("png", "webp")}
+    small, large = sorted(sizes, key=sizes.get)
+    decoded = []
+    real_decode = classical.decode_classical_image
+
+    def decode(kind, payload, mode, shape):
+        decoded.append(kind)
+        return real_decode(kind, payload, mode, shape)
+
+    monkeypatch.setattr(classical, "decode_classical_image", decode)
+    assert smallest_verified(img, ["png", "webp"])[0] == small
+    assert decoded == [small]  # one decode, not one per kind
+
+    def broken(kind, payload, mode, shape):  # a library quirk on the smallest candidate
+        decoded.append(kind)
+        back = real_decode(kind, payload, mode, shape)
+        if kind == small:
+            back.pixels[0, 0, 0] ^= 1
+        return back
+
+    monkeypatch.setattr(classical, "decode_classical_image", broken)
+    decoded.clear()
+    kind, payload = smallest_verified(img, ["png", "webp"])
+    assert (kind, len(payload), decoded) == (large, sizes[large], [small, large])
+
+
+def test_smallest_verified_drops_candidates_at_or_above_the_bound():
+    img = _ramp_rgb()
+    sizes = {k: len(encode_kind(img, k)) for k in ("png", "webp")}
+    small = min(sizes, key=sizes.get)
+    assert smallest_verified(img, ["png", "webp"], below=sizes[small]) is None
+    assert smallest_verified(img, ["png", "webp"], below=sizes[small] + 1)[0] == small
+    assert encode_classical(make_image("P", 8, 8), ["webp"])[0] == "zlib"  # none survive: zlib
 
 
 def test_png_kind_is_pillow_default():
