@@ -40,6 +40,7 @@ FALLBACKS = ("auto", "always", "never")
 # they never won, and it missed lenna, 34% above PNG; benchmarks/results/fallback_check.md.)
 AUTO_SMALL_SAMPLES = fallback_rule.TINY_SAMPLES
 AUTO_REPEAT = fallback_rule.REPEAT_ALL
+repeat_share = fallback_rule.repeat_share  # the fallback rule's statistic, used here too
 
 ImageLike = RasterImage | np.ndarray | object
 
@@ -115,29 +116,6 @@ def _header(
     )
 
 
-def repeat_share(pixels: np.ndarray) -> float:
-    """Share of pixels identical (all channels) to their left neighbour: high for synthetic
-    images, where classical LZ-based codecs can beat the learned path. Counted in bands of
-    ~2^20 pixels, so the comparison masks stay small however large the image; contiguous 8-bit
-    RGB/RGBA is counted in one pass by the kernels (pilc_repeat_count)."""
-    px = pixels if pixels.ndim == 3 else pixels[:, :, None]
-    h, w = px.shape[:2]
-    if w < 2:
-        return 0.0
-    if px.dtype == np.uint8 and px.shape[2] in (3, 4) and px.flags.c_contiguous:
-        same = kernels.lib.pilc_repeat_count(kernels.ptr(px), h, w, px.shape[2])
-        return same / (h * (w - 1))
-    rows = max(1, (1 << 20) // w)
-    count = 0
-    for r in range(0, h, rows):
-        band = px[r : r + rows]
-        same = band[:, 1:, 0] == band[:, :-1, 0]
-        for ch in range(1, px.shape[2]):  # per channel: np.all over a short axis is ~10x slower
-            same &= band[:, 1:, ch] == band[:, :-1, ch]
-        count += np.count_nonzero(same)
-    return count / (h * (w - 1))
-
-
 def _candidates(fallback: str, learned_bytes: int, img: RasterImage) -> tuple[str, ...]:
     """Classical kinds to compare a learned payload of learned_bytes with (empty: keep it).
 
@@ -182,7 +160,12 @@ def encode_batch(
         raise CodecError("the VQ side information is coded at the default effort level only")
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
     model = model or default_model()
-    learned_ids = [i for i, im in enumerate(imgs) if im.mode in LEARNED_MODES]
+    fast_auto = fallback == "auto" and level == pixelmodel.LEVEL_FAST
+    learned_ids = [
+        i
+        for i, im in enumerate(imgs)
+        if im.mode in LEARNED_MODES and not fallback_rule.classical_only(im, fast_auto)
+    ]
     groups, owners = [], []
     for i in learned_ids:
         for g in _to_groups(imgs[i]):
@@ -222,7 +205,7 @@ def _pack_best(
     """The learned blob, or the classical one where the fallback policy finds it smaller."""
     effort = pixelmodel.LEVELS[tables.level]
     settings = classical.classical_effort(effort)
-    if parts is None:  # not a learned mode: classical only
+    if parts is None:  # not a learned mode, or fallback.classical_only: classical only
         kind, payload = classical.encode_classical(img, effort=settings)
         return container.pack(_header(img, kind), payload)
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)

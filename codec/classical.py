@@ -43,6 +43,7 @@ from codec.imagefile import (
     mode_shape,
     png_decode_pixels,
     png_encode_pixels,
+    png_reaches,
 )
 
 __all__ = [
@@ -232,20 +233,39 @@ def smallest_verified(
     Every candidate is encoded; only the smallest is decoded and compared, and the next only if
     that one fails, so verification costs one decode, not one per kind. Candidates of `below`
     bytes or more are dropped unverified (a caller holding a smaller blob cannot use them).
-    Ties go to the earlier candidate."""
+    PNG, which rarely wins but must run for the never-worse-than-PNG guarantee, goes last and
+    stops early (imagefile.png_reaches) once it cannot beat the best verified payload or
+    `below`. Ties among the others go to the earlier candidate; PNG must be strictly smaller."""
     img.validate()
     cands = default_kinds(img.mode) if kinds is None else tuple(kinds)
     for k in cands:
         if k not in CLASSICAL_KINDS:
             raise CodecError(f"unknown classical kind {k!r}; expected one of {CLASSICAL_KINDS}")
+    usable = [k for k in cands if k in supported_kinds(img.mode)]
+    best = _smallest_verified(img, [k for k in usable if k != "png"], usable, effort, below)
+    if "png" not in usable:
+        return best
+    bound = below if best is None else len(best[1]) if below is None else min(below, len(best[1]))
+    if bound is not None and png_reaches(img, bound):
+        return best  # the PNG file is longer than its zlib stream: it cannot win, nor tie
+    return _smallest_verified(img, ["png"], usable, effort, bound) or best
+
+
+def _smallest_verified(
+    img: RasterImage,
+    kinds: list[str],
+    order: list[str],
+    effort: ClassicalEffort,
+    below: int | None,
+) -> tuple[str, bytes] | None:
     encoded = []
-    for order, k in enumerate(k for k in cands if k in supported_kinds(img.mode)):
+    for k in kinds:
         try:
             payload = encode_kind(img, k, effort=effort)
         except CodecError:
             continue
         if below is None or len(payload) < below:
-            encoded.append((len(payload), order, k, payload))
+            encoded.append((len(payload), order.index(k), k, payload))
     for _, _, k, payload in sorted(encoded):
         if _verifies(img, k, payload):
             return k, payload

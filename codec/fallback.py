@@ -5,10 +5,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from codec import kernels
 from codec.imagefile import RasterImage, png_encode_pixels
 
 SAMPLE_BAND = 16  # rows per sampled band: long enough for PNG's up/paeth filters and LZ matches
 SAMPLE_FRACTION = 16  # one band in this many is encoded
+
+
+def repeat_share(pixels: np.ndarray) -> float:
+    """Share of pixels identical (all channels) to their left neighbour: high for synthetic
+    images, where classical LZ-based codecs can beat the learned path. Counted in bands of
+    ~2^20 pixels, so the comparison masks stay small however large the image; contiguous 8-bit
+    RGB/RGBA is counted in one pass by the kernels (pilc_repeat_count)."""
+    px = pixels if pixels.ndim == 3 else pixels[:, :, None]
+    h, w = px.shape[:2]
+    if w < 2:
+        return 0.0
+    if px.dtype == np.uint8 and px.shape[2] in (3, 4) and px.flags.c_contiguous:
+        same = kernels.lib.pilc_repeat_count(kernels.ptr(px), h, w, px.shape[2])
+        return same / (h * (w - 1))
+    rows = max(1, (1 << 20) // w)
+    count = 0
+    for r in range(0, h, rows):
+        band = px[r : r + rows]
+        same = band[:, 1:, 0] == band[:, :-1, 0]
+        for ch in range(1, px.shape[2]):  # per channel: np.all over a short axis is ~10x slower
+            same &= band[:, 1:, ch] == band[:, :-1, ch]
+        count += np.count_nonzero(same)
+    return count / (h * (w - 1))
 
 
 def _sample(img: RasterImage, fraction: int) -> tuple[RasterImage, float]:
@@ -79,6 +103,22 @@ GATE_REPEAT = 0.1  # with ~1% repeats (wikipedia 001.png, 9%, is the highest pho
 # WebP 1.14 (usc texmos1); 1.15 keeps both and lenna's PNG win (estimate 0.89 L).
 K_PNG = 1.15
 K_WEBP = 1.15
+
+
+# The fast level skips its learned encode where the classical kinds all but always win: colour
+# images (all channels equal to the left neighbour; one gray channel repeats in dark or clipped
+# photos too) with >= 50% repeats. At the fast level on the train sets, PNG or WebP beat the
+# learned blob on all 246 such images (screenshots, waterloo's synthetic ones: at best 0.88x
+# of it), and on 19 of the 20 in imagenet 64/32 and cifar10 (teapot 64x64: 123 bytes lost);
+# docs/experiments.md entry 29.
+REPEAT_CLASSICAL_FAST = 0.5
+
+
+def classical_only(img: RasterImage, level_is_fast: bool, repeat: float | None = None) -> bool:
+    """Whether `fallback="auto"` at this level can skip the learned path for this image."""
+    if not level_is_fast or img.mode not in ("RGB", "RGBA") or img.pixels.dtype != np.uint8:
+        return False
+    return (repeat_share(img.pixels) if repeat is None else repeat) >= REPEAT_CLASSICAL_FAST
 
 
 def plausible_kinds(

@@ -428,6 +428,39 @@ def png_encode_pixels(
         raise CodecError(f"PNG encoding of a {img.mode} image failed: {e}") from e
 
 
+PNG_STEP = 4096  # compressed bytes per step of png_reaches
+
+
+def png_reaches(img: RasterImage, limit: int) -> bool:
+    """Whether png_encode_pixels(img) would be `limit` bytes or more, answered by running the
+    same Pillow zlib encoder and stopping once its compressed stream alone reaches `limit`.
+
+    The zlib stream is the same whatever the output block size (tests/codec/test_imagefile.py
+    checks it against the IDAT data of png_encode_pixels), and the file adds its signature and
+    chunks to it, so a True is exact; a PNG that loses by 2x stops about half way. 8-bit L, LA,
+    RGB and RGBA only (others, and any Pillow that lacks the encoder: False, meaning "encode")."""
+    if img.mode not in ("L", "LA", "RGB", "RGBA") or img.pixels.dtype != np.uint8:
+        return False
+    pil = _to_pil(img)
+    try:
+        # what PngImagePlugin._save hands ImageFile._save at compress_level 6, no optimize
+        encoder = Image._getencoder(pil.mode, "zip", pil.mode, (False, 6, -1, b""))
+    except (AttributeError, OSError, TypeError, ValueError):
+        return False
+    try:
+        encoder.setimage(pil.im, (0, 0, *pil.size))
+        total = 0
+        while True:
+            _, status, data = encoder.encode(PNG_STEP)
+            total += len(data)
+            if total >= limit:
+                return True
+            if status:
+                return False
+    finally:
+        encoder.cleanup()
+
+
 def _to_pil(img: RasterImage) -> Image.Image:
     px, mode = img.pixels, img.mode
     if mode == "1":

@@ -412,7 +412,16 @@ def _count_classical(monkeypatch) -> dict[str, int]:
         calls[kind] = calls.get(kind, 0) + 1
         return real(img, kind, **kw)
 
+    real_bound = classical.png_reaches
+
+    def bounded(img, limit):  # a PNG run stopped early counts as a run; one that is not
+        reached = real_bound(img, limit)  # stopped goes on to encode_kind, counted there
+        if reached:
+            calls["png"] = calls.get("png", 0) + 1
+        return reached
+
     monkeypatch.setattr(classical, "encode_kind", counting)
+    monkeypatch.setattr(classical, "png_reaches", bounded)
     return calls
 
 
@@ -448,6 +457,38 @@ def test_auto_fallback_catches_screenshots_the_bpsp_rule_misses(monkeypatch):
 
 
 XML_TAGS = f"{DATA}/screenshots_gimp/contribute__xml-tags.png"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(XML_TAGS), reason="shared data missing")
+def test_fast_level_skips_the_learned_path_on_colour_screenshots(monkeypatch):
+    """At the fast level, colour images with >= 50% repeats go to the classical kinds alone
+    (fallback.classical_only): the learned encode would only be thrown away there."""
+    from codec import learned
+    from codec.api import repeat_share
+    from codec.imagefile import RasterImage, png_encode_pixels
+
+    px = _load_bare(XML_TAGS)
+    assert px.ndim == 3 and repeat_share(px) >= 0.5
+    runs: list[str] = []
+    real = learned.encode_groups
+
+    def counting(*a, **kw):
+        runs.append(kw.get("level"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(learned, "encode_groups", counting)
+    blob = codec.encode(px, effort="fast")
+    assert runs == [] and codec.info(blob)["codec"] in ("png", "webp")
+    assert np.array_equal(codec.decode(blob), px)
+    mode = "RGBA" if px.shape[2] == 4 else "RGB"
+    assert len(blob) <= len(png_encode_pixels(RasterImage(px, mode))) + 64
+    for kw in ({"effort": "default"}, {"effort": "fast", "fallback": "never"}):
+        codec.encode(px, **kw)  # other levels, and "never", still code it with the model
+        assert len(runs) == 1
+        runs.clear()
+    gray = np.ascontiguousarray(px[:, :, 1])  # one channel repeats in photos too: not skipped
+    codec.encode(gray, effort="fast")
+    assert len(runs) == 1
 
 
 @pytest.mark.skipif(not __import__("os").path.exists(XML_TAGS), reason="shared data missing")

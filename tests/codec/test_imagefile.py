@@ -17,11 +17,14 @@ from PIL import Image
 from codec.errors import CodecError
 from codec.imagefile import (
     MODES,
+    PNG_STEP,
     RasterImage,
     load_image,
     mode_dtype,
     mode_for_array,
     mode_shape,
+    png_encode_pixels,
+    png_reaches,
     to_file_bytes,
     to_png_bytes,
     to_tiff_bytes,
@@ -509,3 +512,33 @@ def test_one_pixel_limit_for_every_path_in_a_fresh_process(tmp_path):
     for path in (big, small_bmp):
         got = _fresh_load(path, {"PILC_MAX_SAMPLES": "1000"})
         assert got.startswith("refused") and "more than 1000 samples" in got, got
+
+
+def _idat_stream(png: bytes) -> bytes:
+    out, i = b"", 8
+    while i < len(png):
+        (n,) = struct.unpack(">I", png[i : i + 4])
+        if png[i + 4 : i + 8] == b"IDAT":
+            out += png[i + 8 : i + 8 + n]
+        i += 12 + n
+    return out
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_png_reaches_measures_the_stream_png_encode_pixels_writes(mode):
+    """png_reaches runs Pillow's zlib encoder in small steps; its answer is exact only if that
+    stream is the one png_encode_pixels stores (a Pillow or zlib change would show here)."""
+    rng = np.random.default_rng(7)
+    shape = (300, 420) if mode == "L" else (300, 420, len(mode))
+    ramp = np.add.outer(np.arange(300), np.arange(420)) // 3
+    px = ((ramp.reshape(300, 420, *([1] * (len(shape) - 2))) + rng.integers(0, 9, shape)) % 256)
+    img = RasterImage(px.astype(np.uint8), mode)
+    stream = len(_idat_stream(png_encode_pixels(img)))
+    assert stream > 2 * PNG_STEP  # several steps, so an early stop is possible
+    assert png_reaches(img, stream) and png_reaches(img, PNG_STEP)
+    assert not png_reaches(img, stream + 1)
+
+
+def test_png_reaches_says_encode_where_it_cannot_tell():
+    img = RasterImage(np.zeros((8, 8), np.uint16), "L;16")
+    assert not png_reaches(img, 1)
