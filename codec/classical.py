@@ -208,9 +208,9 @@ def encode_classical(
     """Smallest verified payload among the candidate kinds: ``(kind, payload)``.
 
     Candidates default to `default_kinds(img.mode)`; kinds that cannot store the mode are skipped.
-    Every candidate is decoded again and compared bit-exactly (pixels, and palette for "P") before
-    it may win, so a library quirk can cost size but never exactness. If no candidate survives,
-    "zlib" is used: it stores every mode. Ties go to the earlier candidate.
+    A candidate is decoded again and compared bit-exactly (pixels, and palette for "P") before
+    it may win, so a library quirk can cost size but never exactness (`smallest_verified`). If
+    no candidate survives, "zlib" is used: it stores every mode.
     """
     best = smallest_verified(img, kinds, effort=effort)
     if best is None:
