@@ -143,7 +143,7 @@ def encode_batch(
     """Encode many images; all learned-path tiles share one network and coder pass. effort is
     the learned path's level ("fast", "default", "max", or its index 1, 0, 4; "max-v1", 2, and
     "max-v2", 3, are the earlier max models, kept so their blobs decode; FORMAT.md
-    "levels": fast codes ~2x faster for ~3-4% more bytes, max spends ~5x the time for fewer,
+    "levels": fast codes ~2.5x faster for ~2-5% more bytes, max spends ~6x the time for fewer,
     and keeps the default level for an image where that codes smaller); the header names the
     level used, and one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
