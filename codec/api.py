@@ -172,21 +172,22 @@ def encode_batch(
             groups.append(g)
             owners.append(i)
     backend = gpu.resolve(device)
-    # max also tries the default level and keeps, per image, whichever codes smaller: on tiny
-    # images the max level's 2-3x more LS coefficients can outweigh its gain (cifar10: +1.2%),
-    # and the default costs ~1/5 of the max level's time
-    tries = [level] + ([pixelmodel.LEVEL_DEFAULT] if level in pixelmodel.MAX_LEVELS else [])
+    tries = {i: _levels_for(imgs[i], level) for i in learned_ids}
     best: dict[int, tuple[PixelTables, list[bytes]]] = {}
-    for lv in tries:
-        payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids}
+    for lv in dict.fromkeys(lv for i in learned_ids for lv in tries[i]):  # first seen, first
+        ids = {i for i in learned_ids if lv in tries[i]}
+        mine = [n for n, owner in enumerate(owners) if owner in ids]
+        payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids if i in ids}
         with kernels.using_threads(threads):
             coded = (
-                learned.encode_groups(model, groups, vq, tile, device=backend, level=lv)
-                if groups
+                learned.encode_groups(
+                    model, [groups[n] for n in mine], vq, tile, device=backend, level=lv
+                )
+                if mine
                 else []
             )
-        for owner, payload in zip(owners, coded, strict=True):
-            payloads[owner].append(payload)
+        for n, payload in zip(mine, coded, strict=True):
+            payloads[owners[n]].append(payload)
         for i, parts in payloads.items():
             size = sum(len(p) for p in parts)
             if i not in best or size < sum(len(p) for p in best[i][1]):
@@ -197,6 +198,25 @@ def encode_batch(
             _pack_best(img, *best.get(i, (fallback_tables, None)), fallback)
             for i, img in enumerate(imgs)
         ]
+
+
+# Under this many pixels the fast level codes at the default level: one small tile, where the
+# fast model's speed is lost in per-image costs (32x32: 1.08x the default's encode, cifar10 1.07x)
+# and its bytes are not (+5.7%, +9.6%; benchmarks/results/pilc_levels_small.md, entry 30).
+FAST_MIN_PIXELS = 64 * 64
+
+
+def _levels_for(img: RasterImage, level: int) -> tuple[int, ...]:
+    """The learned levels an image is coded at; the smallest result is kept, the first on a tie.
+
+    Max also tries the default level: on tiny images the max level's 2-3x more LS coefficients
+    can outweigh its gain (cifar10: +1.2%), and the default costs ~1/5 of the max level's time."""
+    h, w = img.pixels.shape[:2]
+    if level == pixelmodel.LEVEL_FAST and h * w < FAST_MIN_PIXELS:
+        return (pixelmodel.LEVEL_DEFAULT,)
+    if level in pixelmodel.MAX_LEVELS:
+        return (level, pixelmodel.LEVEL_DEFAULT)
+    return (level,)
 
 
 def _pack_best(
