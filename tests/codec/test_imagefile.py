@@ -531,7 +531,7 @@ def test_png_reaches_measures_the_stream_png_encode_pixels_writes(mode):
     rng = np.random.default_rng(7)
     shape = (300, 420) if mode == "L" else (300, 420, len(mode))
     ramp = np.add.outer(np.arange(300), np.arange(420)) // 3
-    px = ((ramp.reshape(300, 420, *([1] * (len(shape) - 2))) + rng.integers(0, 9, shape)) % 256)
+    px = (ramp.reshape(300, 420, *([1] * (len(shape) - 2))) + rng.integers(0, 9, shape)) % 256
     img = RasterImage(px.astype(np.uint8), mode)
     stream = len(_idat_stream(png_encode_pixels(img)))
     assert stream > 2 * PNG_STEP  # several steps, so an early stop is possible
