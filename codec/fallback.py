@@ -141,12 +141,31 @@ def plausible_kinds(
     k_png, k_webp = (K_REPEAT, K_REPEAT) if sampled and repeat >= REPEAT_SOME else (K_PNG, K_WEBP)
     if not sampled:  # the PNG "estimate" is PNG's exact size (estimate_png)
         k_png = 1.0
+    png = estimate_png(img) if "png" in kinds else None
     out = []
     for k in kinds:
-        if k == "png" and estimate_png(img) < k_png * learned_bytes:
+        if k == "png" and png < k_png * learned_bytes:
             out.append(k)
-        elif k == "webp" and estimate_webp(img) < k_webp * learned_bytes:
-            out.append(k)
+        elif k == "webp" and not _webp_out_of_reach(img, png, learned_bytes):
+            if estimate_webp(img) < k_webp * learned_bytes:
+                out.append(k)
         elif k not in ("png", "webp"):
             out.append(k)
     return tuple(out)
+
+
+# On gray images WebP (three equal channels) costs ~10x the PNG estimate to estimate (0.10-0.18 s
+# against 0.01-0.02 on a 6-12 MP photo: 30-45% of the default level's encode), and it is never
+# far below PNG there: over the 159 train gray images under 50% repeats WebP's real size was at
+# least 0.657x the PNG estimate (usc motion10; 0.69 texmos2 and frog, the deepest WebP wins). So
+# where the PNG estimate is >= 1.6x the learned payload, WebP cannot win and is not estimated
+# (docs/experiments.md entry 31).
+GRAY_WEBP_GATE = 1.6
+
+
+def _webp_out_of_reach(img: RasterImage, png_estimate: int | None, learned_bytes: int) -> bool:
+    return (
+        img.mode == "L"
+        and png_estimate is not None
+        and png_estimate >= GRAY_WEBP_GATE * learned_bytes
+    )

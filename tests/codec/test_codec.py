@@ -651,3 +651,30 @@ def test_auto_fallback_runs_nothing_on_small_photos(monkeypatch):
             codec.encode(px)
             checked += 1
     assert checked >= 20 and calls == {}
+
+
+def test_gray_webp_is_not_estimated_where_the_png_estimate_puts_it_out_of_reach(monkeypatch):
+    """On gray images WebP's estimate costs ~10x PNG's and WebP stays >= 0.65x the PNG estimate
+    (train sets), so at a PNG estimate >= GRAY_WEBP_GATE x the learned payload it is skipped;
+    below, and on colour images, it is estimated as before."""
+    from codec import fallback
+
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:400, 0:300]
+    smooth = 128 + 60 * np.sin(x / 11.0) * np.cos(y / 17.0) + rng.normal(0, 6, (400, 300))
+    gray = (np.clip(smooth, 0, 255).astype(np.uint8) // 12) * 12  # steps: 10-50% repeats
+    calls: list[str] = []
+    real = fallback.estimate_webp
+    monkeypatch.setattr(fallback, "estimate_webp", lambda img: calls.append(img.mode) or real(img))
+    for mode, px in (("L", gray), ("RGB", np.dstack([gray, gray // 2, 255 - gray]))):
+        img = codec.RasterImage(np.ascontiguousarray(px), mode)
+        repeat = fallback.repeat_share(img.pixels)
+        assert fallback.REPEAT_SOME <= repeat < fallback.REPEAT_ALL
+        png = fallback.estimate_png(img)
+        for ratio, estimated in ((1.7, mode == "RGB"), (1.5, True)):
+            calls.clear()
+            learned = int(png / ratio)
+            assert not 2 <= 8 * learned / px.size <= 6 or repeat >= fallback.GATE_REPEAT
+            kinds = fallback.plausible_kinds(img, learned, ("png", "webp"), repeat)
+            assert "png" not in kinds  # the PNG estimate is above 1.3x the payload
+            assert calls == ([mode] if estimated else []), (mode, ratio)
