@@ -116,8 +116,11 @@ def _header(
     )
 
 
-def _candidates(fallback: str, learned_bytes: int, img: RasterImage) -> tuple[str, ...]:
-    """Classical kinds to compare a learned payload of learned_bytes with (empty: keep it).
+def _candidates(
+    fallback: str, learned_bytes: int, img: RasterImage, repeat: float | None
+) -> tuple[str, ...]:
+    """Classical kinds to compare a learned payload of learned_bytes with (empty: keep it);
+    repeat is the image's repeat share (given under "auto").
 
     "auto" runs a kind only where codec.fallback finds it can plausibly win, so on photos the
     check costs the repeat share (~1% of the encode) and no classical encoder."""
@@ -126,7 +129,8 @@ def _candidates(fallback: str, learned_bytes: int, img: RasterImage) -> tuple[st
     kinds = classical.default_kinds(img.mode)
     if fallback == "always":
         return kinds
-    return fallback_rule.plausible_kinds(img, learned_bytes, kinds, repeat_share(img.pixels))
+    assert repeat is not None  # encode_batch measures it for every learned image under "auto"
+    return fallback_rule.plausible_kinds(img, learned_bytes, kinds, repeat)
 
 
 def encode_batch(
@@ -160,11 +164,18 @@ def encode_batch(
         raise CodecError("the VQ side information is coded at the default effort level only")
     imgs = [im if isinstance(im, RasterImage) else load_image(im) for im in images]
     model = model or default_model()
+    # the repeat share, once per image: the fast level's classical-only rule and auto's check
+    repeats = {
+        i: repeat_share(im.pixels)
+        for i, im in enumerate(imgs)
+        if fallback == "auto" and im.mode in LEARNED_MODES
+    }
     fast_auto = fallback == "auto" and level == pixelmodel.LEVEL_FAST
     learned_ids = [
         i
         for i, im in enumerate(imgs)
-        if im.mode in LEARNED_MODES and not fallback_rule.classical_only(im, fast_auto)
+        if im.mode in LEARNED_MODES
+        and not (fast_auto and fallback_rule.classical_only(im, repeats[i]))
     ]
     groups, owners = [], []
     for i in learned_ids:
@@ -175,9 +186,9 @@ def encode_batch(
     tries = {i: _levels_for(imgs[i], level) for i in learned_ids}
     best: dict[int, tuple[PixelTables, list[bytes]]] = {}
     for lv in dict.fromkeys(lv for i in learned_ids for lv in tries[i]):  # first seen, first
-        ids = {i for i in learned_ids if lv in tries[i]}
-        mine = [n for n, owner in enumerate(owners) if owner in ids]
-        payloads: dict[int, list[bytes]] = {i: [] for i in learned_ids if i in ids}
+        ids = [i for i in learned_ids if lv in tries[i]]
+        mine = [n for n, owner in enumerate(owners) if lv in tries[owner]]
+        payloads: dict[int, list[bytes]] = {i: [] for i in ids}
         with kernels.using_threads(threads):
             coded = (
                 learned.encode_groups(
@@ -195,7 +206,7 @@ def encode_batch(
     fallback_tables = model.pixel_tables(level)
     with timing.stage("container"):
         return [
-            _pack_best(img, *best.get(i, (fallback_tables, None)), fallback)
+            _pack_best(img, *best.get(i, (fallback_tables, None)), fallback, repeats.get(i))
             for i, img in enumerate(imgs)
         ]
 
@@ -220,7 +231,11 @@ def _levels_for(img: RasterImage, level: int) -> tuple[int, ...]:
 
 
 def _pack_best(
-    img: RasterImage, tables: PixelTables, parts: list[bytes] | None, fallback: str
+    img: RasterImage,
+    tables: PixelTables,
+    parts: list[bytes] | None,
+    fallback: str,
+    repeat: float | None,
 ) -> bytes:
     """The learned blob, or the classical one where the fallback policy finds it smaller."""
     effort = pixelmodel.LEVELS[tables.level]
@@ -230,7 +245,7 @@ def _pack_best(
         return container.pack(_header(img, kind), payload)
     body = parts[0] if len(parts) == 1 else varints.encode_one(len(parts[0])) + b"".join(parts)
     best = container.pack(_header(img, "learned", tables.model_id, effort), body)
-    kinds = _candidates(fallback, len(body), img)  # the payload: metadata weighs alike in both
+    kinds = _candidates(fallback, len(body), img, repeat)  # the payload: metadata weighs alike
     if not kinds:
         return best
     header = _header(img, kinds[0])  # one length for every classical kind

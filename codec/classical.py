@@ -245,7 +245,8 @@ def smallest_verified(
     best = _smallest_verified(img, [k for k in usable if k != "png"], usable, effort, below)
     if "png" not in usable:
         return best
-    bound = below if best is None else len(best[1]) if below is None else min(below, len(best[1]))
+    limits = [n for n in (below, best and len(best[1])) if n is not None]
+    bound = min(limits, default=None)  # what PNG must come under to matter
     if bound is not None and png_reaches(img, bound):
         return best  # the PNG file is longer than its zlib stream: it cannot win, nor tie
     return _smallest_verified(img, ["png"], usable, effort, bound) or best

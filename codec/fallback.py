@@ -114,11 +114,12 @@ K_WEBP = 1.15
 REPEAT_CLASSICAL_FAST = 0.5
 
 
-def classical_only(img: RasterImage, level_is_fast: bool) -> bool:
-    """Whether `fallback="auto"` at this level can skip the learned path for this image."""
-    if not level_is_fast or img.mode not in ("RGB", "RGBA") or img.pixels.dtype != np.uint8:
+def classical_only(img: RasterImage, repeat: float) -> bool:
+    """Whether `fallback="auto"` at the fast level can skip the learned path for this image,
+    whose repeat_share is `repeat`."""
+    if img.mode not in ("RGB", "RGBA") or img.pixels.dtype != np.uint8:
         return False
-    return repeat_share(img.pixels) >= REPEAT_CLASSICAL_FAST
+    return repeat >= REPEAT_CLASSICAL_FAST
 
 
 def plausible_kinds(
