@@ -9,7 +9,8 @@ from setuptools.command.build_ext import build_ext
 
 KERNELS = "codec/kernels"
 SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h", "pilc_fast_lanes.h",
-           "pilc_fast_lanes_body.h", "pilc_cuda.cu", "pilc_cpu.c", "pilc_emu.c")
+           "pilc_fast_lanes_body.h", "pilc_cuda.cu", "pilc_cpu.c", "pilc_cpu_model.h",
+           "pilc_cpu_v3.c", "pilc_emu.c")
 
 
 def source_hash() -> str:
@@ -35,7 +36,7 @@ setup(
     ext_modules=[
         Extension(
             "codec.kernels._native",
-            sources=[f"{KERNELS}/pilc_cpu.c", f"{KERNELS}/pilc_emu.c"],
+            sources=[f"{KERNELS}/pilc_cpu.c", f"{KERNELS}/pilc_cpu_v3.c", f"{KERNELS}/pilc_emu.c"],
             depends=[f"{KERNELS}/{name}" for name in SOURCES],
             extra_compile_args=FLAGS,
             define_macros=[("PILC_SOURCE_HASH", f'"{source_hash()}"')],

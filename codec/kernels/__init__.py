@@ -56,6 +56,7 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
     "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
     "pilc_compact": (None, [_P, _P, _I, _P, _P]),
     "pilc_set_lanes": (_I, [_I]),
+    "pilc_set_isa": (_I, [_I]),
     "pilc_coding_frame": (None, [_I, _I, _I, _P]),
     "pilc_varint_write": (_I, [_P, _I, _P]),
     "pilc_varint_read": (_I, [_P, _I, _I, _P, _I, _P, _P]),
@@ -78,7 +79,7 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
 # setup.py hashes the same files in the same order into the library
 _SOURCES = ("pilc_portable.h", "pilc_rans.h", "pilc_model.h", "pilc_fast.h",
             "pilc_fast_lanes.h", "pilc_fast_lanes_body.h", "pilc_cuda.cu", "pilc_cpu.c",
-            "pilc_emu.c")  # fmt: skip
+            "pilc_cpu_model.h", "pilc_cpu_v3.c", "pilc_emu.c")  # fmt: skip
 
 
 def source_hash() -> str:
@@ -217,3 +218,37 @@ def _env_lanes() -> int:
 
 
 set_lanes(_env_lanes())
+
+
+# --------------------------------------------------------------------------------------------
+# The x86-64-v3 build of the model's entry points (pilc_cpu_v3.c)
+# --------------------------------------------------------------------------------------------
+
+
+def set_v3(enabled: bool, every_level: bool = False) -> bool:
+    """Process-wide: run the fast and max levels' model through the library's x86-64-v3 (AVX2)
+    build where this CPU runs it (True, the default: 6-13% faster there; every_level: the
+    default level too, where it is ~3.5% slower, for benchmarks/isa_speed.py), or the baseline
+    x86-64 build everywhere (False). The bytes are the same either way; returns whether the v3
+    build is now in use."""
+    return bool(lib.pilc_set_isa(0 if not enabled else 2 if every_level else 1))
+
+
+@contextlib.contextmanager
+def using_v3(enabled: bool, every_level: bool = False) -> Iterator[bool]:
+    """set_v3(enabled, every_level) for the block (yields whether v3 is in use), then back to
+    the default: on for the fast and max levels, unless PILC_V3=0."""
+    try:
+        yield set_v3(enabled, every_level)
+    finally:
+        set_v3(_env_v3())
+
+
+def _env_v3() -> bool:
+    raw = os.environ.get("PILC_V3", "").strip()
+    if raw not in ("", "0", "1"):
+        raise CodecError(f"PILC_V3 must be 0 or 1, not {raw!r}")
+    return raw != "0"
+
+
+set_v3(_env_v3())

@@ -23,8 +23,9 @@ static int64_t claim_n(int64_t *counter, int64_t n) {
 }
 
 // The fast level's vector lanes (pilc_fast_lanes.h): -1 until first asked, then the widest this
-// CPU runs (16, 8, or 0 for none); pilc_set_lanes picks another (tests compare them).
-static int lanes_width = -1;
+// CPU runs (16, 8, or 0 for none); pilc_set_lanes picks another (tests compare them). Shared
+// with pilc_cpu_v3.c's copy of the model entry points.
+__attribute__((visibility("hidden"))) int pilc_lanes_width = -1;
 
 // Lanes of `width` (16 or 8; 1: the widest this CPU runs; 0: none, the scalar loop), where this
 // CPU runs them; returns the width now in use (0: none).
@@ -33,208 +34,84 @@ PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
     int w = 0;
     if (width == 1) w = cpu;
     else if (width == 16 || width == 8) w = width <= cpu ? (int)width : 0;
-    __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
+    __atomic_store_n(&pilc_lanes_width, w, __ATOMIC_RELAXED);
     return w;
 }
 
-static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) {
-    *mh = *mw = 0;
-    for (int64_t t = 0; t < n; t++) {
-        if (boxes[4 * t + 2] > *mh) *mh = boxes[4 * t + 2];
-        if (boxes[4 * t + 3] > *mw) *mw = boxes[4 * t + 3];
+// The model's entry points, built twice: here for baseline x86-64, and in pilc_cpu_v3.c for
+// x86-64-v3 (AVX2, BMI2, FMA; contraction stays off, so every float64 rounds the same: the
+// bytes are identical, tests/codec/test_isa.py). Side by side on one core the v3 build decodes
+// the fast level 10-13% and the max level 8-11% faster and encodes max 6% faster, but decodes
+// the default level 3.5% slower, so the default level keeps the baseline build
+// (docs/experiments.md entry 32).
+#if PILC_HAVE_V3
+#define PM_ENTRY(name) name##_base
+#define PM_ENTRY_LINKAGE static
+#else  // no x86-64-v3 build on this target: the baseline entry points under their own names
+#define PM_ENTRY(name) name
+#define PM_ENTRY_LINKAGE PILC_EXPORT
+#endif
+#include "pilc_cpu_model.h"
+#undef PM_ENTRY
+#undef PM_ENTRY_LINKAGE
+
+#if PILC_HAVE_V3
+#define PM_ENCODE_PARAMS                                                                      \
+    int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq, \
+        const int64_t *boxes, int64_t n_tiles, PM_TABLE_PARAMS, int64_t *coefs,               \
+        const int64_t *starts, uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter
+#define PM_DECODE_PARAMS                                                                      \
+    int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes, int64_t n_ch,     \
+        int64_t H, int64_t W, const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,       \
+        const int64_t *coefs, PM_TABLE_PARAMS, int64_t *err, int64_t *counter
+int pilc_pm_encode_v3(PM_ENCODE_PARAMS);
+int pilc_pm_decode_v3(PM_DECODE_PARAMS);
+
+// -1 until first asked, then pilc_set_isa's mode (1 where this CPU runs x86-64-v3, else 0).
+static int v3_in_use = -1;
+
+// Where this CPU runs x86-64-v3, `mode` (0: nowhere, 1: the levels it speeds up, 2: every
+// level, for benchmarks/isa_speed.py), else 0.
+static int v3_mode(int64_t mode) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v3") ? (int)mode : 0;
+}
+
+static int use_v3(int64_t level) {
+    int v = __atomic_load_n(&v3_in_use, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = v3_mode(1);
+        __atomic_store_n(&v3_in_use, v, __ATOMIC_RELAXED);
     }
+    return v == 2 || (v == 1 && level != PM_LVL_DEFAULT);
 }
 
-// Per-thread tile state sized for the largest tile (contiguous: lane stride 1); the local LS
-// sums and the float64 scratch (~140 KB for a 256-wide tile) only at the max levels.
-typedef struct {
-    PmState st;
-    void *mem;
-} CpuState;
+// 1: the x86-64-v3 build for the levels it speeds up (the default), 2: for every level, 0: the
+// baseline build everywhere; v3 only where this CPU runs it. Returns the mode now in use.
+PILC_EXPORT int64_t pilc_set_isa(int64_t mode) {
+    const int v = mode == 1 || mode == 2 ? v3_mode(mode) : 0;
+    __atomic_store_n(&v3_in_use, v, __ATOMIC_RELAXED);
+    return v;
+}
 
-static int state_alloc(CpuState *cs, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
-    const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
-    const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
-    const int mx = PM_IS_MAX(level);
-    const int64_t n_ll = mx ? (2 * tw + 2) * PM_LL_NS + PM_LL_NT : 1, n_lm = mx ? PM_LM_N : 1;
-    const size_t bytes = sizeof(double) * n_lm + sizeof(int32_t) * (2 * PM_NSTAT + n_ll)
-                         + sizeof(int16_t) * n_te + sizeof(uint16_t) * n_ek;
-    char *m = malloc(bytes);
-    if (!m) return -1;
-    cs->mem = m;
-    cs->st.lmat = (double *)m;
-    m += sizeof(double) * n_lm;
-    cs->st.lsum = (int32_t *)m;
-    m += sizeof(int32_t) * n_ll;
-    cs->st.asum = (int32_t *)m;
-    cs->st.acnt = (int32_t *)m + PM_NSTAT;
-    cs->st.te = (int16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT);
-    cs->st.ek = (uint16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT + sizeof(int16_t) * n_te);
-    cs->st.tw = tw;
-    cs->st.rows = rows;
-    cs->st.ls = 1;
+PILC_EXPORT int pilc_pm_encode(PM_ENCODE_PARAMS) {
+    return (use_v3(level) ? pilc_pm_encode_v3 : pilc_pm_encode_base)(
+        level, planes, n_ch, H, W, vq, boxes, n_tiles, e_bucket, lom, crc, recip, grad_class,
+        prior, bk, fc, coefs, starts, sym, tid, bkt, counter);
+}
+
+PILC_EXPORT int pilc_pm_decode(PM_DECODE_PARAMS) {
+    return (use_v3(level) ? pilc_pm_decode_v3 : pilc_pm_decode_base)(
+        level, data, bb, planes, n_ch, H, W, vq, boxes, n_tiles, coefs, e_bucket, lom, crc,
+        recip, grad_class, prior, bk, fc, err, counter);
+}
+#else
+PILC_EXPORT int64_t pilc_set_isa(int64_t mode) {
+    (void)mode;
     return 0;
 }
-
-// Contiguous state: ls = 1 is a constant here, so the compiler drops the lane multiplies.
-static inline __attribute__((always_inline)) PmState contiguous(const PmState *s) {
-    PmState o = *s;
-    o.ls = 1;
-    return o;
-}
-
-#if PILC_HAVE_LANES
-static int lanes_enabled(int64_t level) {
-    if (level != PM_LVL_FAST) return 0;
-    int w = __atomic_load_n(&lanes_width, __ATOMIC_RELAXED);
-    if (w < 0) {
-        w = pl_cpu_width();
-        __atomic_store_n(&lanes_width, w, __ATOMIC_RELAXED);
-    }
-    return w;
-}
-
-// A thread's vector-lane buffers; step: tiles claimed at a time (1 without lanes).
-typedef struct {
-    PlBatch B;
-    void *mem;
-    int64_t step, n_ch, mh, mw;
-} Lanes;
-
-static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
-    L->mem = 0;
-    L->step = 1;
-    const int W = lanes_enabled(level);
-    if (!W) return 0;
-    L->mem = malloc(pl_bytes(W, n_ch, mh, mw));
-    if (!L->mem) return -1;
-    L->n_ch = n_ch;
-    L->mh = mh;
-    L->mw = mw;
-    pl_place(&L->B, L->mem, W, n_ch, mh, mw);
-    L->step = W;
-    return 0;
-}
-
-// Batch tiles t0 .. t0 + n - 1: 16 lanes, or 8 where that holds them (a narrower step costs
-// less, and a remainder of <= 8 tiles would leave half the 16 lanes idle anyway).
-static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
-    const int W = n <= 8 ? 8 : (int)L->step;
-    if (L->B.W != W) pl_place(&L->B, L->mem, W, L->n_ch, L->mh, L->mw);
-    pl_open(&L->B, boxes, t0, (int)n);
-}
-#else  // no vector lanes on this target: every tile runs the scalar loop (step 1)
-typedef struct {
-    int W;
-} PlBatch;
-typedef struct {
-    PlBatch B;
-    void *mem;
-    int64_t step;
-} Lanes;
-static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
-    (void)level, (void)n_ch, (void)mh, (void)mw;
-    L->mem = 0;
-    L->step = 1;
-    return 0;
-}
-static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
-    (void)L, (void)boxes, (void)t0, (void)n;
-}
-#define pl_encode_batch_16(...) ((void)0)
-#define pl_encode_batch_8(...) ((void)0)
-#define pl_decode_batch_16(...) (-1)
-#define pl_decode_batch_8(...) (-1)
-#define pl_rans_encode_16(...) ((void)0)
 #endif
 
-// A kernel call's per-thread state: the tile state sized for the call's largest tile, and the
-// vector-lane buffers where the level runs in lanes. Returns 0, or -1 if memory ran out.
-static int thread_open(CpuState *cs, Lanes *L, int64_t level, int64_t n_ch, const int64_t *boxes,
-                       int64_t n_tiles) {
-    int64_t mh, mw;
-    max_side(boxes, n_tiles, &mh, &mw);
-    if (state_alloc(cs, level, n_ch, mh, mw)) return -1;
-    if (lanes_open(L, level, n_ch, mh, mw)) {
-        free(cs->mem);
-        return -1;
-    }
-    return 0;
-}
-
-static void thread_close(CpuState *cs, Lanes *L) {
-    free(L->mem);
-    free(cs->mem);
-}
-
-#define PM_TABLE_PARAMS                                                                       \
-    const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
-        const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
-#define PM_TABLES {e_bucket, lom, crc, recip, grad_class, prior, {bk, fc}}
-
-// Encoder forward pass over the tiles of one plane group (C, H, W): LS coefficients into
-// coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream t * n_ch + c from
-// starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
-PILC_EXPORT int pilc_pm_encode(int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W,
-                               const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,
-                               PM_TABLE_PARAMS, int64_t *coefs, const int64_t *starts,
-                               uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter) {
-    const PmTables tb = PM_TABLES;
-    const PmImage im = {(uint8_t *)planes, vq, H * W, W};
-    CpuState cs;
-    Lanes L;
-    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
-    PmState st = contiguous(&cs.st);
-    double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
-    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
-        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
-        if (n > 1) {  // vector lanes
-            lanes_batch(&L, boxes, t0, n);
-            if (L.B.W == 16)
-                pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
-            else pl_encode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
-            continue;
-        }
-        st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
-        st.rows = boxes[4 * t0 + 2] + PM_PAD;
-        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
-                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
-    }
-    thread_close(&cs, &L);
-    return 0;
-}
-
-// Fused decode of the tiles of one plane group into planes (C, H, W); err[t * n_ch + c] gets
-// each stream's status. Returns 0, or -1 if memory ran out.
-PILC_EXPORT int pilc_pm_decode(int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes,
-                               int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq,
-                               const int64_t *boxes, int64_t n_tiles, const int64_t *coefs,
-                               PM_TABLE_PARAMS, int64_t *err, int64_t *counter) {
-    const PmTables tb = PM_TABLES;
-    const PmImage im = {planes, vq, H * W, W};
-    CpuState cs;
-    Lanes L;
-    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
-    PmState st = contiguous(&cs.st);
-    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
-        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
-        if (n > 1) {
-            lanes_batch(&L, boxes, t0, n);
-            const int fell_back =
-                L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)
-                            : pl_decode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err);
-            if (!fell_back) continue;
-        }
-        for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
-            st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
-            st.rows = boxes[4 * t + 2] + PM_PAD;
-            pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb,
-                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
-        }
-    }
-    thread_close(&cs, &L);
-    return 0;
-}
 
 #define RANS_GROUP 16  // streams claimed at a time
 
@@ -247,7 +124,7 @@ PILC_EXPORT void pilc_rans_encode(const uint8_t *symbols, const uint8_t *table_i
     // 16 streams in one vector (pilc_fast_lanes_body.h) where the CPU runs AVX-512 and offsets
     // fit int32
     const int vec = sb[n_streams] >= 4 && 4 * n_streams + 2 * sb[n_streams] < ((int64_t)1 << 31)
-                    && __atomic_load_n(&lanes_width, __ATOMIC_RELAXED) == 16;
+                    && __atomic_load_n(&pilc_lanes_width, __ATOMIC_RELAXED) == 16;
     for (int64_t g = claim(counter); g * RANS_GROUP < n_streams; g = claim(counter)) {
         const int64_t end = PILC_MIN(n_streams, (g + 1) * RANS_GROUP);
         int64_t s = g * RANS_GROUP;

@@ -433,7 +433,8 @@ PL_FN PV PL_N(pl_byte_at)(const uint8_t *data, PV p) {
 // the scalar 4-stream coder's 2.7 (its 5 gathers and a scatter per 16 symbols bound it: two
 // vectors in flight were no faster); with AVX2's 8 lanes, no scatter and 4-wide float64 it ran
 // at half the scalar coder's speed, so it is not built there (docs/experiments.md entry 27).
-PL_OUTER void PL_N(pl_rans_encode)(const uint8_t *symbols, const uint8_t *table_ids,
+// Unused in pilc_cpu_v3.c, which includes these lanes for the model alone.
+PL_OUTER __attribute__((unused)) void PL_N(pl_rans_encode)(const uint8_t *symbols, const uint8_t *table_ids,
                                    const int64_t *sb, int64_t s0, int nl, uint8_t *buf,
                                    const uint32_t *fc, const double *inv, int64_t *starts) {
     int32_t pos[PL_W], lo[PL_W], wp[PL_W], xs[PL_W];

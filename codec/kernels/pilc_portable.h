@@ -35,6 +35,15 @@ typedef unsigned long long uint64_t;
 #define PILC_RESTRICT __restrict
 #endif
 
+// The CPU library carries the model's entry points twice, the second copy built for x86-64-v3
+// (pilc_cpu_v3.c), where gcc builds for x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(PILC_CUDA) \
+    && !defined(PILC_NO_V3)
+#define PILC_HAVE_V3 1
+#else
+#define PILC_HAVE_V3 0
+#endif
+
 // A loop the CUDA build keeps rolled (its values then stay in memory, not registers).
 #if defined(PILC_CUDA)
 #define PILC_ROLLED _Pragma("unroll 1")

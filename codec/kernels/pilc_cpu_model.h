@@ -1,0 +1,206 @@
+// The pixel model's CPU entry points over a group's tiles (pilc_pm_encode, pilc_pm_decode) and
+// their per-thread state. Included by pilc_cpu.c (the baseline x86-64 build) and by
+// pilc_cpu_v3.c (under an x86-64-v3 target), each time with PM_ENTRY naming the pair, so one
+// library carries both and pilc_cpu.c picks per call (docs/experiments.md entry 32).
+//
+// The includer defines PM_ENTRY(name), PM_ENTRY_LINKAGE, and provides claim_n and
+// pilc_lanes_width.
+
+static void max_side(const int64_t *boxes, int64_t n, int64_t *mh, int64_t *mw) {
+    *mh = *mw = 0;
+    for (int64_t t = 0; t < n; t++) {
+        if (boxes[4 * t + 2] > *mh) *mh = boxes[4 * t + 2];
+        if (boxes[4 * t + 3] > *mw) *mw = boxes[4 * t + 3];
+    }
+}
+
+// Per-thread tile state sized for the largest tile (contiguous: lane stride 1); the local LS
+// sums and the float64 scratch (~140 KB for a 256-wide tile) only at the max levels.
+typedef struct {
+    PmState st;
+    void *mem;
+} CpuState;
+
+static int state_alloc(CpuState *cs, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
+    const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
+    const int64_t n_te = n_ch * rows * tw, n_ek = 3 * tw * PM_NPM;
+    const int mx = PM_IS_MAX(level);
+    const int64_t n_ll = mx ? (2 * tw + 2) * PM_LL_NS + PM_LL_NT : 1, n_lm = mx ? PM_LM_N : 1;
+    const size_t bytes = sizeof(double) * n_lm + sizeof(int32_t) * (2 * PM_NSTAT + n_ll)
+                         + sizeof(int16_t) * n_te + sizeof(uint16_t) * n_ek;
+    char *m = malloc(bytes);
+    if (!m) return -1;
+    cs->mem = m;
+    cs->st.lmat = (double *)m;
+    m += sizeof(double) * n_lm;
+    cs->st.lsum = (int32_t *)m;
+    m += sizeof(int32_t) * n_ll;
+    cs->st.asum = (int32_t *)m;
+    cs->st.acnt = (int32_t *)m + PM_NSTAT;
+    cs->st.te = (int16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT);
+    cs->st.ek = (uint16_t *)(m + sizeof(int32_t) * 2 * PM_NSTAT + sizeof(int16_t) * n_te);
+    cs->st.tw = tw;
+    cs->st.rows = rows;
+    cs->st.ls = 1;
+    return 0;
+}
+
+// Contiguous state: ls = 1 is a constant here, so the compiler drops the lane multiplies.
+static inline __attribute__((always_inline)) PmState contiguous(const PmState *s) {
+    PmState o = *s;
+    o.ls = 1;
+    return o;
+}
+
+#if PILC_HAVE_LANES
+static int lanes_enabled(int64_t level) {
+    if (level != PM_LVL_FAST) return 0;
+    int w = __atomic_load_n(&pilc_lanes_width, __ATOMIC_RELAXED);
+    if (w < 0) {
+        w = pl_cpu_width();
+        __atomic_store_n(&pilc_lanes_width, w, __ATOMIC_RELAXED);
+    }
+    return w;
+}
+
+// A thread's vector-lane buffers; step: tiles claimed at a time (1 without lanes).
+typedef struct {
+    PlBatch B;
+    void *mem;
+    int64_t step, n_ch, mh, mw;
+} Lanes;
+
+static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
+    L->mem = 0;
+    L->step = 1;
+    const int W = lanes_enabled(level);
+    if (!W) return 0;
+    L->mem = malloc(pl_bytes(W, n_ch, mh, mw));
+    if (!L->mem) return -1;
+    L->n_ch = n_ch;
+    L->mh = mh;
+    L->mw = mw;
+    pl_place(&L->B, L->mem, W, n_ch, mh, mw);
+    L->step = W;
+    return 0;
+}
+
+// Batch tiles t0 .. t0 + n - 1: 16 lanes, or 8 where that holds them (a narrower step costs
+// less, and a remainder of <= 8 tiles would leave half the 16 lanes idle anyway).
+static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
+    const int W = n <= 8 ? 8 : (int)L->step;
+    if (L->B.W != W) pl_place(&L->B, L->mem, W, L->n_ch, L->mh, L->mw);
+    pl_open(&L->B, boxes, t0, (int)n);
+}
+#else  // no vector lanes on this target: every tile runs the scalar loop (step 1)
+typedef struct {
+    int W;
+} PlBatch;
+typedef struct {
+    PlBatch B;
+    void *mem;
+    int64_t step;
+} Lanes;
+static int lanes_open(Lanes *L, int64_t level, int64_t n_ch, int64_t mh, int64_t mw) {
+    (void)level, (void)n_ch, (void)mh, (void)mw;
+    L->mem = 0;
+    L->step = 1;
+    return 0;
+}
+static void lanes_batch(Lanes *L, const int64_t *boxes, int64_t t0, int64_t n) {
+    (void)L, (void)boxes, (void)t0, (void)n;
+}
+#define pl_encode_batch_16(...) ((void)0)
+#define pl_encode_batch_8(...) ((void)0)
+#define pl_decode_batch_16(...) (-1)
+#define pl_decode_batch_8(...) (-1)
+#define pl_rans_encode_16(...) ((void)0)
+#endif
+
+// A kernel call's per-thread state: the tile state sized for the call's largest tile, and the
+// vector-lane buffers where the level runs in lanes. Returns 0, or -1 if memory ran out.
+static int thread_open(CpuState *cs, Lanes *L, int64_t level, int64_t n_ch, const int64_t *boxes,
+                       int64_t n_tiles) {
+    int64_t mh, mw;
+    max_side(boxes, n_tiles, &mh, &mw);
+    if (state_alloc(cs, level, n_ch, mh, mw)) return -1;
+    if (lanes_open(L, level, n_ch, mh, mw)) {
+        free(cs->mem);
+        return -1;
+    }
+    return 0;
+}
+
+static void thread_close(CpuState *cs, Lanes *L) {
+    free(L->mem);
+    free(cs->mem);
+}
+
+#define PM_TABLE_PARAMS                                                                       \
+    const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
+        const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
+#define PM_TABLES {e_bucket, lom, crc, recip, grad_class, prior, {bk, fc}}
+
+// Encoder forward pass over the tiles of one plane group (C, H, W): LS coefficients into
+// coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream t * n_ch + c from
+// starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W,
+                               const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,
+                               PM_TABLE_PARAMS, int64_t *coefs, const int64_t *starts,
+                               uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter) {
+    const PmTables tb = PM_TABLES;
+    const PmImage im = {(uint8_t *)planes, vq, H * W, W};
+    CpuState cs;
+    Lanes L;
+    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
+    PmState st = contiguous(&cs.st);
+    double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
+    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
+        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
+        if (n > 1) {  // vector lanes
+            lanes_batch(&L, boxes, t0, n);
+            if (L.B.W == 16)
+                pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            else pl_encode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+            continue;
+        }
+        st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
+        st.rows = boxes[4 * t0 + 2] + PM_PAD;
+        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
+                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
+    }
+    thread_close(&cs, &L);
+    return 0;
+}
+
+// Fused decode of the tiles of one plane group into planes (C, H, W); err[t * n_ch + c] gets
+// each stream's status. Returns 0, or -1 if memory ran out.
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes,
+                               int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq,
+                               const int64_t *boxes, int64_t n_tiles, const int64_t *coefs,
+                               PM_TABLE_PARAMS, int64_t *err, int64_t *counter) {
+    const PmTables tb = PM_TABLES;
+    const PmImage im = {planes, vq, H * W, W};
+    CpuState cs;
+    Lanes L;
+    if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
+    PmState st = contiguous(&cs.st);
+    for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
+        const int64_t n = PILC_MIN(L.step, n_tiles - t0);
+        if (n > 1) {
+            lanes_batch(&L, boxes, t0, n);
+            const int fell_back =
+                L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)
+                            : pl_decode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err);
+            if (!fell_back) continue;
+        }
+        for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
+            st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
+            st.rows = boxes[4 * t + 2] + PM_PAD;
+            pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb,
+                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
+        }
+    }
+    thread_close(&cs, &L);
+    return 0;
+}
