@@ -66,12 +66,14 @@ def bench_set(folder: Path, limit: int | None) -> list[dict]:
         raw = 0
         for img in images:
             raw += img.pixels.nbytes
-            base, v3, ta, tb = abba(lambda: codec.encode(img, effort=level, fallback="never"))
+            base, v3, ta, tb = abba(
+                lambda img=img, level=level: codec.encode(img, effort=level, fallback="never")
+            )
             if base != v3:
                 raise SystemExit(f"{folder}: {level} bytes differ between the builds")
             enc[False] += ta
             enc[True] += tb
-            pa, pb, ta, tb = abba(lambda: np.asarray(codec.decode(base)))
+            pa, pb, ta, tb = abba(lambda base=base: np.asarray(codec.decode(base)))
             if not (np.array_equal(pa, img.pixels) and np.array_equal(pb, img.pixels)):
                 raise SystemExit(f"{folder}: {level} round trip failed")
             dec[False] += ta

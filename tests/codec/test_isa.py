@@ -82,7 +82,10 @@ def test_both_builds_report_a_corrupt_stream_alike():
     assert outcomes[0] == outcomes[1]
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if options(n).get("effort", "default") != "default"])
+OTHER_LEVELS = [n for n in NAMES if options(n).get("effort", "default") != "default"]
+
+
+@pytest.mark.parametrize("name", OTHER_LEVELS)
 def test_golden_vectors_through_the_baseline_build(name):
     with np.load(GOLDEN) as f:
         px, stored = f[f"in_{name}"], f[f"blob_{name}"].tobytes()
