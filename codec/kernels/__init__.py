@@ -225,21 +225,20 @@ set_lanes(_env_lanes())
 # --------------------------------------------------------------------------------------------
 
 
-def set_v3(enabled: bool, every_level: bool = False) -> bool:
-    """Process-wide: run the fast and max levels' model through the library's x86-64-v3 (AVX2)
-    build where this CPU runs it (True, the default: 6-13% faster there; every_level: the
-    default level too, where it is ~3.5% slower, for benchmarks/isa_speed.py), or the baseline
-    x86-64 build everywhere (False). The bytes are the same either way; returns whether the v3
-    build is now in use."""
-    return bool(lib.pilc_set_isa(0 if not enabled else 2 if every_level else 1))
+def set_v3(enabled: bool) -> bool:
+    """Process-wide: run the model through the library's x86-64-v3 (AVX2) build where this CPU
+    runs it (True, the default: the max levels decode 11-20% faster there, the others at the
+    same speed), or through the baseline x86-64 build (False). The bytes are the same either
+    way; returns whether the v3 build is now in use."""
+    return bool(lib.pilc_set_isa(1 if enabled else 0))
 
 
 @contextlib.contextmanager
-def using_v3(enabled: bool, every_level: bool = False) -> Iterator[bool]:
-    """set_v3(enabled, every_level) for the block (yields whether v3 is in use), then back to
-    the default: on for the fast and max levels, unless PILC_V3=0."""
+def using_v3(enabled: bool) -> Iterator[bool]:
+    """set_v3(enabled) for the block (yields whether v3 is in use), then back to the default:
+    on, unless PILC_V3=0."""
     try:
-        yield set_v3(enabled, every_level)
+        yield set_v3(enabled)
     finally:
         set_v3(_env_v3())
 

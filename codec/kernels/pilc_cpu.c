@@ -40,10 +40,9 @@ PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
 
 // The model's entry points, built twice: here for baseline x86-64, and in pilc_cpu_v3.c for
 // x86-64-v3 (AVX2, BMI2, FMA; contraction stays off, so every float64 rounds the same: the
-// bytes are identical, tests/codec/test_isa.py). Side by side on one core the v3 build decodes
-// the fast level 10-13% and the max level 8-11% faster and encodes max 6% faster, but decodes
-// the default level 3.5% slower, so the default level keeps the baseline build
-// (docs/experiments.md entry 32).
+// bytes are identical, tests/codec/test_isa.py). Side by side on one core, in one process, the
+// v3 build decodes the max level 11-20% faster and the default and fast levels at the same
+// speed (benchmarks/results/isa_speed.md; docs/experiments.md entries 32, 33).
 #if PILC_HAVE_V3
 #define PM_ENTRY(name) name##_base
 #define PM_ENTRY_LINKAGE static
@@ -67,47 +66,45 @@ PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
 int pilc_pm_encode_v3(PM_ENCODE_PARAMS);
 int pilc_pm_decode_v3(PM_DECODE_PARAMS);
 
-// -1 until first asked, then pilc_set_isa's mode (1 where this CPU runs x86-64-v3, else 0).
+// -1 until first asked, then 1 where the v3 build runs (this CPU runs x86-64-v3), else 0.
 static int v3_in_use = -1;
 
-// Where this CPU runs x86-64-v3, `mode` (0: nowhere, 1: the levels it speeds up, 2: every
-// level, for benchmarks/isa_speed.py), else 0.
-static int v3_mode(int64_t mode) {
+static int v3_supported(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("x86-64-v3") ? (int)mode : 0;
+    return __builtin_cpu_supports("x86-64-v3") ? 1 : 0;
 }
 
-static int use_v3(int64_t level) {
+static int use_v3(void) {
     int v = __atomic_load_n(&v3_in_use, __ATOMIC_RELAXED);
     if (v < 0) {
-        v = v3_mode(1);
+        v = v3_supported();
         __atomic_store_n(&v3_in_use, v, __ATOMIC_RELAXED);
     }
-    return v == 2 || (v == 1 && level != PM_LVL_DEFAULT);
+    return v;
 }
 
-// 1: the x86-64-v3 build for the levels it speeds up (the default), 2: for every level, 0: the
-// baseline build everywhere; v3 only where this CPU runs it. Returns the mode now in use.
-PILC_EXPORT int64_t pilc_set_isa(int64_t mode) {
-    const int v = mode == 1 || mode == 2 ? v3_mode(mode) : 0;
+// 1: the x86-64-v3 build where this CPU runs it (the default); 0: the baseline build. Returns
+// whether the v3 build is now in use.
+PILC_EXPORT int64_t pilc_set_isa(int64_t v3) {
+    const int v = v3 ? v3_supported() : 0;
     __atomic_store_n(&v3_in_use, v, __ATOMIC_RELAXED);
     return v;
 }
 
 PILC_EXPORT int pilc_pm_encode(PM_ENCODE_PARAMS) {
-    return (use_v3(level) ? pilc_pm_encode_v3 : pilc_pm_encode_base)(
+    return (use_v3() ? pilc_pm_encode_v3 : pilc_pm_encode_base)(
         level, planes, n_ch, H, W, vq, boxes, n_tiles, e_bucket, lom, crc, recip, grad_class,
         prior, bk, fc, coefs, starts, sym, tid, bkt, counter);
 }
 
 PILC_EXPORT int pilc_pm_decode(PM_DECODE_PARAMS) {
-    return (use_v3(level) ? pilc_pm_decode_v3 : pilc_pm_decode_base)(
+    return (use_v3() ? pilc_pm_decode_v3 : pilc_pm_decode_base)(
         level, data, bb, planes, n_ch, H, W, vq, boxes, n_tiles, coefs, e_bucket, lom, crc,
         recip, grad_class, prior, bk, fc, err, counter);
 }
 #else
-PILC_EXPORT int64_t pilc_set_isa(int64_t mode) {
-    (void)mode;
+PILC_EXPORT int64_t pilc_set_isa(int64_t v3) {
+    (void)v3;
     return 0;
 }
 #endif

@@ -136,18 +136,67 @@ static void thread_close(CpuState *cs, Lanes *L) {
     free(cs->mem);
 }
 
+// Each level's tile loop in a function of its own (noinline), with the level a literal there:
+// one level's code then cannot change another's layout or register allocation (unrolling the
+// max levels' local LS made the default level 5-8% slower while all levels shared one function;
+// docs/experiments.md entry 33). Each takes the tile's state and makes it contiguous (lane
+// stride 1, a constant the compiler folds).
+#define PM_TILE_FNS(NAME, LVL)                                                                 \
+    static __attribute__((noinline)) void encode_tile_##NAME(                                 \
+        const PmImage *im, int n_ch, const int64_t *box, const PmState *st, const PmTables *tb, \
+        int64_t *coef, const int64_t *starts, uint8_t *sym, uint8_t *tid, uint8_t *bkt,         \
+        double *a, double *b) {                                                                \
+        PmState s = contiguous(st);                                                            \
+        pm_encode_tile(im, LVL, n_ch, box, &s, tb, coef, starts, sym, tid, bkt, a, b);         \
+    }                                                                                          \
+    static __attribute__((noinline)) void decode_tile_##NAME(                                 \
+        const PmImage *im, int n_ch, const int64_t *box, const PmState *st, const PmTables *tb, \
+        const int64_t *coef, const uint8_t *data, const int64_t *bb, int64_t first_stream,     \
+        int64_t *err) {                                                                        \
+        PmState s = contiguous(st);                                                            \
+        pm_decode_tile(im, LVL, n_ch, box, &s, tb, coef, data, bb, first_stream, err);         \
+    }
+PM_TILE_FNS(default, PM_LVL_DEFAULT)
+PM_TILE_FNS(fast, PM_LVL_FAST)
+PM_TILE_FNS(max, PM_LVL_MAX)
+PM_TILE_FNS(max2, PM_LVL_MAX2)
+PM_TILE_FNS(max3, PM_LVL_MAX3)
+#undef PM_TILE_FNS
+
+// The tile functions by level (PM_LVL_DEFAULT 0 .. PM_LVL_MAX3 4).
+typedef void EncodeTileFn(const PmImage *, int, const int64_t *, const PmState *,
+                          const PmTables *, int64_t *, const int64_t *, uint8_t *, uint8_t *,
+                          uint8_t *, double *, double *);
+typedef void DecodeTileFn(const PmImage *, int, const int64_t *, const PmState *,
+                          const PmTables *, const int64_t *, const uint8_t *, const int64_t *,
+                          int64_t, int64_t *);
+static EncodeTileFn *const encode_tile[] = {encode_tile_default, encode_tile_fast,
+                                            encode_tile_max, encode_tile_max2, encode_tile_max3};
+static DecodeTileFn *const decode_tile[] = {decode_tile_default, decode_tile_fast,
+                                            decode_tile_max, decode_tile_max2, decode_tile_max3};
+// A level outside them runs the default level's loop, as pm_plane_any does (the callers only
+// pass the levels the header can name).
+static int64_t tile_level(int64_t level) {
+    return level >= 0 && level <= PM_LVL_MAX3 ? level : PM_LVL_DEFAULT;
+}
+_Static_assert(PM_LVL_DEFAULT == 0 && PM_LVL_FAST == 1 && PM_LVL_MAX == 2 && PM_LVL_MAX2 == 3
+                   && PM_LVL_MAX3 == 4,
+               "encode_tile and decode_tile list the levels in this order");
+
 #define PM_TABLE_PARAMS                                                                       \
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
         const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
 #define PM_TABLES {e_bucket, lom, crc, recip, grad_class, prior, {bk, fc}}
 
 // Encoder forward pass over the tiles of one plane group (C, H, W): LS coefficients into
-// coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream t * n_ch + c from
-// starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
-PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W,
-                               const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,
-                               PM_TABLE_PARAMS, int64_t *coefs, const int64_t *starts,
-                               uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter) {
+// coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream
+// t * n_ch + c from starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *planes, int64_t n_ch,
+                                              int64_t H, int64_t W, const uint8_t *vq,
+                                              const int64_t *boxes, int64_t n_tiles,
+                                              PM_TABLE_PARAMS, int64_t *coefs,
+                                              const int64_t *starts, uint8_t *sym, uint8_t *tid,
+                                              uint8_t *bkt, int64_t *counter) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {(uint8_t *)planes, vq, H * W, W};
     CpuState cs;
@@ -166,8 +215,9 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *plan
         }
         st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
         st.rows = boxes[4 * t0 + 2] + PM_PAD;
-        pm_encode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t0, &st, &tb,
-                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym, tid, bkt, a, b);
+        encode_tile[tile_level(level)](&im, (int)n_ch, boxes + 4 * t0, &st, &tb,
+                                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym,
+                                       tid, bkt, a, b);
     }
     thread_close(&cs, &L);
     return 0;
@@ -175,10 +225,12 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *plan
 
 // Fused decode of the tiles of one plane group into planes (C, H, W); err[t * n_ch + c] gets
 // each stream's status. Returns 0, or -1 if memory ran out.
-PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes,
-                               int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq,
-                               const int64_t *boxes, int64_t n_tiles, const int64_t *coefs,
-                               PM_TABLE_PARAMS, int64_t *err, int64_t *counter) {
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data,
+                                              const int64_t *bb, uint8_t *planes, int64_t n_ch,
+                                              int64_t H, int64_t W, const uint8_t *vq,
+                                              const int64_t *boxes, int64_t n_tiles,
+                                              const int64_t *coefs, PM_TABLE_PARAMS,
+                                              int64_t *err, int64_t *counter) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {planes, vq, H * W, W};
     CpuState cs;
@@ -197,8 +249,9 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data
         for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
             st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
             st.rows = boxes[4 * t + 2] + PM_PAD;
-            pm_decode_tile(&im, (int)level, (int)n_ch, boxes + 4 * t, &st, &tb,
-                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch, err + t * n_ch);
+            decode_tile[tile_level(level)](&im, (int)n_ch, boxes + 4 * t, &st, &tb,
+                                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch,
+                                           err + t * n_ch);
         }
     }
     thread_close(&cs, &L);

@@ -309,11 +309,11 @@ PILC_FN void pm_ll_feat(const PmImage *im, int lvl, int c, int64_t y0, int64_t x
 PILC_FN void pm_ll_acc(int32_t *PILC_RESTRICT s, int64_t ls, const int32_t *PILC_RESTRICT f,
                        int nt, int32_t t, int32_t sg) {
     int k = 0;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int u = 0; u < nt; u++)
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int v = 0; v <= u; v++) { s[k * ls] += sg * f[u * ls] * f[v * ls]; k++; }
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int u = 0; u < nt; u++) { s[k * ls] += sg * f[u * ls] * t; k++; }
     s[k * ls] += sg;
 }
@@ -322,13 +322,13 @@ PILC_FN void pm_ll_acc(int32_t *PILC_RESTRICT s, int64_t ls, const int32_t *PILC
 // coded); called once per row, when x enters the window.
 PILC_FN void pm_ll_fold(int32_t *PILC_RESTRICT v, const int32_t *PILC_RESTRICT pp, int64_t ls,
                         int ns) {
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int k = 0; k < ns; k++) v[k * ls] = v[k * ls] - (v[k * ls] >> PM_LL_KV) + pp[k * ls];
 }
 
 PILC_FN void pm_ll_add(int32_t *PILC_RESTRICT d, const int32_t *PILC_RESTRICT s, int64_t ls,
                        int ns, int32_t sg) {
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int k = 0; k < ns; k++) d[k * ls] += sg * s[k * ls];
 }
 
@@ -345,9 +345,9 @@ PILC_FN void pm_ll_system(const PmState *st, int nt, int c, const int64_t *PILC_
     const int n1 = nt + 1;
     int k = 0;
     double tr = 0.0;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int u = 0; u < nt; u++)
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int v = 0; v <= u; v++) {
             const double a = (double)(win[k * ls] + row[k * ls]);
             m[(u * n1 + v) * ls] = a;
@@ -356,7 +356,7 @@ PILC_FN void pm_ll_system(const PmState *st, int nt, int c, const int64_t *PILC_
             k++;
         }
     const double lam = PM_LL_KAPPA * tr / (double)nt + 1.0;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int u = 0; u < nt; u++) {
         m[(u * n1 + nt) * ls] = (double)(win[k * ls] + row[k * ls]) + lam * (double)coef[c == 0 || u < 4 ? u : u + 6] / 256.0;
         m[(u * n1 + u) * ls] += lam;
@@ -369,22 +369,22 @@ PILC_FN void pm_ll_system(const PmState *st, int nt, int c, const int64_t *PILC_
 PILC_FN double pm_ll_solve_ge(double *PILC_RESTRICT m, int nt, const int32_t *PILC_RESTRICT f,
                               int64_t ls) {
     const int n1 = nt + 1;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int p = 0; p < nt; p++) {
         const double inv = 1.0 / m[(p * n1 + p) * ls];
         m[(p * n1 + p) * ls] = inv;
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int r = p + 1; r < nt; r++) {
             const double fct = m[(r * n1 + p) * ls] * inv;
-            PILC_ROLLED
+            PILC_UNROLL_CPU
             for (int cc = p + 1; cc <= nt; cc++) m[(r * n1 + cc) * ls] -= fct * m[(p * n1 + cc) * ls];
         }
     }
     double pv = 0.0;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int p = nt - 1; p >= 0; p--) {
         double acc = m[(p * n1 + nt) * ls];
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int cc = p + 1; cc < nt; cc++) acc -= m[(p * n1 + cc) * ls] * m[(cc * n1 + nt) * ls];
         const double sol = acc * m[(p * n1 + p) * ls];
         m[(p * n1 + nt) * ls] = sol;
@@ -401,16 +401,16 @@ PILC_FN double pm_ll_solve_ge(double *PILC_RESTRICT m, int nt, const int32_t *PI
 PILC_FN double pm_ll_solve_ldl(double *PILC_RESTRICT m, int nt, const int32_t *PILC_RESTRICT f,
                                int64_t ls) {
     const int n1 = nt + 1;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int p = 0; p < nt; p++) {
         const double inv = 1.0 / m[(p * n1 + p) * ls];
         m[(p * n1 + p) * ls] = inv;
         const double bp = m[(p * n1 + nt) * ls];
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int r = nt - 1; r > p; r--) {
             const double t = m[(r * n1 + p) * ls];
             const double l = t * inv;
-            PILC_ROLLED
+            PILC_UNROLL_CPU
             for (int cc = p + 1; cc < r; cc++) m[(r * n1 + cc) * ls] -= l * m[(cc * n1 + p) * ls];
             m[(r * n1 + r) * ls] -= l * t;
             m[(r * n1 + p) * ls] = l;
@@ -419,11 +419,11 @@ PILC_FN double pm_ll_solve_ldl(double *PILC_RESTRICT m, int nt, const int32_t *P
         m[(p * n1 + nt) * ls] = bp * inv;
     }
     double pv = 0.0;
-    PILC_ROLLED
+    PILC_UNROLL_CPU
     for (int p = nt - 1; p >= 0; p--) {
         const double x = m[(p * n1 + nt) * ls];
         pv += x * (double)f[p * ls];
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int q = 0; q < p; q++) m[(q * n1 + nt) * ls] -= m[(p * n1 + q) * ls] * x;
     }
     return pv;
@@ -442,11 +442,21 @@ PILC_FN int32_t pm_ll_predict(PmState *st, int lvl, int c, const int32_t *PILC_R
         pm_ll_system(st, nt, c, coef, tw, 0);
         pv = pm_ll_solve_ge(m, nt, f, ls);
     } else if (j % PM_LL_EVERY2 != 0) {
-        PILC_ROLLED
+        PILC_UNROLL_CPU
         for (int p = 0; p < nt; p++) pv += m[(p * (nt + 1) + nt) * ls] * (double)f[p * ls];
     } else {
+#if defined(PILC_CUDA)
         pm_ll_system(st, nt, c, coef, tw, 1);
         pv = pm_ll_solve_ldl(m, nt, f, ls);
+#else  // the tap count a literal, so gcc unrolls the solve whole
+        if (nt == 10) {
+            pm_ll_system(st, 10, c, coef, tw, 1);
+            pv = pm_ll_solve_ldl(m, 10, f, ls);
+        } else {
+            pm_ll_system(st, 7, c, coef, tw, 1);
+            pv = pm_ll_solve_ldl(m, 7, f, ls);
+        }
+#endif
     }
     double v = pv * 8.0;
     if (!(v == v)) return f[0] * 8;  // NaN: N

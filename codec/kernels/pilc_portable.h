@@ -50,6 +50,15 @@ typedef unsigned long long uint64_t;
 #else
 #define PILC_ROLLED
 #endif
+// A loop of at most a few dozen steps that the CUDA build keeps rolled and gcc unrolls: the max
+// levels' local LS, whose sums and 6-10 tap solves are short loops (unrolled, the max levels
+// decode 12-33% faster on one core; docs/experiments.md entry 33). Unrolling reorders no float
+// operation, so every value rounds as before.
+#if defined(PILC_CUDA)
+#define PILC_UNROLL_CPU _Pragma("unroll 1")
+#else
+#define PILC_UNROLL_CPU _Pragma("GCC unroll 12")
+#endif
 
 #define PILC_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PILC_MAX(a, b) ((a) > (b) ? (a) : (b))

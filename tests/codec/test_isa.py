@@ -27,26 +27,24 @@ LEVELS = ("fast", "default", "max-v1", "max-v2", "max")
 
 
 def encode(px: np.ndarray, v3: bool, **opts) -> bytes:
-    """v3: through the v3 build at every level (the default level too, which does not use it
-    unless told to)."""
-    with kernels.using_v3(v3, every_level=True) as used:
+    with kernels.using_v3(v3) as used:
         assert used == (v3 and CPU_V3)
         return codec.encode(px, fallback="never", **opts)
 
 
 def decode(blob: bytes, v3: bool) -> np.ndarray:
-    with kernels.using_v3(v3, every_level=True):
+    with kernels.using_v3(v3):
         return np.asarray(codec.decode(blob))
 
 
 def test_v3_follows_the_cpu_and_the_environment():
     assert kernels.set_v3(True) == CPU_V3
     assert kernels.set_v3(False) is False
-    with kernels.using_v3(True, every_level=True) as used:
+    with kernels.using_v3(True) as used:
         assert used == CPU_V3
-    assert kernels.lib.pilc_set_isa(1) == CPU_V3  # using_v3 went back to the default mode
-    assert kernels.lib.pilc_set_isa(7) == 0  # an unknown mode: the baseline build
-    kernels.set_v3(True)
+    with kernels.using_v3(False) as used:
+        assert used is False
+    assert kernels.set_v3(True) == CPU_V3
 
 
 def test_pilc_v3_must_be_0_or_1(monkeypatch):
