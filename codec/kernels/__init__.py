@@ -227,7 +227,7 @@ set_lanes(_env_lanes())
 
 def set_v3(enabled: bool) -> bool:
     """Process-wide: run the model through the library's x86-64-v3 (AVX2) build where this CPU
-    runs it (True, the default: the max levels decode 11-20% faster there, the others at the
+    runs it (True, the default: the max levels code 1.03-1.17x faster there, the others at the
     same speed), or through the baseline x86-64 build (False). The bytes are the same either
     way; returns whether the v3 build is now in use."""
     return bool(lib.pilc_set_isa(1 if enabled else 0))

@@ -41,8 +41,8 @@ PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
 // The model's entry points, built twice: here for baseline x86-64, and in pilc_cpu_v3.c for
 // x86-64-v3 (AVX2, BMI2, FMA; contraction stays off, so every float64 rounds the same: the
 // bytes are identical, tests/codec/test_isa.py). Side by side on one core, in one process, the
-// v3 build decodes the max level 11-20% faster and the default and fast levels at the same
-// speed (benchmarks/results/isa_speed.md; docs/experiments.md entries 32, 33).
+// v3 build codes the max level 1.03-1.17x faster and the default and fast levels at the same
+// speed within noise (benchmarks/results/isa_speed.md; docs/experiments.md entries 32, 33).
 #if PILC_HAVE_V3
 #define PM_ENTRY(name) name##_base
 #define PM_ENTRY_LINKAGE static

@@ -1,6 +1,7 @@
 // The pixel model's CPU entry points (pilc_cpu_model.h) once more, built for x86-64-v3 (AVX2,
 // BMI2, FMA, ...) under a target pragma, so one library runs on any x86-64 and pilc_cpu.c
-// calls these where the CPU runs them and they are faster (the fast and max levels). FMA
+// calls these where the CPU runs them (the max levels run 1.03-1.17x faster there, the others
+// at the same speed: benchmarks/results/isa_speed.md). FMA
 // contraction stays off (setup.py's -ffp-contract=off holds under the pragma), so the float64
 // steps round exactly as in the baseline build and the CUDA one.
 #include "pilc_portable.h"
