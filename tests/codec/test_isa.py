@@ -37,7 +37,7 @@ def decode(blob: bytes, v3: bool) -> np.ndarray:
         return np.asarray(codec.decode(blob))
 
 
-def test_v3_follows_the_cpu_and_the_environment():
+def test_v3_follows_the_cpu():
     assert kernels.set_v3(True) == CPU_V3
     assert kernels.set_v3(False) is False
     with kernels.using_v3(True) as used:
