@@ -55,14 +55,6 @@ PILC_EXPORT int64_t pilc_set_lanes(int64_t width) {
 #undef PM_ENTRY_LINKAGE
 
 #if PILC_HAVE_V3
-#define PM_ENCODE_PARAMS                                                                      \
-    int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq, \
-        const int64_t *boxes, int64_t n_tiles, PM_TABLE_PARAMS, int64_t *coefs,               \
-        const int64_t *starts, uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter
-#define PM_DECODE_PARAMS                                                                      \
-    int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes, int64_t n_ch,     \
-        int64_t H, int64_t W, const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,       \
-        const int64_t *coefs, PM_TABLE_PARAMS, int64_t *err, int64_t *counter
 int pilc_pm_encode_v3(PM_ENCODE_PARAMS);
 int pilc_pm_decode_v3(PM_DECODE_PARAMS);
 

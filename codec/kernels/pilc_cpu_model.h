@@ -187,22 +187,27 @@ _Static_assert(PM_LVL_DEFAULT == 0 && PM_LVL_FAST == 1 && PM_LVL_MAX == 2 && PM_
     const uint8_t *e_bucket, const uint8_t *lom, const int64_t *crc, const int32_t *recip,    \
         const uint8_t *grad_class, const int64_t *prior, const uint8_t *bk, const uint32_t *fc
 #define PM_TABLES {e_bucket, lom, crc, recip, grad_class, prior, {bk, fc}}
+// The entry points' parameters, for their definitions here and pilc_cpu.c's dispatch.
+#define PM_ENCODE_PARAMS                                                                      \
+    int64_t level, const uint8_t *planes, int64_t n_ch, int64_t H, int64_t W, const uint8_t *vq, \
+        const int64_t *boxes, int64_t n_tiles, PM_TABLE_PARAMS, int64_t *coefs,               \
+        const int64_t *starts, uint8_t *sym, uint8_t *tid, uint8_t *bkt, int64_t *counter
+#define PM_DECODE_PARAMS                                                                      \
+    int64_t level, const uint8_t *data, const int64_t *bb, uint8_t *planes, int64_t n_ch,     \
+        int64_t H, int64_t W, const uint8_t *vq, const int64_t *boxes, int64_t n_tiles,       \
+        const int64_t *coefs, PM_TABLE_PARAMS, int64_t *err, int64_t *counter
 
 // Encoder forward pass over the tiles of one plane group (C, H, W): LS coefficients into
 // coefs[t][c][PM_NTAPS]; symbols, table ids and buckets (bkt may be NULL) of stream
 // t * n_ch + c from starts[t * n_ch + c] on. Returns 0, or -1 if memory ran out.
-PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *planes, int64_t n_ch,
-                                              int64_t H, int64_t W, const uint8_t *vq,
-                                              const int64_t *boxes, int64_t n_tiles,
-                                              PM_TABLE_PARAMS, int64_t *coefs,
-                                              const int64_t *starts, uint8_t *sym, uint8_t *tid,
-                                              uint8_t *bkt, int64_t *counter) {
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(PM_ENCODE_PARAMS) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {(uint8_t *)planes, vq, H * W, W};
     CpuState cs;
     Lanes L;
     if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
-    PmState st = contiguous(&cs.st);
+    PmState st = cs.st;  // each tile's tw and rows set below
+    EncodeTileFn *const encode = encode_tile[tile_level(level)];
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
@@ -215,9 +220,8 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *plan
         }
         st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
         st.rows = boxes[4 * t0 + 2] + PM_PAD;
-        encode_tile[tile_level(level)](&im, (int)n_ch, boxes + 4 * t0, &st, &tb,
-                                       coefs + t0 * n_ch * PM_NTAPS, starts + t0 * n_ch, sym,
-                                       tid, bkt, a, b);
+        encode(&im, (int)n_ch, boxes + 4 * t0, &st, &tb, coefs + t0 * n_ch * PM_NTAPS,
+               starts + t0 * n_ch, sym, tid, bkt, a, b);
     }
     thread_close(&cs, &L);
     return 0;
@@ -225,18 +229,14 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(int64_t level, const uint8_t *plan
 
 // Fused decode of the tiles of one plane group into planes (C, H, W); err[t * n_ch + c] gets
 // each stream's status. Returns 0, or -1 if memory ran out.
-PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data,
-                                              const int64_t *bb, uint8_t *planes, int64_t n_ch,
-                                              int64_t H, int64_t W, const uint8_t *vq,
-                                              const int64_t *boxes, int64_t n_tiles,
-                                              const int64_t *coefs, PM_TABLE_PARAMS,
-                                              int64_t *err, int64_t *counter) {
+PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(PM_DECODE_PARAMS) {
     const PmTables tb = PM_TABLES;
     const PmImage im = {planes, vq, H * W, W};
     CpuState cs;
     Lanes L;
     if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
-    PmState st = contiguous(&cs.st);
+    PmState st = cs.st;  // each tile's tw and rows set below
+    DecodeTileFn *const decode = decode_tile[tile_level(level)];
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {
@@ -249,9 +249,8 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(int64_t level, const uint8_t *data
         for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes
             st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
             st.rows = boxes[4 * t + 2] + PM_PAD;
-            decode_tile[tile_level(level)](&im, (int)n_ch, boxes + 4 * t, &st, &tb,
-                                           coefs + t * n_ch * PM_NTAPS, data, bb, t * n_ch,
-                                           err + t * n_ch);
+            decode(&im, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS, data,
+                   bb, t * n_ch, err + t * n_ch);
         }
     }
     thread_close(&cs, &L);
