@@ -110,11 +110,13 @@ class RansTables:
     # Packed kernel tables, read-only, flattened; layouts are stable for in-package kernels
     # (codec/pixelmodel.py uses _fc and _bk):
     #   _fc  uint32 (T*256,): freq | cum << 16 (cum[s] <= 2^16 - 1 for s < 256 as freqs >= 1)
-    #   _inv float64 (T*256,): 1 / freq (exact-division trick in the encoder)
+    #   _inv float64 (T*256,): 1 / freq (exact-division trick in the GPU and AVX-512 encoders)
+    #   _rcp uint64 (T*256,): 2^48 // freq + 1 (the CPU encoder's exact integer division)
     #   _bk  uint8 (T*2^(PREC-_BK_SHIFT),): symbol owning slot k << _BK_SHIFT; decode with
     #        s = _bk[t, slot >> 5]; while slot >= cum[s] + freq[s]: s += 1   (see _dec_sym)
     _fc: np.ndarray = field(init=False, repr=False)
     _inv: np.ndarray = field(init=False, repr=False)
+    _rcp: np.ndarray = field(init=False, repr=False)
     _bk: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,6 +137,8 @@ class RansTables:
         object.__setattr__(self, "slot2sym", _readonly(exp_s2s))
         object.__setattr__(self, "_fc", _readonly(np.ascontiguousarray(fc, dtype=np.uint32)))
         object.__setattr__(self, "_inv", _readonly(np.ascontiguousarray(inv)))
+        rcp = (np.uint64(1 << 48) // freq.astype(np.uint64) + np.uint64(1)).reshape(-1)
+        object.__setattr__(self, "_rcp", _readonly(np.ascontiguousarray(rcp, dtype=np.uint64)))
         bk = np.ascontiguousarray(exp_s2s[:, :: 1 << _BK_SHIFT]).reshape(-1)
         object.__setattr__(self, "_bk", _readonly(bk))
 
@@ -272,6 +276,7 @@ def encode_streams(
             p(starts),
             p(tables._fc),
             p(tables._inv),
+            p(tables._rcp),
             counter,
         ),
         n_streams // _STREAMS_PER_CLAIM + 1,

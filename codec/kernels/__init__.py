@@ -52,7 +52,7 @@ _SIGNATURES: dict[str, tuple[type | None, list]] = {
         ctypes.c_int,
         [_I, _P, _P, _P, _I, _I, _I, _P, _P, _I, _P] + [_P] * 8 + [_P] * 2,
     ),
-    "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P]),
+    "pilc_rans_encode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
     "pilc_rans_decode": (None, [_P, _P, _P, _I, _P, _P, _P, _P, _P, _P]),
     "pilc_compact": (None, [_P, _P, _I, _P, _P]),
     "pilc_set_lanes": (_I, [_I]),

@@ -109,7 +109,8 @@ PILC_EXPORT int64_t pilc_set_isa(int64_t v3) {
 PILC_EXPORT void pilc_rans_encode(const uint8_t *symbols, const uint8_t *table_ids,
                                   const int64_t *sb, int64_t n_streams, uint8_t *buf,
                                   int64_t *starts, const uint32_t *fc, const double *inv,
-                                  int64_t *counter) {
+                                  const uint64_t *rcp, int64_t *counter) {
+    (void)inv;  // read by the AVX-512 coder only
     // 16 streams in one vector (pilc_fast_lanes_body.h) where the CPU runs AVX-512 and offsets
     // fit int32
     const int vec = sb[n_streams] >= 4 && 4 * n_streams + 2 * sb[n_streams] < ((int64_t)1 << 31)
@@ -121,15 +122,18 @@ PILC_EXPORT void pilc_rans_encode(const uint8_t *symbols, const uint8_t *table_i
             pl_rans_encode_16(symbols, table_ids, sb, s, (int)(end - s), buf, fc, inv, starts);
             continue;
         }
-        for (; s + RANS_LANES <= end; s += RANS_LANES) {
+        for (; s < end; s += RANS_LANES) {
             int64_t wend[RANS_LANES];
-            for (int k = 0; k < RANS_LANES; k++) wend[k] = 4 * (s + k + 1) + 2 * sb[s + k + 1];
-            rans_encode_lanes(symbols, table_ids, sb + s, sb + s + 1, buf, wend, fc, inv,
-                              starts + s);
+            const int n = (int)PILC_MIN(RANS_LANES, end - s);
+            for (int k = 0; k < n; k++) wend[k] = 4 * (s + k + 1) + 2 * sb[s + k + 1];
+            if (n == RANS_LANES)
+                rans_encode_lanes(symbols, table_ids, sb + s, sb + s + 1, buf, wend, fc, rcp,
+                                  starts + s, RANS_LANES);
+            else
+                for (int k = 0; k < n; k++)
+                    rans_encode_lanes(symbols, table_ids, sb + s + k, sb + s + k + 1, buf,
+                                      wend + k, fc, rcp, starts + s + k, 1);
         }
-        for (; s < end; s++)
-            starts[s] = rans_encode_stream(symbols, table_ids, sb[s], sb[s + 1], buf,
-                                           4 * (s + 1) + 2 * sb[s + 1], fc, inv);
     }
 }
 

@@ -239,16 +239,19 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
 PL_FN void PL_N(pl_row_out)(PL_N(PlPlane) *P, int64_t i) {
     const PlBatch *B = P->B;
     const int row = P_MBITS(P->row);
-    for (int l = 0; l < B->n; l++) {
-        if (!(row >> l & 1)) continue;
-        const int64_t o = i * B->w[l];
-        for (int64_t j = 0; j < B->w[l]; j++) {
-            const uint8_t *st = B->stage + j * PL_W + l;
-            P->K.sym[l][o + j] = st[0];
-            P->K.tid[l][o + j] = st[B->wmax * PL_W];
-            if (P->K.bkt[l]) P->K.bkt[l][o + j] = st[2 * B->wmax * PL_W];
+    for (int a = 0; a < 3; a++)
+        for (int g = 0; g < PL_W; g += 8) {
+            uint8_t *out[8];
+            int64_t n[8];
+            for (int k = 0; k < 8; k++) {
+                const int l = g + k;
+                uint8_t *o = a == 0 ? P->K.sym[l] : a == 1 ? P->K.tid[l] : P->K.bkt[l];
+                const int has = (row >> l & 1) && o;
+                out[k] = has ? o + i * B->w[l] : 0;
+                n[k] = has ? B->w[l] : 0;
+            }
+            pl_transpose_row(out, n, B->stage + a * B->wmax * PL_W, PL_W, g, B->wmax, 0);
         }
-    }
 }
 
 // Plane c (a literal where inlined) of every lane, in raster order over the lanes' union shape.

@@ -104,41 +104,66 @@ PILC_FN int64_t rans_encode_stream(const uint8_t *PILC_RESTRICT symbols,
     return wp;
 }
 
-// rans_encode_stream for RANS_LANES streams at once (CPU): the coder's chain per symbol (a
-// float multiply and its conversions) is serial within a stream, so four streams in one loop
-// overlap four chains; each stream's bytes are exactly what rans_encode_stream writes.
+#ifndef PILC_CUDA
+// rans_enc_sym on the CPU, the quotient in integers: floor(x / f) = (x rcp[k]) >> 48 with
+// rcp = floor(2^48 / f) + 1 (codec/rans.py's _rcp), exact for x < 2^32 and f < 2^16: x rcp / 2^48
+// exceeds x / f by less than x / 2^48 < 2^-16 < 1 / f, and x / f's fraction is at most 1 - 1/f.
+// The 81-bit product is taken in two 64-bit halves (rcp's top 17 bits and low 32), and whether
+// a word goes out is a mask, not a branch (it is unpredictable). Same q, so the same bytes.
+PILC_FN void rans_enc_sym_rcp(uint64_t *x, uint8_t **w, int64_t k,
+                              const uint32_t *PILC_RESTRICT fc, const uint64_t *PILC_RESTRICT rcp) {
+    const uint32_t e = fc[k];
+    const uint64_t f = e & 0xFFFF, r = rcp[k];
+    uint64_t xs = *x;
+    const uint64_t emit = (uint64_t)0 - (uint64_t)(xs >= (f << 16));
+    uint8_t *o = *w - 2;
+    o[0] = (uint8_t)(xs & 0xFF);
+    o[1] = (uint8_t)((xs >> 8) & 0xFF);
+    *w -= emit & 2;
+    xs >>= emit & 16;
+    const uint64_t q = (xs * (r >> 32) + ((xs * (r & 0xFFFFFFFF)) >> 32)) >> 16;
+    *x = xs + q * (((uint64_t)1 << 16) - f) + (e >> 16);  // (q << 16) + (xs - q f) + cum
+}
+
+// rans_encode_stream for n <= RANS_LANES streams at once (CPU; n a literal where inlined): the
+// coder's chain per symbol is serial within a stream, so several streams in one loop overlap
+// their chains; each stream's bytes are exactly what rans_encode_stream writes. A stream's
+// symbols are read backwards through one pointer (its table ids lie a fixed distance on) and
+// its words go out through another, so the loop's state fits the registers.
 #define RANS_LANES 4
 PILC_FN void rans_encode_lanes(const uint8_t *PILC_RESTRICT symbols,
                                const uint8_t *PILC_RESTRICT table_ids, const int64_t *lo,
                                const int64_t *hi, uint8_t *PILC_RESTRICT buf, const int64_t *wend,
-                               const uint32_t *PILC_RESTRICT fc, const double *PILC_RESTRICT inv,
-                               int64_t *first) {
-    int64_t x[RANS_LANES], wp[RANS_LANES], i[RANS_LANES];
+                               const uint32_t *PILC_RESTRICT fc, const uint64_t *PILC_RESTRICT rcp,
+                               int64_t *first, const int n) {
+    uint64_t x[RANS_LANES];
+    uint8_t *w[RANS_LANES];
+    const uint8_t *sp[RANS_LANES];
+    const int64_t tofs = table_ids - symbols;
     int64_t common = hi[0] - lo[0];
-    for (int k = 0; k < RANS_LANES; k++) {
+    for (int k = 0; k < n; k++) {
         x[k] = RANS_L;
-        wp[k] = wend[k];
-        i[k] = hi[k] - 1;
+        w[k] = buf + wend[k];
+        sp[k] = symbols + hi[k] - 1;
         common = PILC_MIN(common, hi[k] - lo[k]);
     }
-    for (int64_t n = 0; n < common; n++)
-        for (int k = 0; k < RANS_LANES; k++) {
-            rans_enc_sym(&x[k], &wp[k], ((int64_t)table_ids[i[k]] << 8) | symbols[i[k]], fc, inv,
-                         buf);
-            i[k]--;
+    for (int64_t m = 0; m < common; m++)
+        for (int k = 0; k < n; k++) {
+            const uint8_t *p = sp[k] - m;
+            rans_enc_sym_rcp(&x[k], &w[k], ((int64_t)p[tofs] << 8) | p[0], fc, rcp);
         }
-    for (int k = 0; k < RANS_LANES; k++) {
-        for (; i[k] >= lo[k]; i[k]--)
-            rans_enc_sym(&x[k], &wp[k], ((int64_t)table_ids[i[k]] << 8) | symbols[i[k]], fc, inv,
-                         buf);
-        wp[k] -= 4;
-        buf[wp[k]] = (uint8_t)(x[k] & 0xFF);
-        buf[wp[k] + 1] = (uint8_t)((x[k] >> 8) & 0xFF);
-        buf[wp[k] + 2] = (uint8_t)((x[k] >> 16) & 0xFF);
-        buf[wp[k] + 3] = (uint8_t)((x[k] >> 24) & 0xFF);
-        first[k] = wp[k];
+    for (int k = 0; k < n; k++) {
+        for (const uint8_t *p = sp[k] - common; p >= symbols + lo[k]; p--)
+            rans_enc_sym_rcp(&x[k], &w[k], ((int64_t)p[tofs] << 8) | p[0], fc, rcp);
+        uint8_t *o = w[k] - 4;
+        o[0] = (uint8_t)(x[k] & 0xFF);
+        o[1] = (uint8_t)((x[k] >> 8) & 0xFF);
+        o[2] = (uint8_t)((x[k] >> 16) & 0xFF);
+        o[3] = (uint8_t)((x[k] >> 24) & 0xFF);
+        first[k] = o - buf;
     }
 }
+#endif
 
 // Decode symbols lo..hi-1 of stream s (its bytes data[bb[s]:bb[s+1]]) into out; returns the
 // stream's status code.

@@ -303,6 +303,25 @@ def test_float_division_is_exact() -> None:
             np.testing.assert_array_equal(got, x // f)
 
 
+def test_integer_reciprocal_division_is_exact() -> None:
+    """The CPU encoder's (x * rcp) >> 48, rcp = 2^48 // f + 1 (RansTables._rcp), taken in two
+    64-bit halves as the kernel does, equals x // f where the error bound is tightest: x next to
+    a multiple of f, and the largest states."""
+    tabs = RansTables.from_freqs(np.stack([extreme_table(3), uniform_table()]))
+    want = np.uint64(1 << 48) // tabs.freq.astype(np.uint64).reshape(-1) + np.uint64(1)
+    np.testing.assert_array_equal(tabs._rcp, want)
+    f = np.arange(1, M, dtype=np.uint64)
+    rcp = np.uint64(1 << 48) // f + np.uint64(1)
+    hi, lo = rcp >> np.uint64(32), rcp & np.uint64(0xFFFFFFFF)
+    qmax = np.uint64((1 << 32) - 1) // f
+    for frac in np.linspace(0.0, 1.0, 41):
+        q = np.floor(qmax.astype(np.float64) * frac).astype(np.uint64)
+        for x in (q * f, q * f + f - np.uint64(1), np.maximum(q * f, np.uint64(1)) - np.uint64(1)):
+            x = np.minimum(x, np.uint64((1 << 32) - 1))
+            got = (x * hi + ((x * lo) >> np.uint64(32))) >> np.uint64(16)
+            np.testing.assert_array_equal(got, x // f)
+
+
 # ---------------------------------------------------------------------------------------------
 # Golden vectors
 # ---------------------------------------------------------------------------------------------
