@@ -204,6 +204,7 @@ PL_FN __m256i pl_lookup16_8(const int32_t *t, __m256i i) {  // t[i], i in 0..15
 #define P_SRAI(a, n) _mm256_srai_epi32(a, n)
 #define P_SRLV(a, b) _mm256_srlv_epi32(a, b)
 #define P_MULLO(a, b) _mm256_mullo_epi32(a, b)
+#define P_MADD16(a, b) _mm256_madd_epi16(a, b)  // per lane: lo(a) lo(b) + hi(a) hi(b), int16
 #define P_ABS(a) _mm256_abs_epi32(a)
 #define P_MIN(a, b) _mm256_min_epi32(a, b)
 #define P_MAX(a, b) _mm256_max_epi32(a, b)

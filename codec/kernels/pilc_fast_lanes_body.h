@@ -281,6 +281,23 @@ PL_FN void PL_N(pl_coefs)(PL_N(PlCoder) *K, const PlBatch *B, const int64_t *coe
     }
 }
 
+// pm_taps of plane c at (i, j) in every lane (f[0 .. n_taps - 1]) and the sample itself
+// (f[PM_NTAPS]).
+PL_FN void PL_N(pl_fit_taps)(const PlBatch *B, int c, int kind, int64_t i, int64_t j, PV wv,
+                             PV *f) {
+    const int64_t wmax = B->wmax, plane_px = B->hmax * wmax * PL_W;
+    const PM wlast = P_EQ(wv, P_K((int32_t)j + 1));
+    PL_N(pl_neighbours)(B->pix + c * plane_px, wmax, i, j, wlast, f);
+    for (int r = 0; r < kind; r++) {  // pm_taps' earlier-plane taps
+        PV g[6];
+        const uint8_t *pr = B->pix + r * plane_px;
+        PL_N(pl_neighbours)(pr, wmax, i, j, wlast, g);
+        f[6 + 5 * r] = PL_N(pl_u8)(pr + (i * wmax + j) * PL_W);
+        for (int k = 0; k < 4; k++) f[7 + 5 * r + k] = g[k];
+    }
+    f[PM_NTAPS] = PL_N(pl_u8)(B->pix + c * plane_px + (i * wmax + j) * PL_W);
+}
+
 // pm_fit_coefs of plane c in every lane (coefs: tile t0's, [lane][n_ch][PM_NTAPS]), its sums
 // accumulated lane-parallel: they are sums of products of 8-bit samples, so int32 holds them
 // exactly (at most 86^2 samples x 255^2 < 2^31) and they convert to the float64 sums the scalar
@@ -289,7 +306,6 @@ PL_FN void PL_N(pl_fit)(PlBatch *B, int64_t n_ch, int c, int64_t *coefs, double 
     const int n = pm_n_taps(PM_LVL_FAST, c), kind = PILC_MIN(c, 2);
     const int n_acc = n * (n + 1) / 2 + n;  // a's lower triangle row by row, then b
     PV acc[PM_NTAPS * (PM_NTAPS + 1) / 2 + PM_NTAPS];
-    const int64_t wmax = B->wmax, plane_px = B->hmax * wmax * PL_W;
     const PV hv = PL_N(pl_lane_values)(B->h), wv = PL_N(pl_lane_values)(B->w);
     int done = 0;
     for (int l = 0; l < B->n; l++) {
@@ -309,20 +325,33 @@ PL_FN void PL_N(pl_fit)(PlBatch *B, int64_t n_ch, int c, int64_t *coefs, double 
         for (int64_t i = 0; i < gh; i += step) {
             const PM rm = P_MAND(P_GT(hv, P_K((int32_t)i)), gm);
             if (P_MNONE(rm)) continue;
+#ifdef P_MADD16
+            // two samples (j, j + step) a lane at once, as the int16 halves of each lane's word:
+            // one multiply-add of pairs gives both products, summed (exact: 255^2 < 2^16)
+            for (int64_t j = 0; j < gw; j += 2 * step) {
+                const PM m0 = P_MAND(P_GT(wv, P_K((int32_t)j)), rm);
+                if (P_MNONE(m0)) break;
+                const PM m1 = P_MAND(P_GT(wv, P_K((int32_t)(j + step))), rm);
+                PV f[PM_NTAPS + 1], g[PM_NTAPS + 1];
+                PL_N(pl_fit_taps)(B, c, kind, i, j, wv, f);
+                const int two = !P_MNONE(m1);
+                if (two) PL_N(pl_fit_taps)(B, c, kind, i, j + step, wv, g);
+                for (int u = 0; u <= n; u++) {
+                    const PV lo = P_MASKZ(f[u == n ? PM_NTAPS : u], m0);
+                    f[u] = two ? P_OR(lo, P_SLLI(P_MASKZ(g[u == n ? PM_NTAPS : u], m1), 16)) : lo;
+                }
+                int q = 0;
+                for (int u = 0; u < n; u++)
+                    for (int v = 0; v <= u; v++, q++) acc[q] = P_ADD(acc[q], P_MADD16(f[u], f[v]));
+                for (int u = 0; u < n; u++, q++) acc[q] = P_ADD(acc[q], P_MADD16(f[u], f[n]));
+            }
+#else  // AVX-512F has no 16-bit multiply-add (that is AVX512BW): one sample a lane
             for (int64_t j = 0; j < gw; j += step) {
                 const PM m = P_MAND(P_GT(wv, P_K((int32_t)j)), rm);
                 if (P_MNONE(m)) break;
-                const PM wlast = P_EQ(wv, P_K((int32_t)j + 1));
-                PV f[PM_NTAPS];
-                PL_N(pl_neighbours)(B->pix + c * plane_px, wmax, i, j, wlast, f);
-                for (int r = 0; r < kind; r++) {  // pm_taps' earlier-plane taps
-                    PV g[6];
-                    const uint8_t *pr = B->pix + r * plane_px;
-                    PL_N(pl_neighbours)(pr, wmax, i, j, wlast, g);
-                    f[6 + 5 * r] = PL_N(pl_u8)(pr + (i * wmax + j) * PL_W);
-                    for (int k = 0; k < 4; k++) f[7 + 5 * r + k] = g[k];
-                }
-                const PV xv = PL_N(pl_u8)(B->pix + c * plane_px + (i * wmax + j) * PL_W);
+                PV f[PM_NTAPS + 1];
+                PL_N(pl_fit_taps)(B, c, kind, i, j, wv, f);
+                const PV xv = f[PM_NTAPS];
                 int q = 0;
                 for (int u = 0; u < n; u++)
                     for (int v = 0; v <= u; v++, q++)
@@ -330,6 +359,7 @@ PL_FN void PL_N(pl_fit)(PlBatch *B, int64_t n_ch, int c, int64_t *coefs, double 
                 for (int u = 0; u < n; u++, q++)
                     acc[q] = P_ADD_MASKED(acc[q], m, P_MULLO(f[u], xv));
             }
+#endif
         }
         int32_t sums[PM_NTAPS * (PM_NTAPS + 1) / 2 + PM_NTAPS][PL_W];
         for (int q = 0; q < n_acc; q++) P_STOREU(sums[q], acc[q]);
@@ -507,6 +537,7 @@ PL_OUTER __attribute__((unused)) void PL_N(pl_rans_encode)(const uint8_t *symbol
 #undef P_BIT
 #undef P_ADD_IF
 #undef P_ADD_MASKED
+#undef P_MADD16
 #undef P_MAND
 #undef P_MBITS
 #undef P_MNONE
