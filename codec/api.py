@@ -145,14 +145,15 @@ def encode_batch(
     effort: str | int = "default",
 ) -> list[bytes]:
     """Encode many images; all learned-path tiles share one network and coder pass. effort is
-    the learned path's level ("fast", "default", "max", or its index 1, 0, 4; "max-v1", 2, and
-    "max-v2", 3, are the earlier max models, kept so their blobs decode; FORMAT.md
-    "levels": fast codes ~2.5x faster for ~2-5% more bytes, max spends ~6x the time for fewer,
-    and keeps the default level for an image where that codes smaller); the header names the
-    level used, and one decoder reads every level. vq sends
+    the learned path's level ("fastest", "fast", "default", "max", or its header index 1, 5, 0,
+    4; "max-v1", 2, and "max-v2", 3, are the earlier max models, kept so their blobs decode;
+    FORMAT.md "levels": fastest codes ~3.5-4x faster for 2-10% more bytes, fast ~3x faster
+    within ~1% of the default's bytes on photos, max spends ~5x the time for fewer, and keeps the
+    default level for an image where that codes smaller); the header names the level used, and
+    one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
     tile is the learned path's tile side (256, or 128 for more independent streams; None: 256,
-    but 128 at the fast level for images under 16 tiles of 256, learned.group_tile); device
+    but 128 at the fast levels for images under 16 tiles of 256, learned.group_tile); device
     is where the pixel stage runs ("cpu", "cuda", "auto"; default PILC_DEVICE, else auto:
     codec.gpu), threads how many CPU threads the kernels use (default: the CPUs this process
     may use). Every device and thread count writes the same bytes."""
@@ -170,7 +171,7 @@ def encode_batch(
         for i, im in enumerate(imgs)
         if fallback == "auto" and im.mode in LEARNED_MODES
     }
-    fast_auto = fallback == "auto" and level == pixelmodel.LEVEL_FAST
+    fast_auto = fallback == "auto" and level in pixelmodel.FAST_LEVELS
     learned_ids = [
         i
         for i, im in enumerate(imgs)
@@ -223,7 +224,7 @@ def _levels_for(img: RasterImage, level: int) -> tuple[int, ...]:
     Max also tries the default level: on tiny images the max level's 2-3x more LS coefficients
     can outweigh its gain (cifar10: +1.2%), and the default costs ~1/5 of the max level's time."""
     h, w = img.pixels.shape[:2]
-    if level == pixelmodel.LEVEL_FAST and h * w < FAST_MIN_PIXELS:
+    if level in pixelmodel.FAST_LEVELS and h * w < FAST_MIN_PIXELS:
         return (pixelmodel.LEVEL_DEFAULT,)
     if level in pixelmodel.MAX_LEVELS:
         return (level, pixelmodel.LEVEL_DEFAULT)

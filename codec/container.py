@@ -30,8 +30,18 @@ LEVEL_SHIFT, LEVEL_MASK = 1, 0b1110  # flags bits 1-3: the learned path's effort
 # Effort levels a header can name (codec/pixelmodel.py LEVELS). Level 0 leaves the bits clear,
 # so a default-level blob is byte for byte what it was before levels existed. "max" is level 4
 # (max v3, the first to set bit 3); the earlier max models keep decoding as "max-v1" (level 2)
-# and "max-v2" (level 3) (FORMAT.md, "levels").
-EFFORTS = ("default", "fast", "max-v1", "max-v2", "max")
+# and "max-v2" (level 3). "fast" is level 5 (fast v2); level 1, the first fast level, was named
+# "fast" before level 5 existed and is "fastest" now: its blobs decode as they always did
+# (FORMAT.md, "levels").
+EFFORTS = ("default", "fastest", "max-v1", "max-v2", "max", "fast")
+# The levels a user picks, fastest first (the earlier max models stay accepted by name), and
+# what each trades (benchmarks/results/pilc_levels_eval.md), for the command lines' help.
+EFFORT_CHOICES = ("fastest", "fast", "default", "max")
+EFFORT_HELP = (
+    "learned path's level: fastest (~3.5-4x the default's speed, 2-10%% more bytes), fast (~3x, "
+    "within ~1%% of the default's bytes on photos), default, or max (fewer bytes, ~5x slower); "
+    "one decoder reads every level"
+)
 _META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
 _MAX_META_ENTRIES = 3
 

@@ -181,7 +181,7 @@ def group_tile(height: int, width: int, level: int, tile: int | None = None) -> 
     entry 27). A fixed rule, not the CPU's: every machine writes the same bytes."""
     if tile is not None:
         return int(tile)
-    if level != pixelmodel.LEVEL_FAST:
+    if level not in pixelmodel.FAST_LEVELS:
         return DEFAULT_TILE
     ty, tx = tile_grid(height, width, DEFAULT_TILE)
     return DEFAULT_TILE if ty * tx >= FAST_LANES else TILE

@@ -250,7 +250,11 @@ def load_model_file(path: str | Path) -> Model:
     for effort in LEVELS[1:]:
         lf = level_file(path, effort)
         if lf.exists():
-            model.add_level(_read_npz(lf), str(lf))
+            arrays = _read_npz(lf)
+            named = np.asarray(arrays.get("level", -1)).reshape(-1)[:1].tolist()
+            if named != [LEVELS.index(effort)]:  # a renamed file must not change a level's tables
+                raise CodecError(f"{lf}: holds level {named} tables, not {effort!r}'s")
+            model.add_level(arrays, str(lf))
     return model
 
 

@@ -46,7 +46,9 @@ N_PRED_MAX = N_SPATIAL + 2 * N_CROSS_PRED + 1
 N_TAPS_MAX = 24  # LS taps of the max level's plane 2: 10 own + 7 of each earlier plane
 # Effort levels (docs/FORMAT.md "levels"): the level's index is in the header and in the kernels.
 LEVELS = container.EFFORTS
-LEVEL_DEFAULT, LEVEL_FAST, LEVEL_MAX_V1, LEVEL_MAX_V2, LEVEL_MAX = 0, 1, 2, 3, 4
+LEVEL_DEFAULT, LEVEL_FASTEST, LEVEL_MAX_V1, LEVEL_MAX_V2, LEVEL_MAX, LEVEL_FAST = 0, 1, 2, 3, 4, 5
+# the levels that run the fast loop (pilc_fast.h): level 5 is level 1 plus a cross-plane blend
+FAST_LEVELS = (LEVEL_FASTEST, LEVEL_FAST)
 # one model family: max v2 widens v1's plane-0 local LS, max v3 adds an NLMS stage to v2
 MAX_LEVELS = (LEVEL_MAX_V1, LEVEL_MAX_V2, LEVEL_MAX)
 N_BIAS_MAX = 192  # max level: bias contexts (24 energy x 8 texture)
@@ -102,8 +104,8 @@ def n_taps(plane: int, level: int = LEVEL_DEFAULT) -> int:
 
 
 def level_index(effort: str | int) -> int:
-    """An effort name ("fast", "default", "max", "max-v1", "max-v2") or index -> the level
-    index."""
+    """An effort name ("fastest", "fast", "default", "max", "max-v1", "max-v2") or header index
+    -> the level index."""
     if isinstance(effort, str) and effort in LEVELS:
         return LEVELS.index(effort)
     if isinstance(effort, int) and not isinstance(effort, bool) and 0 <= effort < len(LEVELS):

@@ -322,6 +322,7 @@ INDEX_HELP = "job output (folder or s3:// prefix) or its index.parquet"
 
 
 def _encode_options(e: argparse.ArgumentParser) -> None:
+    from codec.container import EFFORT_CHOICES, EFFORT_HELP
     from codec.layout import TILE_SIZES
 
     e.add_argument("input", help="image file (PNG, TIFF, JPEG, ...: whatever Pillow reads)")
@@ -329,14 +330,12 @@ def _encode_options(e: argparse.ArgumentParser) -> None:
     e.add_argument("--fallback", choices=("auto", "always", "never"), default="auto",
                    help="classical codecs instead of the learned one: auto (when smaller; "
                         "default), always, never")
-    e.add_argument("--effort", choices=("fast", "default", "max"), default="default",
-                   help="learned path's level: fast (several times faster, a few %% more "
-                        "bytes), default, or max (fewer bytes, slower); any level decodes")
+    e.add_argument("--effort", choices=EFFORT_CHOICES, default="default", help=EFFORT_HELP)
     e.add_argument("--vq", action="store_true",
                    help="send VQ-VAE side information (costs bytes; FORMAT.md)")
     e.add_argument("--tile", type=int, choices=TILE_SIZES, default=None,
                    help="tile side: 256 (fewer bytes) or 128 (4x more independent streams); "
-                        "default 256, but 128 at --effort fast for images under 16 tiles")
+                        "default 256, but 128 at the fast levels for images under 16 tiles")
     _device_options(e)
     e.set_defaults(fn=_cmd_encode)
 

@@ -32,7 +32,7 @@ _P = ctypes.c_void_p
 _I = ctypes.c_int64
 # Name suffix of each effort level's model-pass and decode entry points, by level index
 # (codec/pixelmodel.py LEVELS): one per level in pilc_cuda.cu and pilc_emu.c, each level a literal.
-LEVEL_SUFFIXES = ("", "_fast", "_max", "_max2", "_max3")
+LEVEL_SUFFIXES = ("", "_fast", "_max", "_max2", "_max3", "_fast2")
 
 
 def _library_path() -> Path:

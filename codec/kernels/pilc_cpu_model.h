@@ -54,7 +54,7 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
 
 #if PILC_HAVE_LANES
 static int lanes_enabled(int64_t level) {
-    if (level != PM_LVL_FAST) return 0;
+    if (!PM_IS_FAST(level)) return 0;
     int w = __atomic_load_n(&pilc_lanes_width, __ATOMIC_RELAXED);
     if (w < 0) {
         w = pl_cpu_width();
@@ -161,9 +161,10 @@ PM_TILE_FNS(fast, PM_LVL_FAST)
 PM_TILE_FNS(max, PM_LVL_MAX)
 PM_TILE_FNS(max2, PM_LVL_MAX2)
 PM_TILE_FNS(max3, PM_LVL_MAX3)
+PM_TILE_FNS(fast2, PM_LVL_FAST2)
 #undef PM_TILE_FNS
 
-// The tile functions by level (PM_LVL_DEFAULT 0 .. PM_LVL_MAX3 4).
+// The tile functions by level (PM_LVL_DEFAULT 0 .. PM_LVL_FAST2 5).
 typedef void EncodeTileFn(const PmImage *, int, const int64_t *, const PmState *,
                           const PmTables *, int64_t *, const int64_t *, uint8_t *, uint8_t *,
                           uint8_t *, double *, double *);
@@ -171,16 +172,18 @@ typedef void DecodeTileFn(const PmImage *, int, const int64_t *, const PmState *
                           const PmTables *, const int64_t *, const uint8_t *, const int64_t *,
                           int64_t, int64_t *);
 static EncodeTileFn *const encode_tile[] = {encode_tile_default, encode_tile_fast,
-                                            encode_tile_max, encode_tile_max2, encode_tile_max3};
+                                            encode_tile_max,     encode_tile_max2,
+                                            encode_tile_max3,    encode_tile_fast2};
 static DecodeTileFn *const decode_tile[] = {decode_tile_default, decode_tile_fast,
-                                            decode_tile_max, decode_tile_max2, decode_tile_max3};
+                                            decode_tile_max,     decode_tile_max2,
+                                            decode_tile_max3,    decode_tile_fast2};
 // A level outside them runs the default level's loop, as pm_plane_any does (the callers only
 // pass the levels the header can name).
 static int64_t tile_level(int64_t level) {
-    return level >= 0 && level <= PM_LVL_MAX3 ? level : PM_LVL_DEFAULT;
+    return level >= 0 && level <= PM_LVL_FAST2 ? level : PM_LVL_DEFAULT;
 }
 _Static_assert(PM_LVL_DEFAULT == 0 && PM_LVL_FAST == 1 && PM_LVL_MAX == 2 && PM_LVL_MAX2 == 3
-                   && PM_LVL_MAX3 == 4,
+                   && PM_LVL_MAX3 == 4 && PM_LVL_FAST2 == 5,
                "encode_tile and decode_tile list the levels in this order");
 
 #define PM_TABLE_PARAMS                                                                       \
@@ -208,14 +211,18 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(PM_ENCODE_PARAMS) {
     if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
     PmState st = cs.st;  // each tile's tw and rows set below
     EncodeTileFn *const encode = encode_tile[tile_level(level)];
+    const int x2 = level == PM_LVL_FAST2;  // the lanes' level-5 blend
+    (void)x2;                              // (unused where there are no lanes)
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {  // vector lanes
             lanes_batch(&L, boxes, t0, n);
             if (L.B.W == 16)
-                pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
-            else pl_encode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, starts, sym, tid, bkt, a, b);
+                pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, x2, coefs, starts, sym, tid, bkt, a,
+                                   b);
+            else pl_encode_batch_8(&L.B, &im, n_ch, t0, &tb, x2, coefs, starts, sym, tid, bkt, a,
+                                   b);
             continue;
         }
         st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
@@ -237,13 +244,15 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(PM_DECODE_PARAMS) {
     if (thread_open(&cs, &L, level, n_ch, boxes, n_tiles)) return -1;
     PmState st = cs.st;  // each tile's tw and rows set below
     DecodeTileFn *const decode = decode_tile[tile_level(level)];
+    const int x2 = level == PM_LVL_FAST2;
+    (void)x2;
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
         if (n > 1) {
             lanes_batch(&L, boxes, t0, n);
             const int fell_back =
-                L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err)
-                            : pl_decode_batch_8(&L.B, &im, n_ch, t0, &tb, coefs, data, bb, err);
+                L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, x2, coefs, data, bb, err)
+                            : pl_decode_batch_8(&L.B, &im, n_ch, t0, &tb, x2, coefs, data, bb, err);
             if (!fell_back) continue;
         }
         for (int64_t t = t0; t < t0 + n; t++) {  // one tile, or streams too far apart for lanes

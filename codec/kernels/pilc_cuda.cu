@@ -142,6 +142,7 @@ PILC_MODEL_KERNEL(pilc_gpu_model_fast, PM_LVL_FAST)
 PILC_MODEL_KERNEL(pilc_gpu_model_max, PM_LVL_MAX)
 PILC_MODEL_KERNEL(pilc_gpu_model_max2, PM_LVL_MAX2)
 PILC_MODEL_KERNEL(pilc_gpu_model_max3, PM_LVL_MAX3)
+PILC_MODEL_KERNEL(pilc_gpu_model_fast2, PM_LVL_FAST2)
 
 // Encoder, step 3 of 3: rANS, one thread per stream, backwards into the stream's worst-case
 // region of buf (ending at 4 (s + 1) + 2 sb[s + 1]); starts[s] = its first byte there.
@@ -183,3 +184,4 @@ PILC_DECODE_KERNEL(pilc_gpu_decode_fast, PM_LVL_FAST)
 PILC_DECODE_KERNEL(pilc_gpu_decode_max, PM_LVL_MAX)
 PILC_DECODE_KERNEL(pilc_gpu_decode_max2, PM_LVL_MAX2)
 PILC_DECODE_KERNEL(pilc_gpu_decode_max3, PM_LVL_MAX3)
+PILC_DECODE_KERNEL(pilc_gpu_decode_fast2, PM_LVL_FAST2)

@@ -51,6 +51,7 @@ EMU_MODEL(pilc_emu_model_fast, pilc_gpu_model_fast)
 EMU_MODEL(pilc_emu_model_max, pilc_gpu_model_max)
 EMU_MODEL(pilc_emu_model_max2, pilc_gpu_model_max2)
 EMU_MODEL(pilc_emu_model_max3, pilc_gpu_model_max3)
+EMU_MODEL(pilc_emu_model_fast2, pilc_gpu_model_fast2)
 
 PILC_EXPORT void pilc_emu_rans_encode(int64_t grid, int64_t block, const uint8_t *sym,
                                       const uint8_t *tid, const int64_t *sb, int64_t n_streams,
@@ -80,3 +81,4 @@ EMU_DECODE(pilc_emu_decode_fast, pilc_gpu_decode_fast)
 EMU_DECODE(pilc_emu_decode_max, pilc_gpu_decode_max)
 EMU_DECODE(pilc_emu_decode_max2, pilc_gpu_decode_max2)
 EMU_DECODE(pilc_emu_decode_max3, pilc_gpu_decode_max3)
+EMU_DECODE(pilc_emu_decode_fast2, pilc_gpu_decode_fast2)

@@ -35,12 +35,14 @@ typedef struct {
     int32_t *bucket;  // [PM_NB + 1][W] a bucket's running |error| sum | its count << PL_CNT_AT
     int32_t *bias;    // [PM_NBIAS_FAST + 1][W] the bias contexts' moving means
     uint8_t *stage;   // encoder: [3][wmax][W] one row's symbols, table ids and buckets
+    int16_t *ek;      // level 5: [3][tw][PM_FAST_NX][W] the blend members' |errors|, 3 rows
 } PlBatch;
 
 // Bytes of a batch's buffers for W lanes, tiles of at most mh x mw and n_ch planes.
 static int64_t pl_bytes(int W, int64_t n_ch, int64_t mh, int64_t mw) {
     const int64_t tw = mw + 2 * PM_PAD, rows = mh + PM_PAD;
-    return W * (n_ch * mh * mw + 2 * n_ch * rows * tw + 4 * (PM_NB + PM_NBIAS_FAST + 2) + 3 * mw)
+    return W * (n_ch * mh * mw + 2 * n_ch * rows * tw + 4 * (PM_NB + PM_NBIAS_FAST + 2) + 3 * mw
+                + 2 * 3 * tw * PM_FAST_NX)
            + 64;
 }
 
@@ -56,6 +58,8 @@ static void pl_place(PlBatch *B, void *mem, int W, int64_t n_ch, int64_t mh, int
     B->pix = (uint8_t *)m;
     m += n_ch * mh * mw * W;
     B->stage = (uint8_t *)m;
+    m += 3 * mw * W;
+    B->ek = (int16_t *)(((uintptr_t)m + 1) & ~(uintptr_t)1);  // int16-aligned (a spare byte)
 }
 
 // Lanes for tiles t0 .. t0 + n - 1 (boxes (y0, x0, h, w)); the union shape of the batch.

@@ -98,6 +98,7 @@ PL_FN void PL_N(pl_plane_open)(PL_N(PlPlane) *P, int c, const PmTables *tb, int 
         for (int l = 0; l < PL_W; l++) B->bucket[u * PL_W + l] = v;
     }
     memset(B->bias, 0, sizeof(int32_t) * PM_NBIAS_FAST * PL_W);
+    memset(B->ek, 0, sizeof(int16_t) * 3 * B->tw * PM_FAST_NX * PL_W);
     P->hv = PL_N(pl_lane_values)(B->h);
     P->wv = PL_N(pl_lane_values)(B->w);
     P->live = P_MASK_OF_BITS(live);
@@ -109,9 +110,36 @@ PL_FN int PL_N(pl_row)(PL_N(PlPlane) *P, int64_t i) {
     return P_MBITS(P->row);
 }
 
-// Sample (i, j) of plane c in every lane that has it: pm_fast_sample's steps, lane-parallel.
+// Level 5's blend (pm_fast_cross) in every lane: the members' |error| sums are vector loads of
+// the lane-interleaved ring B->ek ([3][tw][PM_FAST_NX][W], int16), the weights gathers of recip,
+// P0 one float64 division (exact: the sum is < 2^31).
+PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t i, int64_t pj, const PV *q,
+                        const PmTables *tb) {
+    const int64_t tw = P->B->tw;
+    const int16_t *er0 = P->B->ek + ((i % 3) * tw * PM_FAST_NX) * PL_W;
+    const int16_t *er1 = P->B->ek + (((i + 2) % 3) * tw * PM_FAST_NX) * PL_W;
+    const int16_t *er2 = P->B->ek + (((i + 1) % 3) * tw * PM_FAST_NX) * PL_W;
+    PV tot = P_K(0), bl = P_K(0), wt = P_K(0);
+    for (int m = 0; m < PM_FAST_NX; m++) {
+#define PL_EK(row, col) PL_N(pl_i16)(row + ((col) * PM_FAST_NX + m) * PL_W)
+        PV s = P_ADD(P_ADD(PL_EK(er1, pj), PL_EK(er0, pj - 1)),
+                     P_ADD(PL_EK(er1, pj - 1), PL_EK(er1, pj + 1)));
+        s = P_ADD(s, P_ADD(PL_EK(er2, pj), PL_EK(er0, pj - 2)));
+#undef PL_EK
+        wt = P_GATHER(tb->recip, P_MIN(P_SRAI(s, 1), P_K(4095)), 4);
+        tot = P_ADD(tot, wt);
+        bl = P_ADD(bl, P_MULLO(wt, q[m]));
+    }
+    tot = P_ADD(tot, wt);  // LS counts twice
+    bl = P_ADD(bl, P_MULLO(wt, q[PM_FAST_NX - 1]));
+    return P_DIV_FLOOR(P_ADD(bl, P_SRAI(tot, 1)), tot);
+}
+
+// Sample (i, j) of plane c in every lane that has it: pm_fast_sample's steps, lane-parallel
+// (x2, a literal: level 5's cross-plane blend on planes > 0).
 PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
-                           const PmTables *tb, const int decode, const int32_t *gc) {
+                           const PmTables *tb, const int decode, const int x2,
+                           const int32_t *gc) {
     const int kind = PILC_MIN(c, 2);
     const int64_t wmax = P->B->wmax, tw = P->B->tw, pi = i + PM_PAD, pj = j + PM_PAD;
     const PM act = P_MAND(P_GT(P->wv, P_K((int32_t)j)), P->row);
@@ -121,6 +149,7 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
     PL_N(pl_neighbours)(P->pc, wmax, i, j, wlast, nb);
     PV acc = P_MULLO(P->K.coef[0], nb[0]);
     for (int k = 1; k < 6; k++) acc = P_ADD(acc, P_MULLO(P->K.coef[k], nb[k]));
+    PV q[PM_FAST_NX];  // level 5's members (planes > 0)
     for (int r = 0; r < kind; r++) {
         PV g[6];
         const uint8_t *pr = P->B->pix + r * P->plane_px;
@@ -129,8 +158,19 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
         const int nt = 6 + 5 * r;
         acc = P_ADD(acc, P_MULLO(P->K.coef[nt], gx));
         for (int k = 0; k < 4; k++) acc = P_ADD(acc, P_MULLO(P->K.coef[nt + 1 + k], g[k]));
+        if (x2 && r == 0) {
+            q[0] = PL_N(pl_clamp)(P_SLLI(P_SUB(P_ADD(nb[1], gx), g[1]), 3), 0, 255 * 8);
+            q[1] = PL_N(pl_clamp)(P_SLLI(P_SUB(P_ADD(nb[0], gx), g[0]), 3), 0, 255 * 8);
+            q[2] = PL_N(pl_clamp)(P_SLLI(P_SUB(P_ADD(P_SUB(P_ADD(nb[0], nb[1]), nb[2]), gx),
+                                               P_SUB(P_ADD(g[0], g[1]), g[2])), 3),
+                                  0, 255 * 8);
+        }
     }
-    const PV pr = PL_N(pl_clamp)(P_SRAI(P_ADD(acc, P_K(16)), 5), 0, 255 * 8);
+    PV pr = PL_N(pl_clamp)(P_SRAI(P_ADD(acc, P_K(16)), 5), 0, 255 * 8);
+    if (x2 && c > 0) {
+        q[PM_FAST_NX - 1] = pr;
+        pr = PL_N(pl_cross)(P, i, pj, q, tb);
+    }
     const int16_t *trow = P->te + pi * tw * PL_W;
     const PV t_w = PL_N(pl_i16)(trow + (pj - 1) * PL_W);
     const PV t_n = PL_N(pl_i16)(trow + (pj - tw) * PL_W);
@@ -224,6 +264,11 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
         P_ADD(bias, P_SRAI(P_SUB(P_SLLI(P_SUB(x8v, pr), PM_EMA_FRAC), bias), PM_EMA_RATE));
     const PV t = P_MASKZ(P_SUB(x8v, pcv), act);
     P_ST_I16(P->te + here, t);
+    if (x2 && c > 0) {
+        int16_t *er0 = P->B->ek + ((i % 3) * tw * PM_FAST_NX + pj * PM_FAST_NX) * PL_W;
+        for (int m = 0; m < PM_FAST_NX; m++)
+            P_ST_I16(er0 + m * PL_W, P_MASKZ(P_ABS(P_SUB(x8v, q[m])), act));
+    }
     PV s2 = P_ADD(sb, P_ABS(t));
     PV n2 = P_ADD(cb, P_K(1));
     const PM hm = P_GT(n2, P_K((c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT) - 1));
@@ -256,20 +301,24 @@ PL_FN void PL_N(pl_row_out)(PL_N(PlPlane) *P, int64_t i) {
 
 // Plane c (a literal where inlined) of every lane, in raster order over the lanes' union shape.
 // (Two 8-lane batches in lockstep, to overlap their chains, measured no faster: entry 27.)
-PL_FN void PL_N(pl_plane)(PL_N(PlPlane) *P, const int c, const PmTables *tb, const int decode) {
+PL_FN void PL_N(pl_plane)(PL_N(PlPlane) *P, const int c, const PmTables *tb, const int decode,
+                          const int x2) {
     int32_t gc[16] = {0};
     for (int g = 0; g <= PM_GRAD_LAST; g++) gc[g] = tb->grad_class[g];
     for (int64_t i = 0; i < P->B->hmax; i++) {
         if (!PL_N(pl_row)(P, i)) continue;
-        for (int64_t j = 0; j < P->B->wmax; j++) PL_N(pl_sample)(P, c, i, j, tb, decode, gc);
+        for (int64_t j = 0; j < P->B->wmax; j++) PL_N(pl_sample)(P, c, i, j, tb, decode, x2, gc);
         if (!decode) PL_N(pl_row_out)(P, i);
     }
 }
 
-PL_OUTER void PL_N(pl_plane_any)(PL_N(PlPlane) *P, int c, const PmTables *tb, const int decode) {
-    if (c == 0) PL_N(pl_plane)(P, 0, tb, decode);
-    else if (c == 1) PL_N(pl_plane)(P, 1, tb, decode);
-    else PL_N(pl_plane)(P, 2, tb, decode);
+PL_OUTER void PL_N(pl_plane_any)(PL_N(PlPlane) *P, int c, const PmTables *tb, const int decode,
+                                  const int x2) {
+    if (c == 0) PL_N(pl_plane)(P, 0, tb, decode, 0);
+    else if (c == 1 && x2) PL_N(pl_plane)(P, 1, tb, decode, 1);
+    else if (c == 1) PL_N(pl_plane)(P, 1, tb, decode, 0);
+    else if (x2) PL_N(pl_plane)(P, 2, tb, decode, 1);
+    else PL_N(pl_plane)(P, 2, tb, decode, 0);
 }
 
 PL_FN void PL_N(pl_coefs)(PL_N(PlCoder) *K, const PlBatch *B, const int64_t *coef, int64_t n_ch,
@@ -378,7 +427,8 @@ PL_FN void PL_N(pl_fit)(PlBatch *B, int64_t n_ch, int c, int64_t *coefs, double 
 
 // Encoder forward pass of batch B (tiles t0 .. t0 + B->n - 1): pm_encode_tile per lane.
 PL_OUTER void PL_N(pl_encode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, int64_t t0,
-                                    const PmTables *tb, int64_t *coefs, const int64_t *starts,
+                                    const PmTables *tb, int x2, int64_t *coefs,
+                                    const int64_t *starts,
                                     uint8_t *sym, uint8_t *tid, uint8_t *bkt, double *a,
                                     double *b) {
     pl_copy_in(B, im, n_ch);
@@ -394,7 +444,7 @@ PL_OUTER void PL_N(pl_encode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch,
             P.K.bkt[l] = bkt ? bkt + s : 0;
         }
         PL_N(pl_plane_open)(&P, c, tb, (1 << B->n) - 1);
-        PL_N(pl_plane_any)(&P, c, tb, 0);
+        PL_N(pl_plane_any)(&P, c, tb, 0, x2);
     }
 }
 
@@ -402,8 +452,8 @@ PL_OUTER void PL_N(pl_encode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch,
 // Returns 0, or -1 (nothing decoded) where its streams lie too far apart for 32-bit offsets:
 // the caller then decodes those tiles one at a time.
 PL_OUTER int PL_N(pl_decode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, int64_t t0,
-                                   const PmTables *tb, const int64_t *coefs, const uint8_t *data,
-                                   const int64_t *bb, int64_t *err) {
+                                   const PmTables *tb, int x2, const int64_t *coefs,
+                                   const uint8_t *data, const int64_t *bb, int64_t *err) {
     const int64_t first = t0 * n_ch;
     if (bb[(t0 + B->n) * n_ch] - bb[first] >= ((int64_t)1 << 30)) return -1;
     PL_N(PlPlane) P;
@@ -433,7 +483,7 @@ PL_OUTER int PL_N(pl_decode_batch)(PlBatch *B, const PmImage *im, int64_t n_ch, 
         P.K.rp = P_LOADU(rp);
         P.K.rend2 = P_LOADU(re);
         PL_N(pl_plane_open)(&P, c, tb, live);
-        PL_N(pl_plane_any)(&P, c, tb, 1);
+        PL_N(pl_plane_any)(&P, c, tb, 1, x2);
         P_STOREU(xs, P.K.xs);
         P_STOREU(rp, P.K.rp);
         for (int l = 0; l < B->n; l++) {

@@ -25,7 +25,8 @@
 #define PM_NSTAT (PM_NB + PILC_MAX(PM_NBIAS + PM_NC2, PM_NBIAS_FAST))
 #define PM_BIAS_HALVE 128
 #define PM_BIAS_START 2
-// Effort levels (docs/FORMAT.md, "levels"): one model family, three operating points.
+// Effort levels (docs/FORMAT.md, "levels"): one model family, four operating points (fastest,
+// fast, default, max) and the earlier max models.
 #define PM_LVL_DEFAULT 0
 #define PM_LVL_FAST 1    // the LS predictor alone: no blend, no per-predictor errors
 #define PM_LVL_MAX 2     // more LS taps (incl. the earlier planes' E and S), bias correction
@@ -33,8 +34,11 @@
                          // by LDL^T every third sample (docs/FORMAT.md, "level 3")
 #define PM_LVL_MAX3 4    // max v3: level 3's model with an NLMS stage correcting the blend, used
                          // per bucket where it has been the better (docs/FORMAT.md, "level 4")
-#define PM_IS_MAX(lvl) ((lvl) >= PM_LVL_MAX)
-#define PM_IS_V2(lvl) ((lvl) >= PM_LVL_MAX2)  // max v2's local LS and plane-0 adaptation
+#define PM_LVL_FAST2 5   // fast v2: level 1's model, with LS blended on planes > 0 with plane 0's
+                         // three cross-plane predictors (docs/FORMAT.md, "level 5")
+#define PM_IS_MAX(lvl) ((lvl) >= PM_LVL_MAX && (lvl) <= PM_LVL_MAX3)
+#define PM_IS_V2(lvl) ((lvl) >= PM_LVL_MAX2 && (lvl) <= PM_LVL_MAX3)  // max v2's local LS, plane-0 adaptation
+#define PM_IS_FAST(lvl) ((lvl) == PM_LVL_FAST || (lvl) == PM_LVL_FAST2)  // pilc_fast.h's loop
 #define PM_NSUB 4
 #define PM_NLEV 40
 #define PM_FAR_OFFSETS 199
@@ -201,7 +205,7 @@ PILC_FN int pm_taps(const PmImage *im, int lvl, int c, int64_t y, int64_t x, int
 // -0.4% bytes on gray, docs/experiments.md entry 19), every one in tiles of < 1024 (an encoder
 // choice, not part of the format).
 PILC_FN int64_t pm_fit_step(int lvl, int c, int64_t h, int64_t w) {
-    const int dense = lvl == PM_LVL_FAST && c == 0;
+    const int dense = PM_IS_FAST(lvl) && c == 0;
     return h * w >= (1 << 15) ? (dense ? 3 : 5) : (h * w >= 1024 ? 3 : 1);
 }
 
@@ -514,7 +518,7 @@ PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
         }
     if (lvl == PM_LVL_MAX3)
         for (int u = 0; u < PM_NL_NS; u++) pm_nl_state(st)[u * ls] = 0;
-    if (lvl == PM_LVL_FAST)  // moving means: no counts
+    if (PM_IS_FAST(lvl))  // moving means: no counts
         for (int u = PM_NB; u < PM_NB + PM_NBIAS_FAST; u++) st->asum[u * ls] = 0;
 }
 
@@ -886,12 +890,12 @@ PILC_FN void pm_plane_any(const PmImage *im, int lvl, int c, int64_t y0, int64_t
                           int64_t w, PmState *st, const int64_t *coef, const PmTables *tb,
                           const int decode, uint8_t *sym, uint8_t *tid, uint8_t *bkt,
                           int64_t *xs, int64_t *rp, int64_t rend, const uint8_t *data) {
-    if (lvl == PM_LVL_FAST) {
+    if (PM_IS_FAST(lvl)) {
         PmFastPlane L;
         pm_fast_open(&L, im, c, y0, x0, st, coef);
         L.sym = sym; L.tid = tid; L.bkt = bkt;
         if (decode) { L.xs = *xs; L.rp = *rp; L.rend = rend; }
-        pm_fast_plane_any(&L, c, h, w, im->W, tb, decode, data);
+        pm_fast_plane_any(&L, c, h, w, im->W, tb, decode, lvl == PM_LVL_FAST2, data);
         if (decode) { *xs = L.xs; *rp = L.rp; }
     } else if (lvl == PM_LVL_MAX3) PM_PLANE_LEVEL(PM_LVL_MAX3);
     else if (lvl == PM_LVL_MAX2) PM_PLANE_LEVEL(PM_LVL_MAX2);

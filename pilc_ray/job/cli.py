@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codec.container import EFFORT_CHOICES, EFFORT_HELP
 from codec.layout import TILE_SIZES
 from pilc_ray.storage_flags import STORE_KEYS, add_store_arguments
 
@@ -55,9 +56,7 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fallback", choices=("auto", "always", "never"),
                    help="classical codecs (PNG, WebP, ...) tried against the learned blob, the "
                         "smallest kept: auto (where they may win; default), always, never")
-    p.add_argument("--effort", choices=("fast", "default", "max"),
-                   help="learned path's level: fast (several times faster, a few %% more "
-                        "bytes), default, or max (fewer bytes, slower)")
+    p.add_argument("--effort", choices=EFFORT_CHOICES, help=EFFORT_HELP)
     p.add_argument("--tile", type=int, choices=TILE_SIZES,
                    help="learned path's tile side: 256 (default, fewer bytes) or 128 (4x more "
                    "independent streams per image)")

@@ -42,9 +42,9 @@ class JobConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
     # learned path's tile side: 256, or 128 for 4x more streams per image; None: the encoder's
-    # choice (256, but 128 at the fast effort for images under 16 tiles, learned.group_tile)
+    # choice (256, but 128 at the fast efforts for images under 16 tiles, learned.group_tile)
     tile: int | None = None
-    effort: str = "default"  # learned path's level: "fast", "default" or "max" (FORMAT.md)
+    effort: str = "default"  # learned path's level: "fastest", "fast", "default", "max" (FORMAT.md)
     jpeg: str = "passthrough"
     all_files: bool = False
     verify: bool = False

@@ -45,7 +45,7 @@ class WorkerConfig:
     layout: str = "shards"  # "shards" (one object per batch) or "objects" (one per image)
     fallback: str = "auto"
     tile: int | None = None  # learned path's tile side (codec.layout.TILE_SIZES; None: codec's)
-    effort: str = "default"  # learned path's level: "fast", "default" or "max"
+    effort: str = "default"  # learned path's level: "fastest", "fast", "default" or "max"
     jpeg: str = "passthrough"  # "passthrough": store JPEG files as-is; "decode": compress pixels
     storage_options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1  # codec kernel threads per worker: one per CPU it was given

@@ -15,7 +15,8 @@ from codec.api import FAST_MIN_PIXELS
 from codec.layout import tile_boxes
 from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
 
-EFFORTS = ("fast", "default", "max-v1", "max-v2", "max")
+EFFORTS = ("fastest", "fast", "default", "max-v1", "max-v2", "max")
+FAST = ("fastest", "fast")
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -43,8 +44,8 @@ def images() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("effort", EFFORTS)
 def test_every_level_is_exact_and_named_in_the_header(effort):
     """Each blob names the level it was coded at; max keeps the default level where that codes
-    smaller (tiny images, where its extra LS coefficients weigh most), never more bytes; fast
-    codes images under 64x64 pixels at the default level."""
+    smaller (tiny images, where its extra LS coefficients weigh most), never more bytes; the
+    fast levels code images under 64x64 pixels at the default level."""
     used = set()
     for name, px in images().items():
         blob = codec.encode(px, effort=effort, fallback="never")
@@ -52,7 +53,7 @@ def test_every_level_is_exact_and_named_in_the_header(effort):
         assert head["codec"] == "learned", name
         small = px.shape[0] * px.shape[1] < FAST_MIN_PIXELS
         assert head["effort"] == effort or head["effort"] == "default" and (
-            effort.startswith("max") or effort == "fast" and small), name
+            effort.startswith("max") or effort in FAST and small), name
         used.add(head["effort"])
         assert np.array_equal(codec.decode(blob), px), name
         tables = default_model().pixel_tables(pixelmodel.LEVELS.index(head["effort"]))
@@ -62,19 +63,20 @@ def test_every_level_is_exact_and_named_in_the_header(effort):
     assert effort in used
 
 
-def test_fast_level_codes_small_images_at_the_default_level():
+@pytest.mark.parametrize("effort", FAST)
+def test_fast_levels_code_small_images_at_the_default_level(effort):
     """Under 64x64 pixels the fast model saves ~8% of the time for 6-10% more bytes, so the fast
-    level writes the default level's blob there, byte for byte; at 64x64 it is the fast model,
+    levels write the default level's blob there, byte for byte; at 64x64 it is the fast model,
     and a batch mixing both writes what each image alone would."""
     px = photo(64, 64, 5)
     small = [px[:63, :64].copy(), px[:32, :32].copy(), px[:1, :1].copy(), px[:2, :64, 1].copy()]
     for img in small:
-        fast = codec.encode(img, effort="fast", fallback="never")
+        fast = codec.encode(img, effort=effort, fallback="never")
         assert fast == codec.encode(img, fallback="never")
         assert codec.info(fast)["effort"] == "default"
-    assert codec.info(codec.encode(px, effort="fast", fallback="never"))["effort"] == "fast"
-    batch = codec.encode_batch([px, *small], effort="fast", fallback="never")
-    assert batch == [codec.encode(i, effort="fast", fallback="never") for i in [px, *small]]
+    assert codec.info(codec.encode(px, effort=effort, fallback="never"))["effort"] == effort
+    batch = codec.encode_batch([px, *small], effort=effort, fallback="never")
+    assert batch == [codec.encode(i, effort=effort, fallback="never") for i in [px, *small]]
 
 
 def _shared_photos(n: int) -> list[str]:
@@ -86,24 +88,26 @@ def _shared_photos(n: int) -> list[str]:
 
 
 def test_levels_order_their_bytes_on_photos():
-    """On real photos (a training set) max codes fewest bytes and fast most. (On a synthetic
-    sine plus Gaussian noise the LS predictor alone wins: levels are tuned for photos.)"""
-    sizes = dict.fromkeys(("fast", "default", "max"), 0)
+    """On real photos (a training set) max codes fewest bytes and fastest most, fast between it
+    and the default. (On a synthetic sine plus Gaussian noise the LS predictor alone wins:
+    levels are tuned for photos.)"""
+    sizes = dict.fromkeys(("fastest", "fast", "default", "max"), 0)
     for p in _shared_photos(4):
         img = codec.load_image(p)
         for e in sizes:
             sizes[e] += len(codec.encode(img, effort=e, fallback="never"))
-    assert sizes["max"] < sizes["default"] < sizes["fast"], sizes
+    assert sizes["max"] < sizes["default"] < sizes["fast"] < sizes["fastest"], sizes
 
 
 def test_effort_names_and_indices_and_refusals():
     px = photo(40, 50, 1)
-    assert codec.encode(px, effort=1) == codec.encode(px, effort="fast")
+    assert codec.encode(px, effort=1) == codec.encode(px, effort="fastest")
+    assert codec.encode(px, effort=5) == codec.encode(px, effort="fast")
     assert codec.encode(px, effort=0) == codec.encode(px)  # default: the bytes of before
     assert codec.encode(px, effort=4) == codec.encode(px, effort="max")  # max v3
     assert codec.encode(px, effort=3) == codec.encode(px, effort="max-v2")
     assert codec.encode(px, effort=2) == codec.encode(px, effort="max-v1")
-    for bad in ("turbo", 5, -1, True, 1.0):
+    for bad in ("turbo", 6, -1, True, 1.0):
         with pytest.raises(codec.CodecError, match="effort"):
             codec.encode(px, effort=bad)
     with pytest.raises(codec.CodecError, match="VQ"):
@@ -114,11 +118,12 @@ def test_mixed_levels_decode_in_one_batch_on_the_cpu_and_the_emulated_gpu():
     from codec.gpu.emulated import EmulatedBackend
 
     pics = list(images().values())
-    blobs = [codec.encode(p, effort=EFFORTS[i % 5], fallback="never") for i, p in enumerate(pics)]
+    blobs = [codec.encode(p, effort=EFFORTS[i % len(EFFORTS)], fallback="never")
+             for i, p in enumerate(pics)]  # fmt: skip
     for device in ("cpu", EmulatedBackend()):
         for got, px in zip(codec.decode_batch(blobs, device=device), pics, strict=True):
             assert np.array_equal(got, px)
-    for effort in ("fast", "max-v1", "max-v2", "max"):
+    for effort in (*FAST, "max-v1", "max-v2", "max"):
         cpu = codec.encode_batch(pics, effort=effort, fallback="never", device="cpu")
         assert codec.encode_batch(pics, effort=effort, fallback="never",
                                   device=EmulatedBackend()) == cpu  # fmt: skip
@@ -135,14 +140,15 @@ def _with_flags(blob: bytes, flags: int) -> bytes:
 
 def test_header_level_bits_are_checked():
     px = photo(64, 64, 2)  # 64x64: the fast level's smallest images
-    fast = codec.encode(px, effort="fast", fallback="never")
+    fast = codec.encode(px, effort="fastest", fallback="never")
     assert fast[7] >> container.LEVEL_SHIFT & 7 == 1
+    assert codec.encode(px, effort="fast", fallback="never")[7] >> container.LEVEL_SHIFT == 5
     assert codec.encode(px, fallback="never")[7] == 0  # default level: bits clear
     assert codec.encode(px, effort="max", fallback="never")[7] >> container.LEVEL_SHIFT == 4
-    for flags in (1 << 4, 5 << container.LEVEL_SHIFT, 7 << container.LEVEL_SHIFT):
-        with pytest.raises(codec.CodecError, match="header flags"):  # bit 4, levels 5-7: unknown
+    for flags in (1 << 4, 6 << container.LEVEL_SHIFT, 7 << container.LEVEL_SHIFT):
+        with pytest.raises(codec.CodecError, match="header flags"):  # bit 4, levels 6-7: unknown
             codec.decode(_with_flags(fast, flags))
-    for level in (2, 3, 4):  # the max levels' bits on a blob naming fast's tables
+    for level in (2, 3, 4, 5):  # the other levels' bits on a blob naming level 1's tables
         with pytest.raises(codec.CodecError, match="lacks"):
             codec.decode(_with_flags(fast, level << container.LEVEL_SHIFT))
     classical = codec.encode(np.full((10, 12), 1000, np.uint16))  # 16-bit: never learned
@@ -154,6 +160,8 @@ def test_header_level_bits_are_checked():
 def test_level_files_are_validated(tmp_path):
     model = default_model()
     arrays = _read_npz(level_file(DEFAULT_WEIGHTS, "fast"))
+    assert int(arrays["level"][0]) == pixelmodel.LEVEL_FAST
+    assert int(_read_npz(level_file(DEFAULT_WEIGHTS, "fastest"))["level"][0]) == 1
     other = dict(arrays, base_id=np.zeros(8, np.uint8))
     with pytest.raises(codec.CodecError, match="made for model"):
         model.add_level(other)
@@ -165,40 +173,43 @@ def test_level_files_are_validated(tmp_path):
         model.add_level(dict(arrays, level=np.array([0])))
 
 
-def _fast_streams(g: np.ndarray):
-    pt = default_model().pixel_tables(pixelmodel.LEVEL_FAST)
+def _fast_streams(g: np.ndarray, level: int):
+    pt = default_model().pixel_tables(level)
     boxes = tile_boxes(g.shape[1], g.shape[2], 128)
-    code = pixelmodel.encode_planes(g, boxes, None, pt.prior, pixelmodel.LEVEL_FAST)
+    code = pixelmodel.encode_planes(g, boxes, None, pt.prior, level)
     data, bb = rans.encode_streams(code.symbols, code.table_ids, code.bounds, pt.tables)
     return pt, boxes, code, data, bb
 
 
-def test_fast_decoder_threads_and_corrupt_streams():
-    """The fast level decodes the same pixels on 1 and 2 threads, and a corrupt stream is
+@pytest.mark.parametrize("level", pixelmodel.FAST_LEVELS)
+def test_fast_decoder_threads_and_corrupt_streams(level):
+    """The fast levels decode the same pixels on 1 and 2 threads, and a corrupt stream is
     reported by its own index."""
     g = np.ascontiguousarray(photo(300, 520, 5).transpose(2, 0, 1))
-    pt, boxes, code, data, bb = _fast_streams(g)
+    pt, boxes, code, data, bb = _fast_streams(g, level)
     for threads in (1, 2):
         with kernels.using_threads(threads):
             out = pixelmodel.decode_planes(data, bb, g.shape, boxes, None, code.coefs, pt.prior,
-                                           pt.tables, level=pixelmodel.LEVEL_FAST)  # fmt: skip
+                                           pt.tables, level=level)  # fmt: skip
         assert np.array_equal(out, g)
     stream = 2 * 3 + 1  # plane 1 of the third tile
     bad = data.copy()
     bad[bb[stream] + 4 : bb[stream + 1]] ^= 0x5A
     with pytest.raises(codec.CodecError, match=f"residual stream {stream}: corrupt"):
         pixelmodel.decode_planes(bad, bb, g.shape, boxes, None, code.coefs, pt.prior, pt.tables,
-                                 level=pixelmodel.LEVEL_FAST)  # fmt: skip
+                                 level=level)  # fmt: skip
     short = data.copy()
     short[bb[stream] : bb[stream] + 4] = 0  # initial state below 2^16
     with pytest.raises(codec.CodecError, match=f"residual stream {stream}: corrupt \\(code 4\\)"):
         pixelmodel.decode_planes(short, bb, g.shape, boxes, None, code.coefs, pt.prior, pt.tables,
-                                 level=pixelmodel.LEVEL_FAST)  # fmt: skip
+                                 level=level)  # fmt: skip
 
 
 def test_payload_sends_each_levels_coefficient_count():
     g = photo(64, 64, 9).transpose(2, 0, 1).copy()
     for level, taps in ((pixelmodel.LEVEL_DEFAULT, (6, 11, 16)),
+                        (pixelmodel.LEVEL_FASTEST, (6, 11, 16)),
+                        (pixelmodel.LEVEL_FAST, (6, 11, 16)),
                         (pixelmodel.LEVEL_MAX_V1, (10, 17, 24)),
                         (pixelmodel.LEVEL_MAX_V2, (10, 17, 24)),
                         (pixelmodel.LEVEL_MAX, (10, 17, 24))):
@@ -219,7 +230,7 @@ def test_shared_photos_are_exact_at_every_level():
 
 
 
-@pytest.mark.parametrize("effort", ("fast", "max-v1", "max-v2", "max"))
+@pytest.mark.parametrize("effort", (*FAST, "max-v1", "max-v2", "max"))
 def test_truncated_blobs_of_every_level_raise(effort):
     blob = codec.encode(photo(64, 64, 6), effort=effort, fallback="never")
     for n in range(0, len(blob), max(1, len(blob) // 61)):
@@ -227,7 +238,7 @@ def test_truncated_blobs_of_every_level_raise(effort):
             codec.decode(blob[:n])
 
 
-@pytest.mark.parametrize("effort", ("fast", "max-v1", "max-v2", "max"))
+@pytest.mark.parametrize("effort", (*FAST, "max-v1", "max-v2", "max"))
 def test_levels_independent_of_kernel_threads(effort):
     """Each thread keeps its own tile state (the max level's local LS sums and solve scratch
     too): 1 and 2 threads write the same bytes and decode the same pixels."""

@@ -1,5 +1,6 @@
-"""The fast level's vector lanes (pilc_fast_lanes.h): up to 16 tiles coded at once must give the
-scalar loop's bytes, pixels and stream errors exactly, for any mix of tile shapes."""
+"""The fast levels' vector lanes (pilc_fast_lanes.h): up to 16 tiles coded at once must give the
+scalar loop's bytes, pixels and stream errors exactly, for any mix of tile shapes, at both fast
+levels (level 1, "fastest", and level 5, "fast", whose planes > 0 add a cross-plane blend)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def cpu_flags() -> set[str]:
 FLAGS = cpu_flags()
 CPU_WIDTH = 16 if "avx512f" in FLAGS else 8 if "avx2" in FLAGS else 0
 WIDTHS = [w for w in (8, 16) if w <= CPU_WIDTH]  # the lane kernels this CPU runs
+FAST = ("fastest", "fast")
 
 
 def smooth(h: int, w: int, ch: int, seed: int) -> np.ndarray:
@@ -83,23 +85,38 @@ def test_lane_widths_follow_the_cpu():
     assert kernels.set_lanes(True) == CPU_WIDTH
 
 
+@pytest.mark.parametrize("effort", FAST)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("h,w,ch,tile", CASES)
-def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile, width):
+def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile, width, effort):
     px = smooth(h, w, ch, seed=h + w + ch)
-    scalar = encode(px, tile, lanes=0)
-    assert encode(px, tile, lanes=width) == scalar
+    scalar = encode(px, tile, lanes=0, effort=effort)
+    assert encode(px, tile, lanes=width, effort=effort) == scalar
     assert np.array_equal(decode(scalar, lanes=width), px)
     assert np.array_equal(decode(scalar, lanes=0), px)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_level_5_blend_at_the_extremes_in_lanes_and_scalar_loop(width):
+    """Level 5's blend members at their clamps (black/white edges against a contrary plane 0,
+    salt and pepper): the lanes' int32 weighted sums equal the scalar loop's."""
+    rng = np.random.default_rng(3)
+    px = (rng.integers(0, 2, (200, 260, 3)) * 255).astype(np.uint8)
+    px[:, :130, 0] = 255 - px[:, :130, 1]
+    px[50:90] = np.array([0, 255, 0], np.uint8)
+    scalar = encode(px, 128, lanes=0)
+    assert encode(px, 128, lanes=width) == scalar
+    assert np.array_equal(decode(scalar, lanes=width), px)
+
+
+@pytest.mark.parametrize("effort", FAST)
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_lanes_independent_of_threads(threads, width):
+def test_lanes_independent_of_threads(threads, width, effort):
     px = smooth(400, 700, 3, seed=5)
-    expected = encode(px, 128, lanes=0)
+    expected = encode(px, 128, lanes=0, effort=effort)
     with kernels.using_threads(threads):
-        assert encode(px, 128, lanes=width) == expected
+        assert encode(px, 128, lanes=width, effort=effort) == expected
         assert np.array_equal(decode(expected, lanes=width), px)
 
 
@@ -110,11 +127,12 @@ def outcome(blob: bytes, lanes: int) -> tuple[str, object]:
         return "error", str(exc)
 
 
+@pytest.mark.parametrize("effort", FAST)
 @pytest.mark.parametrize("width", WIDTHS)
-def test_lanes_report_corrupt_streams_as_the_scalar_loop_does(width):
+def test_lanes_report_corrupt_streams_as_the_scalar_loop_does(width, effort):
     """The same first bad stream and code, or the same pixels where the damage goes unseen."""
     px = smooth(300, 400, 3, seed=9)
-    blob = bytearray(encode(px, 128, lanes=0))
+    blob = bytearray(encode(px, 128, lanes=0, effort=effort))
     rng = np.random.default_rng(0)
     seen = set()
     for k in range(24):
@@ -129,7 +147,7 @@ def test_lanes_report_corrupt_streams_as_the_scalar_loop_does(width):
     assert "error" in seen
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if options(n).get("effort") == "fast"])
+@pytest.mark.parametrize("name", [n for n in NAMES if options(n).get("effort") in FAST])
 def test_fast_golden_vectors_in_the_scalar_loop_too(name):
     """test_determinism checks the golden bytes with the lanes on (the default here)."""
     with np.load(GOLDEN) as f:
@@ -145,13 +163,14 @@ def tile_flag(blob: bytes) -> int:
     return 256 if container.parse(blob)[1][0] >> 1 & 1 else 128
 
 
-def test_fast_level_picks_128_tiles_where_256_would_leave_lanes_idle():
-    assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST) == 128  # 6 tiles of 256
-    assert learned.group_tile(600, 1100, pixelmodel.LEVEL_FAST) == 128  # 15 tiles of 256
-    assert learned.group_tile(1024, 1024, pixelmodel.LEVEL_FAST) == 256  # 16 tiles of 256
+def test_fast_levels_pick_128_tiles_where_256_would_leave_lanes_idle():
+    for level in pixelmodel.FAST_LEVELS:
+        assert learned.group_tile(300, 520, level) == 128  # 6 tiles of 256
+        assert learned.group_tile(600, 1100, level) == 128  # 15 tiles of 256
+        assert learned.group_tile(1024, 1024, level) == 256  # 16 tiles of 256
+        assert learned.group_tile(300, 520, level, 256) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_DEFAULT) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_MAX) == 256
-    assert learned.group_tile(300, 520, pixelmodel.LEVEL_FAST, 256) == 256
     small, large = smooth(300, 520, 3, seed=1), smooth(1024, 1024, 1, seed=2)
     assert tile_flag(codec.encode(small, effort="fast", fallback="never")) == 128
     assert tile_flag(codec.encode(large, effort="fast", fallback="never")) == 256

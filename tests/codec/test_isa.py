@@ -23,7 +23,7 @@ GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
 V3_FLAGS = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}
 CPU_V3 = V3_FLAGS <= FLAGS
 needs_v3 = pytest.mark.skipif(not CPU_V3, reason="this CPU does not run x86-64-v3")
-LEVELS = ("fast", "default", "max-v1", "max-v2", "max")
+LEVELS = ("fastest", "fast", "default", "max-v1", "max-v2", "max")
 
 
 def encode(px: np.ndarray, v3: bool, **opts) -> bytes:

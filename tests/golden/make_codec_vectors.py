@@ -19,22 +19,27 @@ OUT = Path(__file__).with_name("codec_vectors.npz")
 # Vectors encoded with options other than the defaults: another tile side, the other effort
 # levels (each pins its level's model and tables; the default-level vectors are unchanged). The
 # "max-v1" vectors are byte for byte the "max" vectors of before max v2 (level 3) existed, and
-# the "max-v2" vectors the "max" vectors of before max v3 (level 4).
+# the "max-v2" vectors the "max" vectors of before max v3 (level 4); the "fastest" vectors
+# (level 1) are the "fast" vectors of before level 5 took that name (docs/experiments.md entry
+# 36), and the "fast" vectors are level 5's.
 OPTIONS: dict[str, dict] = {
     "rgb_t128": {"tile": 128},
-    "rgb_fast_t128": {"effort": "fast", "tile": 128},  # 4 tiles of 4 shapes: the vector lanes
-    # tile 256 pinned: since the fast level picks 128 for small images by default (entry 27),
+    # 4 tiles of 4 shapes: the vector lanes
+    "rgb_fastest_t128": {"effort": "fastest", "tile": 128},
+    "rgb_fast_t128": {"effort": "fast", "tile": 128},
+    # tile 256 pinned: since the fast levels pick 128 for small images by default (entry 27),
     # these keep the bytes they were written with
     **{f"{base}_{effort}": {"effort": effort, "tile": 256}
-       for effort in ("fast", "max-v1", "max-v2", "max")
+       for effort in ("fastest", "max-v1", "max-v2", "max")
        for base in ("rgb", "gray", "rgba", "tiny")},
+    **{f"{base}_fast": {"effort": "fast", "tile": 256} for base in ("rgb", "gray", "rgba")},
 }  # fmt: skip
 NAMES = ("rgb", "gray", "rgba", "tiny", *OPTIONS)
 # Vectors whose options encode differently since a rule changed: their blobs stay, written by the
 # encoder of their time, as decode vectors (old blobs keep decoding), and the same call must now
-# write the named vector's bytes. The fast level codes images under 64x64 pixels at the default
-# level since docs/experiments.md entry 30.
-ENCODES_AS = {"tiny_fast": "tiny"}
+# write the named vector's bytes. The fast levels code images under 64x64 pixels at the default
+# level since docs/experiments.md entry 30 (level 5 never had a tiny vector of its own).
+ENCODES_AS = {"tiny_fastest": "tiny"}
 
 
 def encoded_name(name: str) -> str:

@@ -273,19 +273,20 @@ def test_encode_reports_bits_per_subpixel(photo, tmp_path, capsys):
     assert int(m[1]) == (tmp_path / "x.pilc").stat().st_size
 
 
-def test_encode_effort_reaches_the_blob_and_info(tmp_path, capsys):
-    y, x = np.mgrid[0:64, 0:80]  # the fast level codes images under 64x64 at the default level
+@pytest.mark.parametrize("effort", ["fastest", "fast"])
+def test_encode_effort_reaches_the_blob_and_info(tmp_path, capsys, effort):
+    y, x = np.mgrid[0:64, 0:80]  # the fast levels code images under 64x64 at the default level
     img = RasterImage(np.stack([(x * 4) % 256, (y * 5) % 256, (x + y) % 256], -1)
                       .astype(np.uint8), "RGB")  # fmt: skip
     src = tmp_path / "in.png"
     src.write_bytes(codec.to_png_bytes(img))
     out = tmp_path / "f.pilc"
     capsys.readouterr()
-    assert pilc_main(["encode", "--effort", "fast", "--fallback", "never", str(src),
+    assert pilc_main(["encode", "--effort", effort, "--fallback", "never", str(src),
                       str(out)]) == 0  # fmt: skip
-    assert ", effort fast," in capsys.readouterr().out
+    assert f", effort {effort}," in capsys.readouterr().out
     assert pilc_main(["info", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["effort"] == "fast"
+    assert json.loads(capsys.readouterr().out)["effort"] == effort
     assert pilc_main(["decode", str(out), str(tmp_path / "back.png")]) == 0
     back = codec.load_image(tmp_path / "back.png")
     assert np.array_equal(back.pixels, img.pixels)
