@@ -43,10 +43,12 @@ DATA = ROOT.parent / "shared" / "data"
 # tile None is the level's own choice (learned.group_tile)
 CONFIGS = (
     ("default level", pixelmodel.LEVEL_DEFAULT, True, None),
+    ("fastest, scalar loop", pixelmodel.LEVEL_FASTEST, 0, None),
+    ("fastest, 8 lanes (AVX2)", pixelmodel.LEVEL_FASTEST, 8, None),
+    ("fastest, 16 lanes (AVX-512)", pixelmodel.LEVEL_FASTEST, 16, None),
+    ("fastest, widest lanes, 256 tiles", pixelmodel.LEVEL_FASTEST, True, 256),
     ("fast, scalar loop", pixelmodel.LEVEL_FAST, 0, None),
-    ("fast, 8 lanes (AVX2)", pixelmodel.LEVEL_FAST, 8, None),
-    ("fast, 16 lanes (AVX-512)", pixelmodel.LEVEL_FAST, 16, None),
-    ("fast, widest lanes, 256 tiles", pixelmodel.LEVEL_FAST, True, 256),
+    ("fast, widest lanes", pixelmodel.LEVEL_FAST, True, None),
 )
 
 

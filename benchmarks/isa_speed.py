@@ -33,7 +33,7 @@ import codec  # noqa: E402
 from codec import kernels  # noqa: E402
 from codec.imagefile import RasterImage, load_image  # noqa: E402
 
-LEVELS = ("fast", "default", "max")
+LEVELS = ("fastest", "fast", "default", "max")
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:

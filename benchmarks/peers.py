@@ -221,7 +221,8 @@ def register_pilc() -> None:
 
     decode_image = getattr(codec, "decode_image", dec)  # RasterImage: palettes get checked too
     warm = np.zeros((8, 8, 3), np.uint8)  # load the model and every level's tables up front, so
-    levels = (("fast", "pilc-fast"), ("default", "pilc"), ("max-v1", "pilc-max-v1"),
+    levels = (("fastest", "pilc-fastest"), ("fast", "pilc-fast"), ("default", "pilc"),
+              ("max-v1", "pilc-max-v1"),
               ("max-v2", "pilc-max-v2"),
               ("max", "pilc-max"))  # fmt: skip
     for effort, _ in levels:  # no level's first image pays for them
