@@ -22,9 +22,19 @@ PL_FN PV PL_N(pl_gather_lane)(const int32_t *a, PV idx) {
 }
 // pm_running_mean: floor(16 sum * ceil(2^33 / cnt) / 2^33) is floor(16 sum / cnt) for
 // 16 sum < 2^24 and cnt <= 256 (the reciprocal's excess adds < 2^-9 < 1/cnt to a quotient whose
-// fraction is at most 1 - 1/cnt), and float64 division keeps that floor exact; capped.
+// fraction is at most 1 - 1/cnt), capped at PM_MEAN_MAX - 1. One float32 division (P_DIV_F32,
+// truncated) gives that capped floor too: 16 sum and cnt are exact in float32, and a quotient
+// below 2^15 with a fraction in [1/cnt, 1 - 1/cnt] rounds by at most 2^-10 < 1/256, so never
+// across an integer; from 2^15 on the cap decides (test_fast_lanes checks every sum and cnt).
 PL_FN PV PL_N(pl_running_mean)(PV sum, PV cnt) {
-    return P_MIN(P_DIV_FLOOR(P_SLLI(sum, 4), cnt), P_K(PM_MEAN_MAX - 1));
+    return P_MIN(P_DIV_F32(P_SLLI(sum, 4), cnt), P_K(PM_MEAN_MAX - 1));
+}
+
+// recip[min(s, 4095)] (WEIGHT_OF_ERR: 65535 * 144 // (s + 12)^2 + 1) without a gather: one
+// float32 division, truncated; exact for every s in 0..4095 (test_fast_lanes checks them all).
+PL_FN PV PL_N(pl_weight)(PV s) {
+    const PV d = P_ADD(P_MIN(s, P_K(4095)), P_K(12));
+    return P_ADD(P_DIV_F32(P_K(65535 * 144), P_MULLO(d, d)), P_K(1));
 }
 
 // pm_neighbours for every lane of plane p (lane-interleaved, row length wmax) at (i, j); wlast:
@@ -111,10 +121,9 @@ PL_FN int PL_N(pl_row)(PL_N(PlPlane) *P, int64_t i) {
 }
 
 // Level 5's blend (pm_fast_cross) in every lane: the members' |error| sums are vector loads of
-// the lane-interleaved ring B->ek ([3][tw][PM_FAST_NX][W], int16), the weights gathers of recip,
-// P0 one float64 division (exact: the sum is < 2^31).
-PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t i, int64_t pj, const PV *q,
-                        const PmTables *tb) {
+// the lane-interleaved ring B->ek ([3][tw][PM_FAST_NX][W], int16), the weights pl_weight's
+// float32 divisions (no gathers), P0 one float64 division (exact: the sum is < 2^31).
+PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t i, int64_t pj, const PV *q) {
     const int64_t tw = P->B->tw;
     const int16_t *er0 = P->B->ek + ((i % 3) * tw * PM_FAST_NX) * PL_W;
     const int16_t *er1 = P->B->ek + (((i + 2) % 3) * tw * PM_FAST_NX) * PL_W;
@@ -126,7 +135,7 @@ PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t i, int64_t pj, const PV 
                      P_ADD(PL_EK(er1, pj - 1), PL_EK(er1, pj + 1)));
         s = P_ADD(s, P_ADD(PL_EK(er2, pj), PL_EK(er0, pj - 2)));
 #undef PL_EK
-        wt = P_GATHER(tb->recip, P_MIN(P_SRAI(s, 1), P_K(4095)), 4);
+        wt = PL_N(pl_weight)(P_SRAI(s, 1));
         tot = P_ADD(tot, wt);
         bl = P_ADD(bl, P_MULLO(wt, q[m]));
     }
@@ -169,7 +178,7 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
     PV pr = PL_N(pl_clamp)(P_SRAI(P_ADD(acc, P_K(16)), 5), 0, 255 * 8);
     if (x2 && c > 0) {
         q[PM_FAST_NX - 1] = pr;
-        pr = PL_N(pl_cross)(P, i, pj, q, tb);
+        pr = PL_N(pl_cross)(P, i, pj, q);
     }
     const int16_t *trow = P->te + pi * tw * PL_W;
     const PV t_w = PL_N(pl_i16)(trow + (pj - 1) * PL_W);
@@ -603,6 +612,7 @@ PL_OUTER __attribute__((unused)) void PL_N(pl_rans_encode)(const uint8_t *symbol
 #undef P_MGATHER
 #undef P_SCATTER
 #undef P_DIV_FLOOR
+#undef P_DIV_F32
 #undef P_SCATTER_BYTES
 #undef P_RANS_QUOT
 #undef P_LOOKUP16

@@ -275,3 +275,70 @@ def test_lane_copies_at_every_width(tmp_path: Path):
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
+LANE_DIVISIONS = r"""
+#include <stdio.h>
+#include "pilc_model.h"
+#include "pilc_fast_lanes.h"
+// The 8 lanes' float32 divisions against the integers they stand for, for every input they get:
+// the bucket means (16 sum < 2^24, cnt 1..256, capped) and level 5's blend weights (s 0..4095).
+__attribute__((target("avx2"))) static int check(const int32_t *recip) {
+    int32_t out[8], in[8];
+    for (int32_t s = 0; s < 4096 + 64; s += 8) {
+        for (int l = 0; l < 8; l++) in[l] = s + l;
+        _mm256_storeu_si256((__m256i *)out, pl_weight_8(_mm256_loadu_si256((const __m256i *)in)));
+        for (int l = 0; l < 8; l++) {
+            const int32_t want = recip[in[l] < 4095 ? in[l] : 4095];
+            if (out[l] != want) {
+                printf("weight of %d: %d, not %d\n", in[l], out[l], want);
+                return 1;
+            }
+        }
+    }
+    for (int32_t cnt = 1; cnt <= 256; cnt++) {
+        const __m256i c = _mm256_set1_epi32(cnt);
+        for (int32_t sum = 0; sum < (1 << 20); sum += 8) {
+            for (int l = 0; l < 8; l++) in[l] = sum + l;
+            _mm256_storeu_si256((__m256i *)out,
+                                pl_running_mean_8(_mm256_loadu_si256((const __m256i *)in), c));
+            for (int l = 0; l < 8; l++) {
+                const int32_t q = (16 * in[l]) / cnt;
+                const int32_t want = q < PM_MEAN_MAX - 1 ? q : PM_MEAN_MAX - 1;
+                if (out[l] != want) {
+                    printf("mean of %d / %d: %d, not %d\n", in[l], cnt, out[l], want);
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+int main(int argc, char **argv) {
+    static int32_t recip[4096];
+    FILE *f = fopen(argv[argc - 1], "rb");
+    if (!f || fread(recip, 4, 4096, f) != 4096) return 2;
+    fclose(f);
+    if (check(recip)) return 1;
+    printf("ok\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or "avx2" not in FLAGS, reason="needs gcc, AVX2")
+def test_lane_float32_divisions_are_exact_for_every_input(tmp_path: Path):
+    """The lanes divide in float32 where the scalar loop uses integers or a table (bucket means,
+    level 5's weights): every input those can see gives the same integer (the 16-lane build uses
+    the same float32 operations; this CPU's 8 lanes stand for both)."""
+    src, exe, table = tmp_path / "divs.c", tmp_path / "divs", tmp_path / "recip.bin"
+    src.write_text(LANE_DIVISIONS)
+    table.write_bytes(pixelmodel.WEIGHT_OF_ERR.astype("<i4").tobytes())
+    build = subprocess.run(
+        ["gcc", "-O2", "-std=c11", "-I", str(Path(kernels.__file__).parent), str(src), "-o",
+         str(exe)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe), str(table)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
