@@ -77,7 +77,8 @@ PILC_FN void pm_fast_cross_errors(PmFastPlane *L, int64_t i, int64_t pj, const i
                                   int32_t x8) {
     const int64_t ls = L->st.ls;
     uint16_t *PILC_RESTRICT er0 = L->st.ek + ((i % 3) * L->st.tw * PM_NPM) * ls;
-    for (int m = 0; m < PM_FAST_NX; m++) er0[(pj * PM_NPM + m) * ls] = (uint16_t)pilc_abs32(x8 - q[m]);
+    for (int m = 0; m < PM_FAST_NX; m++)
+        er0[(pj * PM_NPM + m) * ls] = (uint16_t)pilc_abs32(x8 - q[m]);
 }
 
 PILC_FN int32_t pm_clamp_pred(int32_t v) { return v < 0 ? 0 : (v > 255 * 8 ? 255 * 8 : v); }

@@ -238,7 +238,8 @@ PL_FN __m256i pl_lookup16_8(const int32_t *t, __m256i i) {  // t[i], i in 0..15
     _mm256_mask_i32gather_epi32(src, (const int *)(base), idx, m, scale)
 #define P_SCATTER(a, spare, lidx, v, m) pl_scatter_8(a, spare, lidx, v, m)
 #define P_DIV_FLOOR(s, c) pl_div_floor_8(s, c)
-#define P_DIV_F32(s, c) _mm256_cvttps_epi32(_mm256_div_ps(_mm256_cvtepi32_ps(s), _mm256_cvtepi32_ps(c)))
+#define P_DIV_F32(s, c) /* truncated float32 quotient (exact where its callers say) */       \
+    _mm256_cvttps_epi32(_mm256_div_ps(_mm256_cvtepi32_ps(s), _mm256_cvtepi32_ps(c)))
 #define P_LOOKUP16(t, i) pl_lookup16_8(t, i)
 #include "pilc_fast_lanes_body.h"  // which #undefs PL_W, PL_FN, PV, P_* ...
 
@@ -310,7 +311,8 @@ PL_FN __m512i pl_rans_quot_16(__m512i x, const double *inv, __m512i k) {
 #define P_SCATTER_BYTES(buf, off, v, m) _mm512_mask_i32scatter_epi32((void *)(buf), m, off, v, 1)
 #define P_RANS_QUOT(x, inv, k) pl_rans_quot_16(x, inv, k)
 #define P_DIV_FLOOR(s, c) pl_div_floor_16(s, c)
-#define P_DIV_F32(s, c) _mm512_cvttps_epi32(_mm512_div_ps(_mm512_cvtepi32_ps(s), _mm512_cvtepi32_ps(c)))
+#define P_DIV_F32(s, c) \
+    _mm512_cvttps_epi32(_mm512_div_ps(_mm512_cvtepi32_ps(s), _mm512_cvtepi32_ps(c)))
 #define P_LOOKUP16(t, i) _mm512_permutexvar_epi32(i, _mm512_loadu_si512((const void *)(t)))
 #include "pilc_fast_lanes_body.h"
 

@@ -37,7 +37,8 @@
 #define PM_LVL_FAST2 5   // fast v2: level 1's model, with LS blended on planes > 0 with plane 0's
                          // three cross-plane predictors (docs/FORMAT.md, "level 5")
 #define PM_IS_MAX(lvl) ((lvl) >= PM_LVL_MAX && (lvl) <= PM_LVL_MAX3)
-#define PM_IS_V2(lvl) ((lvl) >= PM_LVL_MAX2 && (lvl) <= PM_LVL_MAX3)  // max v2's local LS, plane-0 adaptation
+// max v2's local LS and plane-0 adaptation (levels 3 and 4)
+#define PM_IS_V2(lvl) ((lvl) >= PM_LVL_MAX2 && (lvl) <= PM_LVL_MAX3)
 #define PM_IS_FAST(lvl) ((lvl) == PM_LVL_FAST || (lvl) == PM_LVL_FAST2)  // pilc_fast.h's loop
 #define PM_NSUB 4
 #define PM_NLEV 40
