@@ -4,6 +4,7 @@ decoder; the header's level bits and the level files are checked like every othe
 from __future__ import annotations
 
 import glob
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import codec
 from codec import container, kernels, learned, pixelmodel, rans
 from codec.api import FAST_MIN_PIXELS
 from codec.layout import tile_boxes
-from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file
+from codec.model import DEFAULT_WEIGHTS, _read_npz, default_model, level_file, load_model_file
 
 EFFORTS = ("fastest", "fast", "default", "max-v1", "max-v2", "max")
 FAST = ("fastest", "fast")
@@ -171,6 +172,19 @@ def test_level_files_are_validated(tmp_path):
         model.add_level({"freqs": arrays["freqs"]})
     with pytest.raises(codec.CodecError, match="not a non-default"):
         model.add_level(dict(arrays, level=np.array([0])))
+
+
+def test_a_level_file_under_another_levels_name_is_refused(tmp_path):
+    """Level 1's tables were renamed from `.fast.npz` to `.fastest.npz` when level 5 took the
+    name: a weights folder with level 1's file still under the old name must not load it as
+    level 5's tables."""
+    weights = tmp_path / DEFAULT_WEIGHTS.name
+    shutil.copy(DEFAULT_WEIGHTS, weights)
+    shutil.copy(level_file(DEFAULT_WEIGHTS, "fastest"), level_file(weights, "fast"))
+    with pytest.raises(codec.CodecError, match="holds level \\[1\\] tables, not 'fast'"):
+        load_model_file(weights)
+    shutil.copy(level_file(DEFAULT_WEIGHTS, "fast"), level_file(weights, "fast"))
+    assert pixelmodel.LEVEL_FAST in load_model_file(weights).levels
 
 
 def _fast_streams(g: np.ndarray, level: int):
