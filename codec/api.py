@@ -147,8 +147,8 @@ def encode_batch(
     """Encode many images; all learned-path tiles share one network and coder pass. effort is
     the learned path's level ("fastest", "fast", "default", "max", or its header index 1, 5, 0,
     4; "max-v1", 2, and "max-v2", 3, are the earlier max models, kept so their blobs decode;
-    FORMAT.md "levels": fastest codes ~3.5-4x faster for 2-10% more bytes, fast ~3x faster
-    within ~1% of the default's bytes on photos, max spends ~5x the time for fewer, and keeps the
+    FORMAT.md "levels": on photos fastest codes ~4x faster for 2-10% more bytes, fast ~3.5x
+    faster within ~1% of the default's bytes, max spends ~5x the time for fewer, and keeps the
     default level for an image where that codes smaller); the header names the level used, and
     one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);

@@ -38,9 +38,9 @@ EFFORTS = ("default", "fastest", "max-v1", "max-v2", "max", "fast")
 # what each trades (benchmarks/results/pilc_levels_eval.md), for the command lines' help.
 EFFORT_CHOICES = ("fastest", "fast", "default", "max")
 EFFORT_HELP = (
-    "learned path's level: fastest (~3.5-4x the default's speed, 2-10%% more bytes), fast (~3x, "
-    "within ~1%% of the default's bytes on photos), default, or max (fewer bytes, ~5x slower); "
-    "one decoder reads every level"
+    "learned path's level: fastest (~4x the default's speed on photos, 2-10%% more bytes), fast "
+    "(~3.5x, within ~1%% of the default's bytes), default, or max (3-10%% fewer bytes than "
+    "JPEG-XL e7, ~5x slower); one decoder reads every level"
 )
 _META_ICC, _META_EXIF, _META_TEXT = 1, 2, 3
 _MAX_META_ENTRIES = 3
