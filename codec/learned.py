@@ -253,6 +253,44 @@ def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
     return _split_streams(data, bb, [len(boxes) if vq else 0 for boxes in boxes_all])
 
 
+# Whole groups of at most this many pixels without the VQ stage are coded side by side, one
+# kernel call per (plane count, height): a small image is one tile, which alone runs the scalar
+# loop on one thread, while packed its tiles fill the vector lanes and the threads (tiles read
+# only inside their box, so each group's bytes are its own; docs/experiments.md entry 38).
+PACK_PIXELS = 1 << 16
+
+
+def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
+    """pixelmodel.encode_planes of each (group, first tile, end tile) of a chunk, the small whole
+    groups packed (PACK_PIXELS)."""
+    codes: list = [None] * len(chunk)
+    packs: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for k, (g, a, b) in enumerate(chunk):
+        c, h, w = groups[g].shape
+        if scales[g] is None and h * w <= PACK_PIXELS and (a, b) == (0, len(boxes_all[g])) and b:
+            packs[(c, h)].append(k)
+        else:
+            code = pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], prior, level)
+            codes[k] = code
+    for (n_ch, _), ks in packs.items():
+        members = [chunk[k][0] for k in ks]
+        canvas = np.concatenate([groups[g] for g in members], axis=2)
+        x0 = np.cumsum([0] + [groups[g].shape[2] for g in members[:-1]])
+        boxes = np.concatenate(
+            [boxes_all[g] + np.array([0, x, 0, 0]) for g, x in zip(members, x0, strict=True)]
+        )
+        code = pixelmodel.encode_planes(canvas, boxes, None, prior, level)
+        t0 = 0
+        for k, g in zip(ks, members, strict=True):
+            t1 = t0 + len(boxes_all[g])
+            bounds = code.bounds[t0 * n_ch : t1 * n_ch + 1]
+            s0, s1 = int(bounds[0]), int(bounds[-1])
+            codes[k] = pixelmodel.PlaneCode(code.symbols[s0:s1], code.table_ids[s0:s1],
+                                            code.buckets[s0:s1], bounds - s0, code.coefs[t0:t1])
+            t0 = t1
+    return codes
+
+
 def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, level: int):
     """Stage 1 of every group, chunk by chunk (model pass, then one coder call per chunk):
     per group (LS coefficients, word counts, stream byte pieces). Streams are independent, so
@@ -264,10 +302,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, l
     parts = [[] for _ in groups]
     for chunk in tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
-            codes = [
-                pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], pt.prior, level)
-                for g, a, b in chunk
-            ]
+            codes = _encode_chunk(groups, boxes_all, scales, chunk, pt.prior, level)
         with timing.stage("coder"):
             offsets = np.cumsum([0] + [len(c.symbols) for c in codes[:-1]])
             data, bb = rans.encode_streams(
@@ -440,7 +475,13 @@ def decode_groups_into(
                 device, parsed, scales, pt.prior, pt.tables, write, limit, level
             )
         return
+    packs = _decode_packs(parsed, scales)
     for g, p in enumerate(parsed):
+        if g in packs:
+            _decode_packed(parsed, packs[g], pt, write, level)
+            continue
+        if any(g in members for members in packs.values()):
+            continue  # decoded with its pack
         n_ch = p.shape[0]
         for a, b in tile_bands(p.boxes, limit):
             boxes = p.boxes[a:b].copy()
@@ -464,6 +505,53 @@ def decode_groups_into(
                     level=level,
                 )
             write(g, y0, x0, planes)
+
+
+def _decode_packs(parsed: list[_Parsed], scales: list) -> dict[int, list[int]]:
+    """The decoder's side of PACK_PIXELS: first member -> the groups (2 or more, without the VQ
+    stage, of one plane count and height) decoded side by side in one kernel call."""
+    packs: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for g, p in enumerate(parsed):
+        c, h, w = p.shape
+        if scales[g] is None and h * w <= PACK_PIXELS and len(p.boxes):
+            packs[(c, h)].append(g)
+    return {members[0]: members for members in packs.values() if len(members) > 1}
+
+
+def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: int) -> None:
+    """Decode the groups `members` on one canvas; where a stream is bad, decode them one at a
+    time instead, so the error names the stream as a lone decode would."""
+    n_ch, h = parsed[members[0]].shape[:2]
+    widths = [parsed[g].shape[2] for g in members]
+    x0 = np.cumsum([0] + widths[:-1])
+    datas, bounds, off = [], [np.zeros(1, dtype=np.int64)], 0
+    for g in members:
+        bb = parsed[g].pixel_bytes
+        datas.append(parsed[g].data[bb[0] : bb[-1]])
+        bounds.append(bb[1:] - bb[0] + off)
+        off += int(bb[-1] - bb[0])
+    boxes = np.concatenate(
+        [parsed[g].boxes + np.array([0, x, 0, 0]) for g, x in zip(members, x0, strict=True)]
+    )
+    try:
+        with timing.stage("coder"):
+            canvas = pixelmodel.decode_planes(
+                np.concatenate(datas), np.concatenate(bounds), (n_ch, h, int(sum(widths))), boxes,
+                None, np.concatenate([parsed[g].coefs for g in members]), pt.prior, pt.tables,
+                level=level,
+            )  # fmt: skip
+    except CodecError:
+        for g in members:
+            p = parsed[g]
+            with timing.stage("coder"):
+                planes = pixelmodel.decode_planes(
+                    p.data, p.pixel_bytes, p.shape, p.boxes, None, p.coefs, pt.prior, pt.tables,
+                    level=level,
+                )  # fmt: skip
+            write(g, 0, 0, planes)
+        return
+    for g, x, w in zip(members, x0, widths, strict=True):
+        write(g, 0, 0, canvas[:, :, x : x + w])
 
 
 def decode_groups(

@@ -40,6 +40,50 @@ def test_batch_matches_single_and_mixes_sizes():
         assert np.array_equal(im, back)
 
 
+@pytest.mark.parametrize("effort", ["fastest", "fast", "default", "max"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_images_packed_in_a_batch_code_as_alone(effort, threads):
+    """Small whole groups of one plane count and height share one kernel call in a batch
+    (learned.PACK_PIXELS), encoding and decoding: the bytes and pixels are each image's own,
+    among others of other heights, plane counts and sizes, with the VQ stage and without."""
+    images = [_smooth(64, 64, 3, s) for s in range(6)] + [
+        _smooth(64, 40, 3, 7), _smooth(50, 64, 3, 8), _smooth(64, 64, 1, 9),
+        _smooth(64, 30, 1, 10), _smooth(64, 64, 4, 11), _smooth(300, 260, 3, 12),
+        _smooth(1, 1, 3, 13), _smooth(64, 64, 2, 14),
+    ]  # fmt: skip
+    kw = {"fallback": "never", "effort": effort, "threads": threads}
+    blobs = codec.encode_batch(images, **kw)
+    assert blobs == [codec.encode(im, **kw) for im in images]
+    for im, back in zip(images, codec.decode_batch(blobs, threads=threads), strict=True):
+        assert np.array_equal(im, back)
+    if effort == "default":
+        vq = codec.encode_batch(images[:3], vq=True, fallback="never")
+        assert vq == [codec.encode(im, vq=True, fallback="never") for im in images[:3]]
+
+
+def test_corrupt_stream_in_a_packed_group_names_its_stream():
+    """A bad stream in one of the small groups decoded side by side is reported by its index in
+    its own group, as a lone decode reports it, and the good groups still decode."""
+    from codec import learned
+    from codec.model import default_model
+
+    model = default_model()
+    groups = [np.ascontiguousarray(np.moveaxis(_smooth(64, 64, 3, s), -1, 0)) for s in range(3)]
+    payloads = learned.encode_groups(model, groups, False, 128)
+    bad = bytearray(payloads[1])
+    parsed = learned._parse(bytes(bad), groups[1].shape)
+    start = len(bad) - len(parsed.data) + int(parsed.pixel_bytes[2])  # stream 2: plane 2
+    bad[start : start + 4] = b"\x00\x00\x00\x00"  # initial state below RANS_L
+    payloads[1] = bytes(bad)
+    with pytest.raises(codec.CodecError, match="residual stream 2: corrupt"):
+        learned.decode_groups(model, payloads, [g.shape for g in groups])
+    with pytest.raises(codec.CodecError, match="residual stream 2: corrupt"):
+        learned.decode_groups(model, payloads[1:2], [groups[1].shape])
+    assert learned._decode_packs(
+        [learned._parse(p, g.shape) for p, g in zip(payloads, groups, strict=True)], [None] * 3
+    ) == {0: [0, 1, 2]}  # fmt: skip
+
+
 @pytest.mark.parametrize("vq", [False, True])
 def test_chunked_encoder_gives_the_same_payloads(vq):
     """The encoder's pixel stage runs in chunks of whole tiles (bounded memory); streams are
