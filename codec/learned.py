@@ -475,13 +475,13 @@ def decode_groups_into(
                 device, parsed, scales, pt.prior, pt.tables, write, limit, level
             )
         return
-    packs = _decode_packs(parsed, scales)
+    packs = _decode_packs(parsed, scales, limit)
+    packed = {g for members in packs.values() for g in members}
     for g, p in enumerate(parsed):
         if g in packs:
             _decode_packed(parsed, packs[g], pt, write, level)
+        if g in packed:
             continue
-        if any(g in members for members in packs.values()):
-            continue  # decoded with its pack
         n_ch = p.shape[0]
         for a, b in tile_bands(p.boxes, limit):
             boxes = p.boxes[a:b].copy()
@@ -507,15 +507,25 @@ def decode_groups_into(
             write(g, y0, x0, planes)
 
 
-def _decode_packs(parsed: list[_Parsed], scales: list) -> dict[int, list[int]]:
+def _decode_packs(parsed: list[_Parsed], scales: list, limit: int) -> dict[int, list[int]]:
     """The decoder's side of PACK_PIXELS: first member -> the groups (2 or more, without the VQ
-    stage, of one plane count and height) decoded side by side in one kernel call."""
-    packs: dict[tuple[int, int], list[int]] = defaultdict(list)
+    stage, of one plane count and height, at most `limit` pixels together, as a band) decoded
+    side by side in one kernel call."""
+    open_packs: dict[tuple[int, int], list[int]] = {}
+    sizes: dict[tuple[int, int], int] = {}
+    done: list[list[int]] = []
     for g, p in enumerate(parsed):
         c, h, w = p.shape
         if scales[g] is None and h * w <= PACK_PIXELS and len(p.boxes):
-            packs[(c, h)].append(g)
-    return {members[0]: members for members in packs.values() if len(members) > 1}
+            key = (c, h)
+            if key in open_packs and sizes[key] + h * w > limit:
+                done.append(open_packs.pop(key))
+            if key not in open_packs:
+                open_packs[key], sizes[key] = [], 0
+            open_packs[key].append(g)
+            sizes[key] += h * w
+    done.extend(open_packs.values())
+    return {members[0]: members for members in done if len(members) > 1}
 
 
 def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: int) -> None:

@@ -79,9 +79,18 @@ def test_corrupt_stream_in_a_packed_group_names_its_stream():
         learned.decode_groups(model, payloads, [g.shape for g in groups])
     with pytest.raises(codec.CodecError, match="residual stream 2: corrupt"):
         learned.decode_groups(model, payloads[1:2], [groups[1].shape])
-    assert learned._decode_packs(
-        [learned._parse(p, g.shape) for p, g in zip(payloads, groups, strict=True)], [None] * 3
-    ) == {0: [0, 1, 2]}  # fmt: skip
+    parsed = [learned._parse(p, g.shape) for p, g in zip(payloads, groups, strict=True)]
+    assert learned._decode_packs(parsed, [None] * 3, 1 << 22) == {0: [0, 1, 2]}
+    # a pack holds at most a band's pixels: here two 64x64 groups, the third alone (unpacked)
+    assert learned._decode_packs(parsed, [None] * 3, 2 * 64 * 64) == {0: [0, 1]}
+    good = learned.encode_groups(model, groups, False, 128)
+    out = [np.zeros_like(g) for g in groups]
+
+    def place(g: int, y0: int, x0: int, planes: np.ndarray) -> None:
+        out[g][:, y0 : y0 + planes.shape[1], x0 : x0 + planes.shape[2]] = planes
+
+    learned.decode_groups_into(model, good, [g.shape for g in groups], place, 2 * 64 * 64)
+    assert all(np.array_equal(o, g) for o, g in zip(out, groups, strict=True))
 
 
 @pytest.mark.parametrize("vq", [False, True])
