@@ -20,6 +20,8 @@ typedef struct {
     const int64_t *PILC_RESTRICT coef;
     int16_t *PILC_RESTRICT trow;      // this row's true errors of plane c (pad included)
     const int16_t *PILC_RESTRICT t0row, *PILC_RESTRICT t1row;
+    uint16_t *PILC_RESTRICT er0;      // level 5: this row's member |errors| in the ek ring,
+    const uint16_t *PILC_RESTRICT er1, *PILC_RESTRICT er2;  // and the two rows above
     int64_t xs, rp, rend;             // decoding: rANS state, read position, stream end
     uint8_t *PILC_RESTRICT sym, *PILC_RESTRICT tid, *PILC_RESTRICT bkt;  // encoding
     int64_t pos;
@@ -41,28 +43,24 @@ PILC_FN void pm_fast_row(PmFastPlane *L, int c, int64_t i) {
     L->trow = L->st.te + pm_te_index(&L->st, c, pi, 0);
     L->t0row = L->st.te + pm_te_index(&L->st, 0, pi, 0);
     L->t1row = L->st.te + pm_te_index(&L->st, 1, pi, 0);
+    L->er0 = pm_ek_row(&L->st, i);
+    L->er1 = pm_ek_row(&L->st, i + 2);
+    L->er2 = pm_ek_row(&L->st, i + 1);
 }
 
 // Level 5's blend on planes > 0 (docs/FORMAT.md, "level 5"): P0 from the clamped LS prediction
 // pr (counted twice) and q[0..2], plane 0's three cross-plane predictors, each weighted by
 // recip[min(4095, (sum of its |errors| at N, W, NW, NE, NN, WW) >> 1)] as the default level
 // weighs its members. Every member lies in 0..2040, so the weighted sum stays below 2^31 (the
-// vector lanes sum in int32). The members' |errors| live in the state's ek ring (3 rows, member
-// m of column pj at (pj * PM_NPM + m) * ls).
+// vector lanes sum in int32). The members' |errors| live in the state's ek ring (pm_ek_row,
+// the rows pm_fast_row points at).
 #define PM_FAST_NX 4  // blend members of level 5: three cross-plane predictors and LS
-PILC_FN int32_t pm_fast_cross(const PmFastPlane *L, int64_t i, int64_t pj, const int32_t *q,
+PILC_FN int32_t pm_fast_cross(const PmFastPlane *L, int64_t pj, const int32_t *q,
                               const PmTables *tb) {
-    const int64_t ls = L->st.ls, tw = L->st.tw;
-    const uint16_t *PILC_RESTRICT er0 = L->st.ek + ((i % 3) * tw * PM_NPM) * ls;
-    const uint16_t *PILC_RESTRICT er1 = L->st.ek + (((i + 2) % 3) * tw * PM_NPM) * ls;
-    const uint16_t *PILC_RESTRICT er2 = L->st.ek + (((i + 1) % 3) * tw * PM_NPM) * ls;
     int32_t tot = 0, wt = 0;
     int32_t bl = 0;
     for (int m = 0; m < PM_FAST_NX; m++) {
-        int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
-                     + er1[((pj - 1) * PM_NPM + m) * ls] + er1[((pj + 1) * PM_NPM + m) * ls]
-                     + er2[(pj * PM_NPM + m) * ls] + er0[((pj - 2) * PM_NPM + m) * ls])
-                    >> 1;
+        const int32_t s = pm_ek_sum(L->er0, L->er1, L->er2, pj, m, L->st.ls);
         wt = tb->recip[s > 4095 ? 4095 : s];
         tot += wt;
         bl += wt * q[m];
@@ -72,13 +70,11 @@ PILC_FN int32_t pm_fast_cross(const PmFastPlane *L, int64_t i, int64_t pj, const
     return (bl + (tot >> 1)) / tot;
 }
 
-// Store level 5's member errors |8 x - q[m]| of column pj in row i's ring row.
-PILC_FN void pm_fast_cross_errors(PmFastPlane *L, int64_t i, int64_t pj, const int32_t *q,
-                                  int32_t x8) {
+// Store level 5's member errors |8 x - q[m]| of column pj in this row's ring row.
+PILC_FN void pm_fast_cross_errors(PmFastPlane *L, int64_t pj, const int32_t *q, int32_t x8) {
     const int64_t ls = L->st.ls;
-    uint16_t *PILC_RESTRICT er0 = L->st.ek + ((i % 3) * L->st.tw * PM_NPM) * ls;
     for (int m = 0; m < PM_FAST_NX; m++)
-        er0[(pj * PM_NPM + m) * ls] = (uint16_t)pilc_abs32(x8 - q[m]);
+        L->er0[(pj * PM_NPM + m) * ls] = (uint16_t)pilc_abs32(x8 - q[m]);
 }
 
 PILC_FN int32_t pm_clamp_pred(int32_t v) { return v < 0 ? 0 : (v > 255 * 8 ? 255 * 8 : v); }
@@ -117,7 +113,7 @@ PILC_FN void pm_fast_sample(PmFastPlane *L, const int c, int64_t i, int64_t j, i
     int32_t pr = pm_clamp_pred((acc + 16) >> 5);
     if (x2 && c > 0) {
         q[PM_FAST_NX - 1] = pr;
-        pr = pm_fast_cross(L, i, pj, q, tb);
+        pr = pm_fast_cross(L, pj, q, tb);
     }
     const int32_t t_w = trow[(pj - 1) * ls], t_n = trow[(pj - tw) * ls];
     const int32_t t_nw = trow[(pj - tw - 1) * ls], t_ne = trow[(pj - tw + 1) * ls];
@@ -147,7 +143,7 @@ PILC_FN void pm_fast_sample(PmFastPlane *L, const int c, int64_t i, int64_t j, i
     asum[bi * ls] = bias + ((((xv * 8 - pr) << PM_EMA_FRAC) - bias) >> PM_EMA_RATE);
     const int32_t t = xv * 8 - pc;
     trow[pj * ls] = (int16_t)t;
-    if (x2 && c > 0) pm_fast_cross_errors(L, i, pj, q, xv * 8);
+    if (x2 && c > 0) pm_fast_cross_errors(L, pj, q, xv * 8);
     pm_running_add(asum + b * ls, acnt + b * ls, sb, cb, t,
                    c == 0 ? PM_FAST_HALVE_AT : PM_HALVE_AT);
 }

@@ -83,6 +83,8 @@ typedef struct {
     int64_t plane_px, plane_te;  // plane strides of pix and te
     PV hv, wv;                   // tile heights and widths
     PM live, row;                // lanes that code this plane; of those, the lanes with row i
+    int16_t *ek0;                // level 5: row i's member |errors| in B->ek,
+    const int16_t *ek1, *ek2;    // and rows i - 1 and i - 2 ([tw][PM_FAST_NX][W] each)
 } PL_N(PlPlane);
 
 PL_FN PV PL_N(pl_lane_values)(const int64_t *v) {
@@ -114,8 +116,12 @@ PL_FN void PL_N(pl_plane_open)(PL_N(PlPlane) *P, int c, const PmTables *tb, int 
     P->live = P_MASK_OF_BITS(live);
 }
 
-// The lanes with row i (0 where none).
+// The lanes with row i (0 where none); the error ring's rows for it.
 PL_FN int PL_N(pl_row)(PL_N(PlPlane) *P, int64_t i) {
+    const int64_t ring = P->B->tw * PM_FAST_NX * PL_W;
+    P->ek0 = P->B->ek + (i % 3) * ring;
+    P->ek1 = P->B->ek + ((i + 2) % 3) * ring;
+    P->ek2 = P->B->ek + ((i + 1) % 3) * ring;
     P->row = P_MAND(P_GT(P->hv, P_K((int32_t)i)), P->live);
     return P_MBITS(P->row);
 }
@@ -123,11 +129,8 @@ PL_FN int PL_N(pl_row)(PL_N(PlPlane) *P, int64_t i) {
 // Level 5's blend (pm_fast_cross) in every lane: the members' |error| sums are vector loads of
 // the lane-interleaved ring B->ek ([3][tw][PM_FAST_NX][W], int16), the weights pl_weight's
 // float32 divisions (no gathers), P0 one float64 division (exact: the sum is < 2^31).
-PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t i, int64_t pj, const PV *q) {
-    const int64_t tw = P->B->tw;
-    const int16_t *er0 = P->B->ek + ((i % 3) * tw * PM_FAST_NX) * PL_W;
-    const int16_t *er1 = P->B->ek + (((i + 2) % 3) * tw * PM_FAST_NX) * PL_W;
-    const int16_t *er2 = P->B->ek + (((i + 1) % 3) * tw * PM_FAST_NX) * PL_W;
+PL_FN PV PL_N(pl_cross)(const PL_N(PlPlane) *P, int64_t pj, const PV *q) {
+    const int16_t *er0 = P->ek0, *er1 = P->ek1, *er2 = P->ek2;
     PV tot = P_K(0), bl = P_K(0), wt = P_K(0);
     for (int m = 0; m < PM_FAST_NX; m++) {
 #define PL_EK(row, col) PL_N(pl_i16)(row + ((col) * PM_FAST_NX + m) * PL_W)
@@ -178,7 +181,7 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
     PV pr = PL_N(pl_clamp)(P_SRAI(P_ADD(acc, P_K(16)), 5), 0, 255 * 8);
     if (x2 && c > 0) {
         q[PM_FAST_NX - 1] = pr;
-        pr = PL_N(pl_cross)(P, i, pj, q);
+        pr = PL_N(pl_cross)(P, pj, q);
     }
     const int16_t *trow = P->te + pi * tw * PL_W;
     const PV t_w = PL_N(pl_i16)(trow + (pj - 1) * PL_W);
@@ -274,7 +277,7 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
     const PV t = P_MASKZ(P_SUB(x8v, pcv), act);
     P_ST_I16(P->te + here, t);
     if (x2 && c > 0) {
-        int16_t *er0 = P->B->ek + ((i % 3) * tw * PM_FAST_NX + pj * PM_FAST_NX) * PL_W;
+        int16_t *er0 = P->ek0 + pj * PM_FAST_NX * PL_W;
         for (int m = 0; m < PM_FAST_NX; m++)
             P_ST_I16(er0 + m * PL_W, P_MASKZ(P_ABS(P_SUB(x8v, q[m])), act));
     }

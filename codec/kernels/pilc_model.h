@@ -484,6 +484,22 @@ PILC_FN int64_t pm_coding_frame(int64_t pr, int64_t kind, int64_t lv, int64_t *b
 // Max v3's NLMS state of the tile (PM_NL_NS float64, lane stride ls) in lmat.
 PILC_FN double *pm_nl_state(const PmState *st) { return st->lmat + PM_NL_AT * st->ls; }
 
+// The per-predictor |error| ring (PmState.ek: 3 rows of tw columns of PM_NPM predictors): the row
+// that holds tile row r (r - 1 is at pm_ek_row(st, r + 2), r - 2 at pm_ek_row(st, r + 1)).
+PILC_FN uint16_t *pm_ek_row(const PmState *st, int64_t r) {
+    return st->ek + ((r % 3) * st->tw * PM_NPM) * st->ls;
+}
+
+// Predictor m's blend sum at column pj of row i: its |errors| at N, W, NW, NE, NN, WW, halved
+// (er0, er1, er2: the ring rows of i, i - 1 and i - 2).
+PILC_FN int32_t pm_ek_sum(const uint16_t *PILC_RESTRICT er0, const uint16_t *PILC_RESTRICT er1,
+                          const uint16_t *PILC_RESTRICT er2, int64_t pj, int m, int64_t ls) {
+    return ((int32_t)er1[(pj * PM_NPM + m) * ls] + er0[((pj - 1) * PM_NPM + m) * ls]
+            + er1[((pj - 1) * PM_NPM + m) * ls] + er1[((pj + 1) * PM_NPM + m) * ls]
+            + er2[(pj * PM_NPM + m) * ls] + er0[((pj - 2) * PM_NPM + m) * ls])
+           >> 1;
+}
+
 // Zero what a tile plane reads before writing it: the pad rows and columns of its true errors
 // and the whole per-predictor ring; start every bucket from the trained prior.
 PILC_FN void pm_reset_plane(PmState *st, int lvl, int c, int64_t w, int kind,
@@ -689,9 +705,9 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
     for (int64_t i = 0; i < h; i++) {
         const int64_t y = y0 + i;
         const int64_t pi = i + PM_PAD;
-        uint16_t *PILC_RESTRICT er0 = st->ek + ((i % 3) * tw * PM_NPM) * ls;
-        const uint16_t *PILC_RESTRICT er1 = st->ek + (((i + 2) % 3) * tw * PM_NPM) * ls;
-        const uint16_t *PILC_RESTRICT er2 = st->ek + (((i + 1) % 3) * tw * PM_NPM) * ls;
+        uint16_t *PILC_RESTRICT er0 = pm_ek_row(st, i);
+        const uint16_t *PILC_RESTRICT er1 = pm_ek_row(st, i + 2);
+        const uint16_t *PILC_RESTRICT er2 = pm_ek_row(st, i + 1);
         int16_t *PILC_RESTRICT trow = st->te + pm_te_index(st, c, pi, 0);
         const int16_t *PILC_RESTRICT t0row = st->te + pm_te_index(st, 0, pi, 0);
         const int16_t *PILC_RESTRICT t1row = st->te + pm_te_index(st, 1, pi, 0);
@@ -769,13 +785,7 @@ PILC_FN void pm_plane(const PmImage *im, const int lvl, const int c, int64_t y0,
             int32_t tot = 0, wt = 0, wls = 0;
             int64_t bl = 0;  // up to 11 * 2^16 * 2^19: the one 64-bit sum
             for (int m = 0; m < k; m++) {
-                int32_t s = ((int32_t)er1[(pj * PM_NPM + m) * ls]
-                             + er0[((pj - 1) * PM_NPM + m) * ls]
-                             + er1[((pj - 1) * PM_NPM + m) * ls]
-                             + er1[((pj + 1) * PM_NPM + m) * ls]
-                             + er2[(pj * PM_NPM + m) * ls]
-                             + er0[((pj - 2) * PM_NPM + m) * ls])
-                            >> 1;
+                int32_t s = pm_ek_sum(er0, er1, er2, pj, m, ls);
                 if (mx && c == 0) s <<= 1;  // max level, plane 0: sharper weights
                 if (s > 4095) s = 4095;
                 wt = tb->recip[s];
