@@ -87,7 +87,8 @@ DEFAULT_EFFORT = ClassicalEffort()
 # At the fast level a classical encoder, where the fallback check runs one, costs 3-43x the learned
 # encode: WebP method 1 at quality 75 takes 0.2-0.9x method 4's time for -0.6..+4% of its bytes
 # (train sets; docs/experiments.md entry 28).
-_EFFORTS = {"fast": ClassicalEffort(webp_method=1), "fastest": ClassicalEffort(webp_method=1)}
+_FAST_EFFORT = ClassicalEffort(webp_method=1)
+_EFFORTS = {"fast": _FAST_EFFORT, "fastest": _FAST_EFFORT}  # both fast levels (1 and 5)
 
 
 def classical_effort(level: str) -> ClassicalEffort:

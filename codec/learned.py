@@ -260,25 +260,38 @@ def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
 PACK_PIXELS = 1 << 16
 
 
+def _pack_key(shape: tuple[int, ...], scale: np.ndarray | None) -> tuple[int, int] | None:
+    """The (plane count, height) a whole group of this shape packs under, or None where it is
+    coded alone (the VQ stage, or too large)."""
+    c, h, w = shape
+    return (c, h) if scale is None and 0 < h * w <= PACK_PIXELS else None
+
+
+def _side_by_side(boxes: list[np.ndarray], widths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's x offset on a canvas of the groups side by side, and all their tile boxes
+    moved there (in group order)."""
+    x0 = np.cumsum([0] + widths[:-1])
+    moved = [b + np.array([0, x, 0, 0]) for b, x in zip(boxes, x0, strict=True)]
+    return x0, np.concatenate(moved)
+
+
 def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
     """pixelmodel.encode_planes of each (group, first tile, end tile) of a chunk, the small whole
     groups packed (PACK_PIXELS)."""
     codes: list = [None] * len(chunk)
     packs: dict[tuple[int, int], list[int]] = defaultdict(list)
     for k, (g, a, b) in enumerate(chunk):
-        c, h, w = groups[g].shape
-        if scales[g] is None and h * w <= PACK_PIXELS and (a, b) == (0, len(boxes_all[g])) and b:
-            packs[(c, h)].append(k)
+        key = _pack_key(groups[g].shape, scales[g])
+        if key is not None and (a, b) == (0, len(boxes_all[g])):
+            packs[key].append(k)
         else:
             code = pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], prior, level)
             codes[k] = code
     for (n_ch, _), ks in packs.items():
         members = [chunk[k][0] for k in ks]
         canvas = np.concatenate([groups[g] for g in members], axis=2)
-        x0 = np.cumsum([0] + [groups[g].shape[2] for g in members[:-1]])
-        boxes = np.concatenate(
-            [boxes_all[g] + np.array([0, x, 0, 0]) for g, x in zip(members, x0, strict=True)]
-        )
+        _, boxes = _side_by_side([boxes_all[g] for g in members],
+                                 [groups[g].shape[2] for g in members])  # fmt: skip
         code = pixelmodel.encode_planes(canvas, boxes, None, prior, level)
         t0 = 0
         for k, g in zip(ks, members, strict=True):
@@ -515,9 +528,9 @@ def _decode_packs(parsed: list[_Parsed], scales: list, limit: int) -> dict[int, 
     sizes: dict[tuple[int, int], int] = {}
     done: list[list[int]] = []
     for g, p in enumerate(parsed):
-        c, h, w = p.shape
-        if scales[g] is None and h * w <= PACK_PIXELS and len(p.boxes):
-            key = (c, h)
+        key = _pack_key(p.shape, scales[g])
+        if key is not None and len(p.boxes):
+            h, w = p.shape[1:]
             if key in open_packs and sizes[key] + h * w > limit:
                 done.append(open_packs.pop(key))
             if key not in open_packs:
@@ -533,16 +546,13 @@ def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: 
     time instead, so the error names the stream as a lone decode would."""
     n_ch, h = parsed[members[0]].shape[:2]
     widths = [parsed[g].shape[2] for g in members]
-    x0 = np.cumsum([0] + widths[:-1])
+    x0, boxes = _side_by_side([parsed[g].boxes for g in members], widths)
     datas, bounds, off = [], [np.zeros(1, dtype=np.int64)], 0
     for g in members:
         bb = parsed[g].pixel_bytes
         datas.append(parsed[g].data[bb[0] : bb[-1]])
         bounds.append(bb[1:] - bb[0] + off)
         off += int(bb[-1] - bb[0])
-    boxes = np.concatenate(
-        [parsed[g].boxes + np.array([0, x, 0, 0]) for g, x in zip(members, x0, strict=True)]
-    )
     try:
         with timing.stage("coder"):
             canvas = pixelmodel.decode_planes(
