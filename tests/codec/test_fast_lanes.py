@@ -260,21 +260,25 @@ int main(void) {
 """
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None or not FLAGS, reason="needs gcc on x86-64")
-def test_lane_copies_at_every_width(tmp_path: Path):
-    """The lane layout's block transposes at 8 and 16 lanes, run without AVX-512 (they are SSE2):
-    the 16-lane kernels use them in two groups of 8, which a CPU without AVX-512 never runs."""
-    src = tmp_path / "lane_copies.c"
-    src.write_text(LANE_COPIES)
-    exe = tmp_path / "lane_copies"
+def run_c_harness(tmp_path: Path, source: str, opt: str, *args: str) -> None:
+    """Build a C harness against the kernel headers and run it: it must print "ok"."""
+    src, exe = tmp_path / "harness.c", tmp_path / "harness"
+    src.write_text(source)
     build = subprocess.run(
-        ["gcc", "-O1", "-std=c11", "-I", str(Path(kernels.__file__).parent), str(src), "-o",
+        ["gcc", opt, "-std=c11", "-I", str(Path(kernels.__file__).parent), str(src), "-o",
          str(exe)],
         capture_output=True, text=True,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    run = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or not FLAGS, reason="needs gcc on x86-64")
+def test_lane_copies_at_every_width(tmp_path: Path):
+    """The lane layout's block transposes at 8 and 16 lanes, run without AVX-512 (they are SSE2):
+    the 16-lane kernels use them in two groups of 8, which a CPU without AVX-512 never runs."""
+    run_c_harness(tmp_path, LANE_COPIES, "-O1")
 
 
 LANE_DIVISIONS = r"""
@@ -331,14 +335,6 @@ def test_lane_float32_divisions_are_exact_for_every_input(tmp_path: Path):
     """The lanes divide in float32 where the scalar loop uses integers or a table (bucket means,
     level 5's weights): every input those can see gives the same integer (the 16-lane build uses
     the same float32 operations; this CPU's 8 lanes stand for both)."""
-    src, exe, table = tmp_path / "divs.c", tmp_path / "divs", tmp_path / "recip.bin"
-    src.write_text(LANE_DIVISIONS)
+    table = tmp_path / "recip.bin"
     table.write_bytes(pixelmodel.WEIGHT_OF_ERR.astype("<i4").tobytes())
-    build = subprocess.run(
-        ["gcc", "-O2", "-std=c11", "-I", str(Path(kernels.__file__).parent), str(src), "-o",
-         str(exe)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(exe), str(table)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+    run_c_harness(tmp_path, LANE_DIVISIONS, "-O2", str(table))
