@@ -79,3 +79,19 @@ def test_table_shift_runs(tmp_path, capsys):
     for line in lines:
         per_image = float(line.split("per-image shift ")[1].split("%")[0])
         assert per_image <= 0.0
+
+
+def test_kernel_abba_runs(tmp_path, capsys):
+    """The pixel-stage ABBA (entries 27-39) with this checkout as both builds, one round on two
+    tiny images: one line per direction, the same build within its noise of itself."""
+    script = _load(EXPERIMENTS / "kernel_abba.py")
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(2):
+        images.append(tmp_path / f"{k}.png")
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(images[-1])
+    root = str(EXPERIMENTS.parent)
+    script.main([root, root, "--rounds", "1", "--images", *map(str, images)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["fast enc", "fast dec"]
+    assert all("B/A speed best" in line for line in lines)
