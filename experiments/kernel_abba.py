@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+# levels_lab.DATA, not imported: the driver loads no codec of its own, so it runs while the
+# checkout it sits in has its kernels half rebuilt (each worker imports its build's codec)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_IMAGES = [*sorted((DATA / "mcmaster18").glob("*.png"))[:9],
                   *sorted((DATA / "sintel_frames").glob("*.png"))[:4]]  # fmt: skip

@@ -83,7 +83,7 @@ def test_table_shift_runs(tmp_path, capsys):
 
 def test_kernel_abba_runs(tmp_path, capsys):
     """The pixel-stage ABBA (entries 27-39) with this checkout as both builds, one round on two
-    tiny images: one line per direction, the same build within its noise of itself."""
+    tiny images: one line per direction with both builds' times and their ratio."""
     script = _load(EXPERIMENTS / "kernel_abba.py")
     rng = np.random.default_rng(0)
     images = []
