@@ -217,7 +217,7 @@ def analyse(
     prior = model.pixel_tables(level).prior
     with timing.stage("predictor"):
         encoded = [
-            pixelmodel.encode_planes(planes, boxes_all[g], scales[g], prior, level)
+            pixelmodel.encode_planes(planes, boxes_all[g], scales[g], prior, level, buckets=True)
             for g, planes in enumerate(groups)
         ]
     return boxes_all, indices, encoded
@@ -298,8 +298,8 @@ def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
             t1 = t0 + len(boxes_all[g])
             bounds = code.bounds[t0 * n_ch : t1 * n_ch + 1]
             s0, s1 = int(bounds[0]), int(bounds[-1])
-            codes[k] = pixelmodel.PlaneCode(code.symbols[s0:s1], code.table_ids[s0:s1],
-                                            code.buckets[s0:s1], bounds - s0, code.coefs[t0:t1])
+            codes[k] = pixelmodel.PlaneCode(code.symbols[s0:s1], code.table_ids[s0:s1], None,
+                                            bounds - s0, code.coefs[t0:t1])
             t0 = t1
     return codes
 

@@ -134,7 +134,7 @@ class PlaneCode:
 
     symbols: np.ndarray  # uint8 residual symbols
     table_ids: np.ndarray  # uint8 rANS table of each symbol
-    buckets: np.ndarray  # uint8 context bucket of each symbol (table fitting only)
+    buckets: np.ndarray | None  # uint8 context bucket of each symbol (table fitting only)
     bounds: np.ndarray  # int64 stream bounds
     coefs: np.ndarray  # (n_tiles, C, N_TAPS_MAX) int64 LS coefficients
 
@@ -206,16 +206,19 @@ def encode_planes(
     vq: np.ndarray | None,
     prior: np.ndarray,
     level: int = LEVEL_DEFAULT,
+    buckets: bool = False,
 ) -> PlaneCode:
     """(C,H,W) uint8 planes -> everything the coder and the payload need. vq: the (C,H,W) VQ
-    scale map where the group carries the VQ stage, else None; level: the effort level."""
+    scale map where the group carries the VQ stage, else None; level: the effort level;
+    buckets: also return each symbol's context bucket (table fitting; the coder needs none,
+    and the kernels skip writing them when not asked)."""
     planes = np.ascontiguousarray(planes, dtype=np.uint8)
     n_ch = planes.shape[0]
     _check_planes(n_ch)
     starts = stream_starts(boxes, n_ch)
     sym = np.empty(int(starts[-1]), dtype=np.uint8)
     tid = np.empty(int(starts[-1]), dtype=np.uint8)
-    buckets = np.empty(int(starts[-1]), dtype=np.uint8)
+    bkt = np.empty(int(starts[-1]), dtype=np.uint8) if buckets else None
     coefs = np.zeros((len(boxes), n_ch, N_TAPS_MAX), dtype=np.int64)
     scales = vq_map(vq, planes.shape)
     boxes = np.ascontiguousarray(boxes, dtype=np.int64)
@@ -236,14 +239,14 @@ def encode_planes(
             p(starts),
             p(sym),
             p(tid),
-            p(buckets),
+            p(bkt),
             counter,
         ),
         len(boxes),
     )
     if any(failed):
         raise MemoryError("pixel model: out of memory for the tile state")
-    return PlaneCode(sym, tid, buckets, starts, coefs)
+    return PlaneCode(sym, tid, bkt, starts, coefs)
 
 
 def decode_planes(

@@ -291,12 +291,12 @@ PL_FN void PL_N(pl_sample)(PL_N(PlPlane) *P, const int c, int64_t i, int64_t j,
               P_OR(s2, P_SLLI(n2, PL_CNT_AT)), act);
 }
 
-// The encoder's row i of every lane: symbols, table ids and buckets from the stage to each
-// lane's outputs.
+// The encoder's row i of every lane: symbols, table ids and buckets (where asked for: no lane
+// has an output then) from the stage to each lane's outputs.
 PL_FN void PL_N(pl_row_out)(PL_N(PlPlane) *P, int64_t i) {
     const PlBatch *B = P->B;
     const int row = P_MBITS(P->row);
-    for (int a = 0; a < 3; a++)
+    for (int a = 0; a < (P->K.bkt[0] ? 3 : 2); a++)
         for (int g = 0; g < PL_W; g += 8) {
             uint8_t *out[8];
             int64_t n[8];

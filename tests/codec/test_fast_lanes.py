@@ -15,6 +15,8 @@ from golden.make_codec_vectors import NAMES, encoded_name, options
 import codec
 from codec import container, kernels, learned, pixelmodel
 from codec.errors import CodecError
+from codec.layout import tile_boxes
+from codec.model import default_model
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "codec_vectors.npz"
 
@@ -94,6 +96,31 @@ def test_lanes_give_the_scalar_loops_bytes_and_pixels(h, w, ch, tile, width, eff
     assert encode(px, tile, lanes=width, effort=effort) == scalar
     assert np.array_equal(decode(scalar, lanes=width), px)
     assert np.array_equal(decode(scalar, lanes=0), px)
+
+
+@pytest.mark.parametrize("level", [*pixelmodel.FAST_LEVELS, pixelmodel.LEVEL_DEFAULT])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_buckets_only_when_asked_and_the_same_in_lanes(width, level):
+    """Table fitting asks for each symbol's context bucket; the coder does not, and then gets
+    none. Asked for, the lanes write the scalar loop's buckets; asked or not, the same symbols."""
+    px = np.moveaxis(smooth(300, 400, 3, seed=4), -1, 0).copy()
+    boxes = tile_boxes(300, 400, 128)
+    prior = default_model().pixel_tables(level).prior
+    codes = {}
+    for lanes in (0, width):
+        with kernels.using_lanes(lanes):
+            for asked in (False, True):
+                codes[lanes, asked] = pixelmodel.encode_planes(
+                    px, boxes, None, prior, level, buckets=asked
+                )
+    assert codes[0, False].buckets is None and codes[width, False].buckets is None
+    scalar = codes[0, True].buckets
+    assert scalar.shape == codes[0, True].symbols.shape
+    assert int(scalar.max()) < pixelmodel.N_BUCKETS and len(np.unique(scalar)) > 10
+    assert np.array_equal(codes[width, True].buckets, scalar)
+    for code in codes.values():
+        assert np.array_equal(code.symbols, codes[0, True].symbols)
+        assert np.array_equal(code.table_ids, codes[0, True].table_ids)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
