@@ -153,7 +153,7 @@ def encode_batch(
     one decoder reads every level. vq sends
     the VQ-VAE side information (off by default: it costs more than it saves, FORMAT.md);
     tile is the learned path's tile side (256, or 128 for more independent streams; None: 256,
-    but 128 at the fast levels for images under 16 tiles of 256, learned.group_tile); device
+    but 128 at the fast levels for images under 32 tiles of 256, learned.group_tile); device
     is where the pixel stage runs ("cpu", "cuda", "auto"; default PILC_DEVICE, else auto:
     codec.gpu), threads how many CPU threads the kernels use (default: the CPUs this process
     may use). Every device and thread count writes the same bytes."""

@@ -168,23 +168,28 @@ def check_tile(tile: int | None) -> None:
         raise CodecError(f"tile side must be one of {TILE_SIZES}, not {tile!r}")
 
 
-# The fast level's CPU kernels code up to this many tiles of a plane group at once (AVX-512
-# vector lanes, codec/kernels/pilc_fast_lanes.h; 8 with AVX2).
-FAST_LANES = 16
+# The fast levels cut a plane group in 128-pixel tiles where 256 would give fewer than this
+# many tiles. Their CPU kernels code 8 or 16 tiles at once (pilc_fast_lanes.h), and a batch
+# costs its largest tile's shape in every lane, so a few 256-pixel tiles leave lanes idle:
+# in a last, part-filled batch, or beside a short bottom-row tile.
+FAST_TILE128_UNDER = 32
 
 
 def group_tile(height: int, width: int, level: int, tile: int | None = None) -> int:
     """The tile side of one plane group: `tile` where given, else 256 (a tile's cold start and
-    edges cost bytes), except at the fast level where 256 would leave fewer tiles than its
-    widest vector lanes: 128 there (4x the tiles; on the lab's gray scans +0.2% bytes for 1.3x
-    the speed, on 1024x768 photos 0.3% fewer bytes and 1.2-1.4x the speed, docs/experiments.md
-    entry 27). A fixed rule, not the CPU's: every machine writes the same bytes."""
+    edges cost bytes), except at the fast levels where 256 would give under 32 tiles: 128 there
+    (4x the tiles, so the vector lanes fill). Under 16 tiles of 256: on the lab's gray scans
+    +0.2% bytes for 1.3x the speed, on 1024x768 photos 0.3% fewer bytes and 1.2-1.4x the speed
+    (docs/experiments.md entry 27); 16 to 31 tiles (40 lab images of 0.8-2 MP): level 5 0.1%
+    fewer bytes, pixel stage 1.08x encode and 1.15x decode; level 1 +0.2%, 1.06x and 1.13x
+    (entry 40). No lab image has more tiles, so larger ones keep 256. A fixed rule, not the
+    CPU's: every machine writes the same bytes."""
     if tile is not None:
         return int(tile)
     if level not in pixelmodel.FAST_LEVELS:
         return DEFAULT_TILE
     ty, tx = tile_grid(height, width, DEFAULT_TILE)
-    return DEFAULT_TILE if ty * tx >= FAST_LANES else TILE
+    return DEFAULT_TILE if ty * tx >= FAST_TILE128_UNDER else TILE
 
 
 def _side_information(model: Model, groups: list[np.ndarray], vq: bool, tiles: list[int]):

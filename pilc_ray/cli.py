@@ -335,7 +335,7 @@ def _encode_options(e: argparse.ArgumentParser) -> None:
                    help="send VQ-VAE side information (costs bytes; FORMAT.md)")
     e.add_argument("--tile", type=int, choices=TILE_SIZES, default=None,
                    help="tile side: 256 (fewer bytes) or 128 (4x more independent streams); "
-                        "default 256, but 128 at the fast levels for images under 16 tiles")
+                        "default 256, but 128 at the fast levels for images under 32 tiles")
     _device_options(e)
     e.set_defaults(fn=_cmd_encode)
 

@@ -95,3 +95,21 @@ def test_kernel_abba_runs(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["fast enc", "fast dec"]
     assert all("B/A speed best" in line for line in lines)
+
+
+def test_tile_choice_runs(tmp_path, capsys):
+    """The tile-side probe (entry 40) on two tiny lab images, one RGB and one gray, of 6 tiles of
+    256 (and one of 1 tile, outside --tiles): a line per image, then the totals."""
+    script = _load(EXPERIMENTS / "tile_choice.py")
+    rng = np.random.default_rng(2)
+    for folder, shape in (("wikipedia_photos", (300, 520, 3)), ("usc_sipi", (300, 520)),
+                          ("urban100_subset", (100, 100, 3))):  # fmt: skip
+        (tmp_path / folder).mkdir(parents=True)
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / folder / "a.png")
+    script.main(["--data", str(tmp_path), "--tiles", "2", "31", "--rounds", "1", "--cpu", "-1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == [
+        "wikipedia_photos/a.png", "usc_sipi/a.png"]
+    assert lines[2].startswith("level fast, 2 images with 2-31 tiles of 256: bytes 128/256")
+    assert len(lines) == 3

@@ -52,6 +52,12 @@ static inline __attribute__((always_inline)) PmState contiguous(const PmState *s
     return o;
 }
 
+// Fewer tiles than this run the scalar loop one by one: a lane batch costs about the same
+// whatever number of its lanes are live, and 2 tiles of 128 took 1.2x (encode) and 1.33x
+// (decode) the scalar loop's time for both, 3 tiles 0.77x and 0.89x (docs/experiments.md
+// entry 40). The bytes are the same either way.
+#define PL_MIN_TILES 3
+
 #if PILC_HAVE_LANES
 static int lanes_enabled(int64_t level) {
     if (!PM_IS_FAST(level)) return 0;
@@ -216,7 +222,7 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(PM_ENCODE_PARAMS) {
     double a[PM_NTAPS * PM_NTAPS], b[PM_NTAPS];
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
-        if (n > 1) {  // vector lanes
+        if (n >= PL_MIN_TILES) {  // vector lanes
             lanes_batch(&L, boxes, t0, n);
             if (L.B.W == 16)
                 pl_encode_batch_16(&L.B, &im, n_ch, t0, &tb, x2, coefs, starts, sym, tid, bkt, a,
@@ -225,10 +231,12 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_encode)(PM_ENCODE_PARAMS) {
                                    b);
             continue;
         }
-        st.tw = boxes[4 * t0 + 3] + 2 * PM_PAD;
-        st.rows = boxes[4 * t0 + 2] + PM_PAD;
-        encode(&im, (int)n_ch, boxes + 4 * t0, &st, &tb, coefs + t0 * n_ch * PM_NTAPS,
-               starts + t0 * n_ch, sym, tid, bkt, a, b);
+        for (int64_t t = t0; t < t0 + n; t++) {
+            st.tw = boxes[4 * t + 3] + 2 * PM_PAD;
+            st.rows = boxes[4 * t + 2] + PM_PAD;
+            encode(&im, (int)n_ch, boxes + 4 * t, &st, &tb, coefs + t * n_ch * PM_NTAPS,
+                   starts + t * n_ch, sym, tid, bkt, a, b);
+        }
     }
     thread_close(&cs, &L);
     return 0;
@@ -248,7 +256,7 @@ PM_ENTRY_LINKAGE int PM_ENTRY(pilc_pm_decode)(PM_DECODE_PARAMS) {
     (void)x2;
     for (int64_t t0 = claim_n(counter, L.step); t0 < n_tiles; t0 = claim_n(counter, L.step)) {
         const int64_t n = PILC_MIN(L.step, n_tiles - t0);
-        if (n > 1) {
+        if (n >= PL_MIN_TILES) {
             lanes_batch(&L, boxes, t0, n);
             const int fell_back =
                 L.B.W == 16 ? pl_decode_batch_16(&L.B, &im, n_ch, t0, &tb, x2, coefs, data, bb, err)

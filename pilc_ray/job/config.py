@@ -42,7 +42,7 @@ class JobConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     fallback: str = "auto"
     # learned path's tile side: 256, or 128 for 4x more streams per image; None: the encoder's
-    # choice (256, but 128 at the fast efforts for images under 16 tiles, learned.group_tile)
+    # choice (256, but 128 at the fast efforts for images under 32 tiles, learned.group_tile)
     tile: int | None = None
     effort: str = "default"  # learned path's level: "fastest", "fast", "default", "max" (FORMAT.md)
     jpeg: str = "passthrough"

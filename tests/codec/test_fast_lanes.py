@@ -190,15 +190,18 @@ def tile_flag(blob: bytes) -> int:
     return 256 if container.parse(blob)[1][0] >> 1 & 1 else 128
 
 
-def test_fast_levels_pick_128_tiles_where_256_would_leave_lanes_idle():
+def test_fast_levels_pick_128_tiles_under_32_tiles_of_256():
     for level in pixelmodel.FAST_LEVELS:
         assert learned.group_tile(300, 520, level) == 128  # 6 tiles of 256
         assert learned.group_tile(600, 1100, level) == 128  # 15 tiles of 256
-        assert learned.group_tile(1024, 1024, level) == 256  # 16 tiles of 256
+        assert learned.group_tile(1024, 1024, level) == 128  # 16 tiles of 256
+        assert learned.group_tile(1000, 1700, level) == 128  # 28 tiles of 256
+        assert learned.group_tile(1000, 1800, level) == 256  # 32 tiles of 256
+        assert learned.group_tile(1024, 2048, level) == 256  # 32 tiles of 256
         assert learned.group_tile(300, 520, level, 256) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_DEFAULT) == 256
     assert learned.group_tile(300, 520, pixelmodel.LEVEL_MAX) == 256
-    small, large = smooth(300, 520, 3, seed=1), smooth(1024, 1024, 1, seed=2)
+    small, large = smooth(300, 520, 3, seed=1), smooth(1024, 2048, 1, seed=2)
     assert tile_flag(codec.encode(small, effort="fast", fallback="never")) == 128
     assert tile_flag(codec.encode(large, effort="fast", fallback="never")) == 256
     assert tile_flag(codec.encode(small, fallback="never")) == 256
