@@ -5,6 +5,10 @@ Each image is coded at both sides, then timed `--rounds` times in alternating or
 in even rounds), best of the rounds per side; decoding is checked against the pixels. Only lab
 (training) folders are read: the rule this informs, learned.group_tile, must not be fitted on EVAL.
 Usage: python experiments/tile_choice.py [--level fast] [--rounds 3] [--tiles 16 31] [--cpu K]
+
+--occupancy instead times the model pass alone (pixelmodel.encode_planes / decode_planes) on the
+first 1, 2, ..., 8 tiles of 128 of one lab photo's top row: the basis of the kernels'
+PL_MIN_TILES (a lane batch costs about the same with any number of live lanes).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec import kernels, learned, pixelmodel
+from codec import kernels, learned, pixelmodel, rans
 from codec.api import _to_groups
+from codec.colour import forward_rgb
 from codec.imagefile import load_image
-from codec.layout import tile_grid
+from codec.layout import tile_boxes, tile_grid
 from codec.model import default_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,6 +65,37 @@ def measure(groups: list[np.ndarray], level: int, rounds: int) -> dict[int, list
     return res
 
 
+def occupancy(path: Path, level: int, rounds: int) -> None:
+    """Model-pass time of n tiles of 128 side by side in one row, n = 1..8: every n once a
+    round, after a warm-up round, best of the rounds."""
+    pt = default_model().pixel_tables(level)
+    img = load_image(path).pixels
+    planes = forward_rgb(img[..., :3]) if img.ndim == 3 else img[None]
+    counts = (1, 2, 3, 4, 6, 8)
+    if planes.shape[1] < 128 or planes.shape[2] < 128 * counts[-1]:
+        raise SystemExit(f"{path} is too small for {counts[-1]} tiles of 128 in a row")
+    best = {n: [np.inf, np.inf] for n in counts}
+    for r in range(rounds + 1):
+        for n in counts:
+            group = np.ascontiguousarray(planes[:, :128, : 128 * n])
+            boxes = tile_boxes(128, 128 * n, 128)
+            t0 = time.perf_counter()
+            code = pixelmodel.encode_planes(group, boxes, None, pt.prior, level)
+            t1 = time.perf_counter()
+            data, bb = rans.encode_streams(code.symbols, code.table_ids, code.bounds, pt.tables)
+            t2 = time.perf_counter()
+            out = pixelmodel.decode_planes(data, bb, group.shape, boxes, None, code.coefs,
+                                           pt.prior, pt.tables, level=level)  # fmt: skip
+            t3 = time.perf_counter()
+            if not np.array_equal(out, group):
+                raise AssertionError(f"{n} tiles: decoded pixels differ")
+            if r:
+                best[n] = [min(best[n][0], t1 - t0), min(best[n][1], t3 - t2)]
+    for n, (enc, dec) in best.items():
+        print(f"{n} tiles: model pass encode {enc * 1e3:.2f} ms, decode {dec * 1e3:.2f} ms"
+              f" ({enc / n * 1e3:.2f} / {dec / n * 1e3:.2f} a tile)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--level", default="fast", help="effort name or header index")
@@ -69,10 +105,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="the CPU to pin to (-1: the scheduler's choice)")  # fmt: skip
     ap.add_argument("--quiet", action="store_true", help="totals only")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--occupancy", action="store_true", help="lane batches of 1..8 tiles")
     args = ap.parse_args(argv)
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
     level = pixelmodel.level_index(args.level)
+    if args.occupancy:
+        with kernels.using_threads(1):
+            occupancy(sorted((args.data / LAB[1]).glob("*.png"))[0], level, 3 * args.rounds)
+        return
     total = {t: np.zeros(3) for t in SIDES}
     measured = 0
     with kernels.using_threads(1):

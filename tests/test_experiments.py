@@ -113,3 +113,8 @@ def test_tile_choice_runs(tmp_path, capsys):
         "wikipedia_photos/a.png", "usc_sipi/a.png"]
     assert lines[2].startswith("level fast, 2 images with 2-31 tiles of 256: bytes 128/256")
     assert len(lines) == 3
+    wide = rng.integers(0, 256, (128, 1024, 3), dtype=np.uint8)
+    Image.fromarray(wide).save(tmp_path / "urban100_subset" / "a.png")  # the --occupancy photo
+    script.main(["--data", str(tmp_path), "--occupancy", "--rounds", "1", "--cpu", "-1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"{n} tiles" for n in (1, 2, 3, 4, 6, 8)]
