@@ -9,6 +9,7 @@ images we check (see `fallback`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -325,7 +326,7 @@ def decode_image_batch(
     backend = gpu.resolve(device)
     for i, (h, payload) in enumerate(parsed):
         shape = mode_shape(h.mode, h.height, h.width)
-        if int(np.prod(shape)) > max_samples:
+        if math.prod(shape) > max_samples:
             raise CodecError(f"image of {shape} exceeds the {max_samples}-sample limit")
         if h.codec == "learned":
             if h.mode not in LEARNED_MODES:

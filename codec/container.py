@@ -124,7 +124,7 @@ def parse(blob: bytes | memoryview) -> tuple[Header, memoryview]:
     version = r.u8()
     if version not in READ_VERSIONS:
         raise CodecError(f"unsupported format version {version} (this build reads {READ_VERSIONS})")
-    codec_id, mode_id, flags = r.u8(), r.u8(), r.u8()
+    codec_id, mode_id, flags = r.take(3)
     if codec_id >= len(CODECS):
         raise CodecError(f"unknown codec id {codec_id}")
     if mode_id >= len(MODES):

@@ -293,6 +293,10 @@ def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
             code = pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], prior, level)
             codes[k] = code
     for (n_ch, _), ks in packs.items():
+        if len(ks) == 1:  # nothing to pack it with: coded alone, without a canvas copy
+            g = chunk[ks[0]][0]
+            codes[ks[0]] = pixelmodel.encode_planes(groups[g], boxes_all[g], None, prior, level)
+            continue
         members = [chunk[k][0] for k in ks]
         canvas = np.concatenate([groups[g] for g in members], axis=2)
         _, boxes = _side_by_side([boxes_all[g] for g in members],
@@ -309,6 +313,18 @@ def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
     return codes
 
 
+def _joined(codes: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symbols, table ids and stream bounds of a chunk's PlaneCodes as one coder call's input
+    (a lone code as it is: no copies)."""
+    if len(codes) == 1:
+        return codes[0].symbols, codes[0].table_ids, codes[0].bounds
+    offsets = np.cumsum([0] + [len(c.symbols) for c in codes[:-1]])
+    bounds = [[0]] + [c.bounds[1:] + o for c, o in zip(codes, offsets, strict=True)]
+    return (np.concatenate([c.symbols for c in codes]),
+            np.concatenate([c.table_ids for c in codes]),
+            np.concatenate(bounds).astype(np.int64))  # fmt: skip
+
+
 def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, level: int):
     """Stage 1 of every group, chunk by chunk (model pass, then one coder call per chunk):
     per group (LS coefficients, word counts, stream byte pieces). Streams are independent, so
@@ -322,15 +338,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, l
         with timing.stage("predictor"):
             codes = _encode_chunk(groups, boxes_all, scales, chunk, pt.prior, level)
         with timing.stage("coder"):
-            offsets = np.cumsum([0] + [len(c.symbols) for c in codes[:-1]])
-            data, bb = rans.encode_streams(
-                np.concatenate([c.symbols for c in codes]),
-                np.concatenate([c.table_ids for c in codes]),
-                np.concatenate(
-                    [[0]] + [c.bounds[1:] + o for c, o in zip(codes, offsets, strict=True)]
-                ),
-                pt.tables,
-            )
+            data, bb = rans.encode_kernel_streams(*_joined(codes), pt.tables)
         runs = _split_streams(data, bb, [len(c.bounds) - 1 for c in codes])
         for (g, _, _), code, (w, run) in zip(chunk, codes, runs, strict=True):
             coefs[g].append(code.coefs)
@@ -389,6 +397,15 @@ def encode_groups(
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _coef_limits(n_tiles: int, n_ch: int, level: int) -> tuple[int, np.ndarray]:
+    """How many coefficient varints a group sends, and each one's limit (read-only, cached)."""
+    n = int(_coef_mask(n_tiles, n_ch, level).sum())
+    limits = np.full(n, 2 * pixelmodel.COEF_MAX, dtype=np.int64)
+    limits.flags.writeable = False
+    return n, limits
+
+
 @dataclass
 class _Parsed:
     shape: tuple[int, int, int]
@@ -413,7 +430,7 @@ def _parse(
         raise CodecError("learned payload: the VQ stage at a non-default effort level")
     boxes = tile_boxes(height, width, 2 * TILE if flags & FLAG_TILE256 else TILE)
     mask = _coef_mask(len(boxes), n_ch, level)
-    raw = reader.varint_array(int(mask.sum()), np.full(int(mask.sum()), 2 * pixelmodel.COEF_MAX))
+    raw = reader.varint_array(*_coef_limits(len(boxes), n_ch, level))
     coefs = np.zeros(mask.shape, dtype=np.int64)
     coefs[mask] = _unzigzag(raw)
     ib = _index_bounds(boxes, vq_on)

@@ -262,7 +262,16 @@ def encode_streams(
     sb = _as_bounds(stream_bounds, "stream_bounds")
     _check_stream_bounds(sb, n)
     _check_table_ids(tid, sb, tables.n_tables)
-    n_streams = sb.shape[0] - 1
+    return encode_kernel_streams(sym, tid, sb, tables)
+
+
+def encode_kernel_streams(
+    sym: np.ndarray, tid: np.ndarray, sb: np.ndarray, tables: RansTables
+) -> tuple[np.ndarray, np.ndarray]:
+    """encode_streams without its argument checks, for what the pixel kernels wrote: C-contiguous
+    uint8 symbols and table ids (< tables.n_tables), int64 bounds from 0 to N, non-decreasing.
+    The checks are numpy passes whose cost shows on small images coded one at a time."""
+    n, n_streams = sym.shape[0], sb.shape[0] - 1
     buf = np.empty(4 * n_streams + 2 * n, dtype=np.uint8)
     starts = np.empty(n_streams, dtype=np.int64)
     p = kernels.ptr

@@ -48,6 +48,7 @@ class Reader:
         self.data = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
         self.pos = 0
         self.what = what
+        self._array: np.ndarray | None = None
 
     @property
     def remaining(self) -> int:
@@ -89,7 +90,9 @@ class Reader:
         if count > self.remaining:
             raise self.fail(f"truncated: {count} lengths cannot fit in {self.remaining} bytes")
         out = np.empty(count, dtype=np.int64)
-        buf = np.frombuffer(self.data, dtype=np.uint8)
+        if self._array is None:  # the bytes as an array, once per reader
+            self._array = np.frombuffer(self.data, dtype=np.uint8)
+        buf = self._array
         maxima = np.ascontiguousarray(maxima, dtype=np.int64)
         bad_at = np.zeros(1, dtype=np.int64)
         p = kernels.ptr
