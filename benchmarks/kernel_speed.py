@@ -91,10 +91,11 @@ def numba_kernels() -> Iterator[None]:
         return converted[id(tables)]
 
     saved = (pixelmodel.encode_planes, pixelmodel.decode_planes)
-    saved_rans = (rans.encode_streams, rans.decode_streams)
+    saved_rans = (rans.encode_streams, rans.encode_kernel_streams, rans.decode_streams)
     pixelmodel.encode_planes = npm.encode_planes
     pixelmodel.decode_planes = lambda *a, **k: npm.decode_planes(*a[:7], old(a[7]), *a[8:], **k)
     rans.encode_streams = lambda s, t, b, tables: nrans.encode_streams(s, t, b, old(tables))
+    rans.encode_kernel_streams = rans.encode_streams  # what learned calls on kernel output
     rans.decode_streams = lambda d, bb, sb, t, tables: nrans.decode_streams(
         d, bb, sb, t, old(tables)
     )
@@ -102,7 +103,7 @@ def numba_kernels() -> Iterator[None]:
         yield
     finally:
         pixelmodel.encode_planes, pixelmodel.decode_planes = saved
-        rans.encode_streams, rans.decode_streams = saved_rans
+        rans.encode_streams, rans.encode_kernel_streams, rans.decode_streams = saved_rans
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
