@@ -7,7 +7,7 @@ in even rounds), best of the rounds per side; decoding is checked against the pi
 Usage: python experiments/tile_choice.py [--level fast] [--rounds 3] [--tiles 16 31] [--cpu K]
 
 --occupancy instead times the model pass alone (pixelmodel.encode_planes / decode_planes) on the
-first 1, 2, ..., 8 tiles of 128 of one lab photo's top row: the basis of the kernels'
+first 1, 2, 3, 4, 6 and 8 tiles of 128 of one lab photo's top row: the basis of the kernels'
 PL_MIN_TILES (a lane batch costs about the same with any number of live lanes).
 """
 
