@@ -258,21 +258,51 @@ def _encode_index_streams(model: Model, boxes_all, indices: dict, vq: bool):
     return _split_streams(data, bb, [len(boxes) if vq else 0 for boxes in boxes_all])
 
 
-# Whole groups of at most this many pixels without the VQ stage are coded side by side, one
-# kernel call per (plane count, height): a small image is one tile, which alone runs the scalar
-# loop on one thread, while packed its tiles fill the vector lanes and the threads (tiles read
-# only inside their box, so each group's bytes are its own; docs/experiments.md entry 38).
-PACK_PIXELS = 1 << 16
+# Whole groups of at most this many pixels without the VQ stage are coded side by side on shared
+# canvases (_plan_packs): a small image is one tile, which alone runs the scalar loop on one
+# thread, and a mid-size one ends in a part-filled batch of vector lanes; packed, their tiles
+# fill the lanes and the threads (tiles read only inside their box, so each group's bytes are
+# its own; docs/experiments.md entries 38 and 42).
+PACK_PIXELS = 1 << 20
 
 
-def _pack_key(shape: tuple[int, ...], scale: np.ndarray | None) -> tuple[int, int] | None:
-    """The (plane count, height) a whole group of this shape packs under, or None where it is
-    coded alone (the VQ stage, or too large)."""
-    c, h, w = shape
-    return (c, h) if scale is None and 0 < h * w <= PACK_PIXELS else None
+def _packable(shape: tuple[int, ...], scale: np.ndarray | None) -> bool:
+    """Whether a whole group of this shape may share a canvas (not with the VQ stage, nor too
+    large)."""
+    _, h, w = shape
+    return scale is None and 0 < h * w <= PACK_PIXELS
 
 
-def _side_by_side(boxes: list[np.ndarray], widths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _plan_packs(shapes: list[tuple[int, ...]], packable: list[bool], limit: int) -> list[list[int]]:
+    """Canvases of 2 or more packable groups (indices into shapes): groups of one plane count,
+    tallest first, side by side on a canvas as tall as its tallest group and of at most `limit`
+    pixels, padding included. The encoder plans a chunk with it, the decoder a batch: the bytes
+    do not depend on the packing, so the two need not agree."""
+    by_planes: dict[int, list[int]] = defaultdict(list)
+    for i, (shape, ok) in enumerate(zip(shapes, packable, strict=True)):
+        if ok:
+            by_planes[shape[0]].append(i)
+    packs: list[list[int]] = []
+    for members in by_planes.values():
+        members.sort(key=lambda i: -shapes[i][1])  # stable: equal heights keep their order
+        pack: list[int] = []
+        height = width = 0
+        for i in members:
+            h, w = shapes[i][1:]
+            if pack and height * (width + w) > limit:
+                packs.append(pack)
+                pack = []
+            if not pack:
+                height, width = h, 0
+            pack.append(i)
+            width += w
+        packs.append(pack)
+    return [p for p in packs if len(p) > 1]
+
+
+def _canvas_boxes(
+    boxes: list[np.ndarray], widths: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Each group's x offset on a canvas of the groups side by side, and all their tile boxes
     moved there (in group order)."""
     x0 = np.cumsum([0] + widths[:-1])
@@ -280,36 +310,80 @@ def _side_by_side(boxes: list[np.ndarray], widths: list[int]) -> tuple[np.ndarra
     return x0, np.concatenate(moved)
 
 
-def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int) -> list:
-    """pixelmodel.encode_planes of each (group, first tile, end tile) of a chunk, the small whole
-    groups packed (PACK_PIXELS)."""
+def _canvas(planes: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The groups side by side, top-aligned on a canvas as tall as the tallest (the padding is
+    never read), and their tile boxes moved there."""
+    x0, moved = _canvas_boxes(boxes, [p.shape[2] for p in planes])
+    n_ch, height = planes[0].shape[0], max(p.shape[1] for p in planes)
+    canvas = np.zeros((n_ch, height, sum(p.shape[2] for p in planes)), dtype=np.uint8)
+    for p, x in zip(planes, x0, strict=True):
+        canvas[:, : p.shape[1], x : x + p.shape[2]] = p
+    return canvas, moved
+
+
+def _shape_order(boxes: np.ndarray) -> np.ndarray:
+    """A canvas's tiles tallest, then widest, first (stable): the kernels batch consecutive
+    tiles into vector lanes and a batch costs its largest tile in every lane, so like shapes
+    together leave fewer lanes idle than each group's raster order (entry 42)."""
+    return np.lexsort((-boxes[:, 3], -boxes[:, 2]))
+
+
+def _gather_streams(
+    bounds: np.ndarray, tiles: np.ndarray, n_ch: int, *arrays: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The streams of `tiles` (all planes of each, in this order) cut out of `arrays` (laid out
+    by `bounds`, tile-major) and joined, then their bounds."""
+    streams = (tiles[:, None] * n_ch + np.arange(n_ch)).ravel()
+    starts, ends = bounds[streams], bounds[streams + 1]
+    cuts = list(zip(starts.tolist(), ends.tolist(), strict=True))
+    out = tuple(np.concatenate([a[i:j] for i, j in cuts]) for a in arrays)
+    new_bounds = np.zeros(len(streams) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=new_bounds[1:])
+    return (*out, new_bounds)
+
+
+def _encode_packed(planes: list[np.ndarray], boxes: list[np.ndarray], prior, level: int) -> list:
+    """encode_planes of several groups on one canvas, their tiles in _shape_order: each group's
+    PlaneCode, as if coded alone."""
+    canvas, moved = _canvas(planes, boxes)
+    n_ch, order = canvas.shape[0], _shape_order(moved)
+    if np.array_equal(order, np.arange(len(order))):  # already in order: nothing to move
+        code = pixelmodel.encode_planes(canvas, moved, None, prior, level)
+        sym, tid, bounds, coefs = code.symbols, code.table_ids, code.bounds, code.coefs
+    else:
+        code = pixelmodel.encode_planes(canvas, moved[order], None, prior, level)
+        back = np.argsort(order)  # each tile's place in the kernel's order
+        sym, tid, bounds = _gather_streams(code.bounds, back, n_ch, code.symbols, code.table_ids)
+        coefs = code.coefs[back]
+    codes, t0 = [], 0
+    for b in boxes:
+        t1 = t0 + len(b)
+        s0, s1 = int(bounds[t0 * n_ch]), int(bounds[t1 * n_ch])
+        codes.append(pixelmodel.PlaneCode(sym[s0:s1], tid[s0:s1], None,
+                                          bounds[t0 * n_ch : t1 * n_ch + 1] - s0, coefs[t0:t1]))
+        t0 = t1
+    return codes
+
+
+def _encode_chunk(groups, boxes_all, scales, chunk, prior, level: int, limit: int) -> list:
+    """pixelmodel.encode_planes of each (group, first tile, end tile) of a chunk, its packable
+    whole groups on shared canvases of at most `limit` pixels (_plan_packs)."""
     codes: list = [None] * len(chunk)
-    packs: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for k, (g, a, b) in enumerate(chunk):
-        key = _pack_key(groups[g].shape, scales[g])
-        if key is not None and (a, b) == (0, len(boxes_all[g])):
-            packs[key].append(k)
-        else:
-            code = pixelmodel.encode_planes(groups[g], boxes_all[g][a:b], scales[g], prior, level)
-            codes[k] = code
-    for (n_ch, _), ks in packs.items():
-        if len(ks) == 1:  # nothing to pack it with: coded alone, without a canvas copy
-            g = chunk[ks[0]][0]
-            codes[ks[0]] = pixelmodel.encode_planes(groups[g], boxes_all[g], None, prior, level)
-            continue
+    packable = [
+        (a, b) == (0, len(boxes_all[g])) and _packable(groups[g].shape, scales[g])
+        for g, a, b in chunk
+    ]
+    for ks in _plan_packs([groups[g].shape for g, _, _ in chunk], packable, limit):
         members = [chunk[k][0] for k in ks]
-        canvas = np.concatenate([groups[g] for g in members], axis=2)
-        _, boxes = _side_by_side([boxes_all[g] for g in members],
-                                 [groups[g].shape[2] for g in members])  # fmt: skip
-        code = pixelmodel.encode_planes(canvas, boxes, None, prior, level)
-        t0 = 0
-        for k, g in zip(ks, members, strict=True):
-            t1 = t0 + len(boxes_all[g])
-            bounds = code.bounds[t0 * n_ch : t1 * n_ch + 1]
-            s0, s1 = int(bounds[0]), int(bounds[-1])
-            codes[k] = pixelmodel.PlaneCode(code.symbols[s0:s1], code.table_ids[s0:s1], None,
-                                            bounds - s0, code.coefs[t0:t1])
-            t0 = t1
+        packed = _encode_packed([groups[g] for g in members], [boxes_all[g] for g in members],
+                                prior, level)  # fmt: skip
+        for k, code in zip(ks, packed, strict=True):
+            codes[k] = code
+    for k, (g, a, b) in enumerate(chunk):
+        if codes[k] is None:
+            codes[k] = pixelmodel.encode_planes(
+                groups[g], boxes_all[g][a:b], scales[g], prior, level
+            )
     return codes
 
 
@@ -336,7 +410,7 @@ def _encode_pixel_streams(model: Model, groups, boxes_all, scales, limit: int, l
     parts = [[] for _ in groups]
     for chunk in tile_chunks(boxes_all, limit):
         with timing.stage("predictor"):
-            codes = _encode_chunk(groups, boxes_all, scales, chunk, pt.prior, level)
+            codes = _encode_chunk(groups, boxes_all, scales, chunk, pt.prior, level, limit)
         with timing.stage("coder"):
             data, bb = rans.encode_kernel_streams(*_joined(codes), pt.tables)
         runs = _split_streams(data, bb, [len(c.bounds) - 1 for c in codes])
@@ -543,43 +617,36 @@ def decode_groups_into(
 
 
 def _decode_packs(parsed: list[_Parsed], scales: list, limit: int) -> dict[int, list[int]]:
-    """The decoder's side of PACK_PIXELS: first member -> the groups (2 or more, without the VQ
-    stage, of one plane count and height, at most `limit` pixels together, as a band) decoded
-    side by side in one kernel call."""
-    open_packs: dict[tuple[int, int], list[int]] = {}
-    sizes: dict[tuple[int, int], int] = {}
-    done: list[list[int]] = []
-    for g, p in enumerate(parsed):
-        key = _pack_key(p.shape, scales[g])
-        if key is not None and len(p.boxes):
-            h, w = p.shape[1:]
-            if key in open_packs and sizes[key] + h * w > limit:
-                done.append(open_packs.pop(key))
-            if key not in open_packs:
-                open_packs[key], sizes[key] = [], 0
-            open_packs[key].append(g)
-            sizes[key] += h * w
-    done.extend(open_packs.values())
-    return {members[0]: members for members in done if len(members) > 1}
+    """The decoder's side of PACK_PIXELS: first member -> the groups (_plan_packs over the
+    batch, canvases of at most `limit` pixels, a band's) decoded side by side in one kernel
+    call."""
+    shapes = [p.shape for p in parsed]
+    packable = [_packable(p.shape, scales[g]) for g, p in enumerate(parsed)]
+    return {members[0]: members for members in _plan_packs(shapes, packable, limit)}
 
 
 def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: int) -> None:
     """Decode the groups `members` on one canvas; where a stream is bad, decode them one at a
     time instead, so the error names the stream as a lone decode would."""
-    n_ch, h = parsed[members[0]].shape[:2]
+    n_ch, h = parsed[members[0]].shape[0], max(parsed[g].shape[1] for g in members)
     widths = [parsed[g].shape[2] for g in members]
-    x0, boxes = _side_by_side([parsed[g].boxes for g in members], widths)
+    x0, boxes = _canvas_boxes([parsed[g].boxes for g in members], widths)
     datas, bounds, off = [], [np.zeros(1, dtype=np.int64)], 0
     for g in members:
         bb = parsed[g].pixel_bytes
         datas.append(parsed[g].data[bb[0] : bb[-1]])
         bounds.append(bb[1:] - bb[0] + off)
         off += int(bb[-1] - bb[0])
+    order = _shape_order(boxes)  # the encoder's kernel order (the bytes do not depend on it)
+    data, bb = np.concatenate(datas), np.concatenate(bounds)
+    coefs = np.concatenate([parsed[g].coefs for g in members])
+    if not np.array_equal(order, np.arange(len(order))):
+        data, bb = _gather_streams(bb, order, n_ch, data)
+        coefs, boxes = coefs[order], boxes[order]
     try:
         with timing.stage("coder"):
             canvas = pixelmodel.decode_planes(
-                np.concatenate(datas), np.concatenate(bounds), (n_ch, h, int(sum(widths))), boxes,
-                None, np.concatenate([parsed[g].coefs for g in members]), pt.prior, pt.tables,
+                data, bb, (n_ch, h, int(sum(widths))), boxes, None, coefs, pt.prior, pt.tables,
                 level=level,
             )  # fmt: skip
     except CodecError:
@@ -593,7 +660,7 @@ def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: 
             write(g, 0, 0, planes)
         return
     for g, x, w in zip(members, x0, widths, strict=True):
-        write(g, 0, 0, canvas[:, :, x : x + w])
+        write(g, 0, 0, canvas[:, : parsed[g].shape[1], x : x + w])
 
 
 def decode_groups(

@@ -118,3 +118,17 @@ def test_tile_choice_runs(tmp_path, capsys):
     script.main(["--data", str(tmp_path), "--occupancy", "--rounds", "1", "--cpu", "-1"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [f"{n} tiles" for n in (1, 2, 3, 4, 6, 8)]
+
+
+def test_pack_batches_runs(tmp_path, capsys):
+    """The batch-packing probe (entry 42) on crops of one generated lab photo: one line with the
+    four best times (every round trip checked inside)."""
+    script = _load(EXPERIMENTS / "pack_batches.py")
+    (tmp_path / "wikipedia_photos").mkdir()
+    pixels = np.random.default_rng(3).integers(0, 256, (420, 520, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wikipedia_photos" / "a.png")
+    script.main(["--data", str(tmp_path), "--images", "3", "--batch", "2", "--rounds", "1",
+                 "--cpu", "-1"])  # fmt: skip
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("level fast, 3 images")
+    assert all(k in line for k in ("encode", "encode model pass", "decode", "decode model pass"))

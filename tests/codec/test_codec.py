@@ -93,6 +93,47 @@ def test_corrupt_stream_in_a_packed_group_names_its_stream():
     assert all(np.array_equal(o, g) for o, g in zip(out, groups, strict=True))
 
 
+def test_pack_plan_keeps_plane_counts_apart_and_canvases_within_the_limit():
+    """Packs hold one plane count, tallest group first, and at most `limit` canvas pixels,
+    padding included (the canvas is as tall as its tallest group); lone groups stay unpacked."""
+    from codec import learned
+
+    shapes = [(3, 100, 50), (3, 300, 40), (1, 100, 50), (3, 200, 60), (1, 80, 10), (3, 10, 10)]
+    packable = [True, True, True, True, True, False]
+    assert learned._plan_packs(shapes, packable, 1 << 20) == [[1, 3, 0], [2, 4]]
+    # 300 rows x (40 + 60) = 30000 fits, adding the 50-wide group (300 x 150) does not
+    assert learned._plan_packs(shapes, packable, 30000) == [[1, 3], [2, 4]]
+    assert learned._plan_packs(shapes, [False] * 6, 1 << 20) == []
+
+
+@pytest.mark.parametrize("effort", ["fastest", "fast"])
+def test_packed_groups_of_mixed_shapes_decode_and_report_bad_streams_as_alone(effort):
+    """Groups of several shapes share a canvas with their tiles in shape order (not each
+    group's raster order): each payload is the group's own, a batch decodes exactly, and a bad
+    stream is reported by its index in its own group."""
+    from codec import learned, pixelmodel
+    from codec.model import default_model
+
+    model, level = default_model(), pixelmodel.level_index(effort)
+    shapes = [(200, 300), (64, 64), (130, 140), (300, 200)]
+    groups = [np.ascontiguousarray(np.moveaxis(_smooth(h, w, 3, k), -1, 0))
+              for k, (h, w) in enumerate(shapes)]  # fmt: skip
+    assert learned._plan_packs([g.shape for g in groups], [True] * 4, 1 << 22) == [[3, 0, 2, 1]]
+    payloads = learned.encode_groups(model, groups, level=level)
+    assert payloads == [learned.encode_groups(model, [g], level=level)[0] for g in groups]
+    decoded = learned.decode_groups(model, payloads, [g.shape for g in groups], level=level)
+    assert all(np.array_equal(d, g) for d, g in zip(decoded, groups, strict=True))
+    bad = bytearray(payloads[2])
+    parsed = learned._parse(bytes(bad), groups[2].shape, level)
+    start = len(bad) - len(parsed.data) + int(parsed.pixel_bytes[4])  # tile 1, plane 1
+    bad[start : start + 4] = b"\x00\x00\x00\x00"  # initial state below RANS_L
+    payloads[2] = bytes(bad)
+    with pytest.raises(codec.CodecError, match="residual stream 4: corrupt"):
+        learned.decode_groups(model, payloads, [g.shape for g in groups], level=level)
+    with pytest.raises(codec.CodecError, match="residual stream 4: corrupt"):
+        learned.decode_groups(model, payloads[2:3], [groups[2].shape], level=level)
+
+
 @pytest.mark.parametrize("vq", [False, True])
 def test_chunked_encoder_gives_the_same_payloads(vq):
     """The encoder's pixel stage runs in chunks of whole tiles (bounded memory); streams are
