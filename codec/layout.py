@@ -42,9 +42,10 @@ def cell_shape(h: int, w: int) -> tuple[int, int]:
     return -(-h // CELL), -(-w // CELL)
 
 
-# Pixels per encoder chunk and decoder band (whole tiles): the encoder's working set is ~10 bytes
-# per sample (symbols, table ids, buckets, their concatenation, the coder's worst-case buffer),
-# ~150 MiB for RGB, however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
+# Pixels per encoder chunk and decoder band (whole tiles): the encoder's working set is ~10-12
+# bytes per sample (symbols, table ids, their concatenation, the coder's worst-case buffer; for a
+# packed canvas also its pixels and the symbols put back in group order), ~150-180 MiB for RGB,
+# however large the image or batch; 64 tiles of 256 x 256 still fill 64 cores.
 CHUNK_PIXELS = 1 << 22
 
 
