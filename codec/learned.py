@@ -637,7 +637,7 @@ def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: 
         datas.append(parsed[g].data[bb[0] : bb[-1]])
         bounds.append(bb[1:] - bb[0] + off)
         off += int(bb[-1] - bb[0])
-    order = _shape_order(boxes)  # the encoder's kernel order (the bytes do not depend on it)
+    order = _shape_order(boxes)  # like shapes batched together, as the encoder does (speed only)
     data, bb = np.concatenate(datas), np.concatenate(bounds)
     coefs = np.concatenate([parsed[g].coefs for g in members])
     if not np.array_equal(order, np.arange(len(order))):
