@@ -321,11 +321,13 @@ def _canvas(planes: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarr
     return canvas, moved
 
 
-def _shape_order(boxes: np.ndarray) -> np.ndarray:
-    """A canvas's tiles tallest, then widest, first (stable): the kernels batch consecutive
-    tiles into vector lanes and a batch costs its largest tile in every lane, so like shapes
-    together leave fewer lanes idle than each group's raster order (entry 42)."""
-    return np.lexsort((-boxes[:, 3], -boxes[:, 2]))
+def _shape_order(boxes: np.ndarray) -> np.ndarray | None:
+    """A canvas's tiles tallest, then widest, first (stable), or None where they already are
+    (nothing to move): the kernels batch consecutive tiles into vector lanes and a batch costs
+    its largest tile in every lane, so like shapes together leave fewer lanes idle than each
+    group's raster order (entry 42)."""
+    order = np.lexsort((-boxes[:, 3], -boxes[:, 2]))
+    return None if np.array_equal(order, np.arange(len(order))) else order
 
 
 def _gather_streams(
@@ -347,7 +349,7 @@ def _encode_packed(planes: list[np.ndarray], boxes: list[np.ndarray], prior, lev
     PlaneCode, as if coded alone."""
     canvas, moved = _canvas(planes, boxes)
     n_ch, order = canvas.shape[0], _shape_order(moved)
-    if np.array_equal(order, np.arange(len(order))):  # already in order: nothing to move
+    if order is None:
         code = pixelmodel.encode_planes(canvas, moved, None, prior, level)
         sym, tid, bounds, coefs = code.symbols, code.table_ids, code.bounds, code.coefs
     else:
@@ -640,7 +642,7 @@ def _decode_packed(parsed: list[_Parsed], members: list[int], pt, write, level: 
     order = _shape_order(boxes)  # like shapes batched together, as the encoder does (speed only)
     data, bb = np.concatenate(datas), np.concatenate(bounds)
     coefs = np.concatenate([parsed[g].coefs for g in members])
-    if not np.array_equal(order, np.arange(len(order))):
+    if order is not None:
         data, bb = _gather_streams(bb, order, n_ch, data)
         coefs, boxes = coefs[order], boxes[order]
     try:

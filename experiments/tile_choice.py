@@ -30,6 +30,7 @@ from codec.model import default_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LAB = ["wikipedia_photos", "urban100_subset", "usc_sipi", "waterloo_bragzone", "screenshots_gimp"]
+OCCUPANCY_PHOTOS = "urban100_subset"  # --occupancy's photo: the first of this folder
 SIDES = (128, 256)
 
 
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         os.sched_setaffinity(0, {args.cpu})
     level = pixelmodel.level_index(args.level)
     if args.occupancy:
+        photo = sorted((args.data / OCCUPANCY_PHOTOS).glob("*.png"))[0]
         with kernels.using_threads(1):
-            occupancy(sorted((args.data / LAB[1]).glob("*.png"))[0], level, 3 * args.rounds)
+            occupancy(photo, level, 3 * args.rounds)
         return
     total = {t: np.zeros(3) for t in SIDES}
     measured = 0
